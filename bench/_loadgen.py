@@ -1,0 +1,342 @@
+"""Load generator for `bench/fanout.py`: many raw-TCP CoT clients in one asyncio (uvloop) process.
+
+Each client sends a realistic ATAK-style SA (~700 bytes) once a second with a random phase; the
+detail carries `<_kb s="SENDER" q="SEQ" t="SEND_NS"/>` so every receiver measures latency and counts
+deliveries with one C-level regex pass over what it received (O(bytes), no XML parsing here: the
+generator must stay cheaper than the server it measures). Senders never count their own echo as a
+delivery; an echo is counted as an error. Messages sent before a run started are ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import socket
+import ssl
+import struct
+import time
+from array import array
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+END = b"</event>"
+RX = re.compile(rb'<_kb s="(\d+)" q="\d+" t="(\d+)"/>')
+MAX_PENDING = 1 << 20
+
+_SA = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<event version="2.0" uid="KB-{s:05d}" type="a-f-G-U-C" how="m-g" time="{ts}" start="{ts}" stale="{stale}">'
+    '<point lat="{lat:.6f}" lon="{lon:.6f}" hae="112.4" ce="9.9" le="9999999.0"/>'
+    "<detail>"
+    '<takv os="34" version="5.3.0.12 (kestrel-bench)" device="BENCH" platform="ATAK-CIV"/>'
+    '<contact endpoint="*:-1:stcp" callsign="KB-{s:05d}"/>'
+    '<uid Droid="KB-{s:05d}"/>'
+    '<precisionlocation altsrc="GPS" geopointsrc="GPS"/>'
+    '<__group role="Team Member" name="Cyan"/>'
+    '<status battery="87"/>'
+    '<track course="{crs:.1f}" speed="1.3"/>'
+    '<_kb s="{s}" q="{q}" t="{t}"/>'
+    "</detail></event>"
+)
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def make_sa(sender: int, seq: int) -> bytes:
+    now = time.time()
+    return _SA.format(
+        s=sender, q=seq, t=time.time_ns(), ts=_iso(now), stale=_iso(now + 120),
+        lat=38.85 + sender * 1e-4, lon=-77.05 + seq * 1e-5, crs=(seq * 7) % 360,
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    ssl: ssl.SSLContext | None = None  # TLS with a client certificate when set
+
+
+@dataclass
+class Run:
+    """Counters of one measured run, shared by its clients."""
+
+    steady: range  # sender ids whose messages count
+    t_start: int = 1 << 62  # wall ns; messages sent before it are ignored (set when sending starts)
+    received: int = 0
+    echoes: int = 0
+    dropped: int = 0  # connections the server closed on us during the run
+    lat_us: array[int] = field(default_factory=lambda: array("q"))
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, sid: int, run: Run, counted: bool) -> None:
+        self.sid, self.run, self.counted = sid, run, counted
+        self.buf = b""
+        self.transport: asyncio.Transport | None = None
+        self.closing = False
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closing:
+            self.run.dropped += 1
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time_ns()
+        buf = self.buf + data if self.buf else data
+        end = buf.rfind(END)
+        if end < 0:
+            self.buf = buf if len(buf) <= MAX_PENDING else b""
+            return
+        end += len(END)
+        chunk, self.buf = buf[:end], buf[end:]
+        if not self.counted:
+            return
+        run, me, steady, t0 = self.run, self.sid, self.run.steady, self.run.t_start
+        lat = run.lat_us
+        for s, t in RX.findall(chunk):
+            ti = int(t)
+            if ti < t0:
+                continue
+            si = int(s)
+            if si == me:
+                run.echoes += 1
+            elif si in steady:
+                run.received += 1
+                lat.append((now - ti) // 1000)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self, reset: bool = False) -> None:
+        self.closing = True
+        if self.transport is None:
+            return
+        if reset:  # RST, as a phone losing its link would look to the server
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.close()
+
+
+async def connect_many(
+    tg: Target, make: Callable[[int], Client], ids: Iterable[int], batch: int = 100
+) -> tuple[list[Client], int]:
+    """Connect clients `batch` at a time (all at once when batch >= len); returns (clients, failures)."""
+    loop = asyncio.get_running_loop()
+    ids = list(ids)
+    out: list[Client] = []
+    failures = 0
+
+    async def one(i: int) -> Client | None:
+        nonlocal failures
+        for attempt in range(3):
+            try:
+                _, proto = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: make(i), tg.host, tg.port, ssl=tg.ssl,
+                        server_hostname="localhost" if tg.ssl else None,
+                    ),
+                    10,
+                )
+                return proto
+            except (TimeoutError, OSError):  # ssl.SSLError is an OSError
+                failures += 1
+                await asyncio.sleep(0.2 * (attempt + 1))
+        return None
+
+    for k in range(0, len(ids), batch):
+        got = await asyncio.gather(*(one(i) for i in ids[k : k + batch]))
+        out.extend(c for c in got if c is not None)
+    return out, failures
+
+
+async def send_loop(c: Client, start: float, phase: float, count: int) -> int:
+    """Send `count` SAs at 1 Hz on the loop clock, starting at start+phase; returns how many went."""
+    loop = asyncio.get_running_loop()
+    sent = 0
+    for k in range(count):
+        delay = start + phase + k - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if c.transport is None or c.transport.is_closing():
+            break
+        c.send(make_sa(c.sid, k + 1))
+        sent += 1
+    return sent
+
+
+class Meter:
+    """CPU seconds / wall of the server and of this generator, and the server's peak RSS."""
+
+    def __init__(self, server: psutil.Process | None) -> None:
+        self.server, self.me = server, psutil.Process()
+        self.peak_rss = 0
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.gen0 = self._cpu(self.me)
+        self.srv0 = self._cpu(self.server) if self.server else 0.0
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while self.server is not None:
+            self.peak_rss = max(self.peak_rss, self.server.memory_info().rss)
+            await asyncio.sleep(0.5)
+
+    def stop(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.t0
+        if self._task is not None:
+            self._task.cancel()
+        out: dict[str, Any] = {"gen_cpu": (self._cpu(self.me) - self.gen0) / wall}
+        if self.server is not None:
+            out["srv_cpu"] = (self._cpu(self.server) - self.srv0) / wall
+            out["srv_rss_mb"] = max(self.peak_rss, self.server.memory_info().rss) / 2**20
+        return out
+
+
+async def drain(run: Run, expected: int, quiet: float = 2.0, cap: float = 15.0) -> None:
+    """Wait until every expected message arrived, or nothing new came for `quiet` s (or `cap` s)."""
+    loop = asyncio.get_running_loop()
+    last, last_t, t_end = run.received, loop.time(), loop.time() + cap
+    while run.received < expected and loop.time() < t_end and loop.time() - last_t < quiet:
+        await asyncio.sleep(0.05)
+        if run.received != last:
+            last, last_t = run.received, loop.time()
+
+
+def summarize(run: Run, expected: int) -> dict[str, Any]:
+    import numpy as np
+
+    lat = np.frombuffer(run.lat_us, dtype=np.int64) / 1000.0 if len(run.lat_us) else np.zeros(1)
+    return {
+        "expected": expected,
+        "received": run.received,
+        "delivered": run.received / expected if expected else 0.0,
+        "echoes": run.echoes,
+        "dropped": run.dropped,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "max_ms": float(lat.max()),
+    }
+
+
+async def fanout(tg: Target, n: int, seconds: int, server: psutil.Process | None) -> dict[str, Any]:
+    """N clients, all-to-all SA at 1 Hz for `seconds`: delivered fraction, latency, CPU, RSS."""
+    loop = asyncio.get_running_loop()
+    run = Run(steady=range(n))
+    clients, failures = await connect_many(tg, lambda i: Client(i, run, True), range(n))
+    if len(clients) < n:
+        raise RuntimeError(f"only {len(clients)}/{n} clients connected")
+    await asyncio.sleep(1.0)  # let the server finish its per-connection greeting
+    meter = Meter(server)
+    run.t_start = time.time_ns()
+    start = loop.time() + 0.05
+    meter.start()
+    rng = random.Random(n)
+    tasks = [loop.create_task(send_loop(c, start, rng.random(), seconds)) for c in clients]
+    sent = sum(await asyncio.gather(*tasks))
+    usage = meter.stop()
+    expected = sent * (n - 1)
+    await drain(run, expected)
+    out = {"n": n, "seconds": seconds, "sent": sent, "connect_retries": failures, **summarize(run, expected), **usage}
+    for c in clients:
+        c.close()
+    await asyncio.sleep(0.2)
+    return out
+
+
+async def idle(tg: Target, count: int, server: psutil.Process) -> dict[str, Any]:
+    """RSS delta of the server over `count` idle (connected, silent) TCP clients."""
+    run = Run(steady=range(0))
+    warm, _ = await connect_many(tg, lambda i: Client(i, run, False), range(5))
+    await asyncio.sleep(1.0)
+    rss0 = server.memory_info().rss
+    clients, failures = await connect_many(tg, lambda i: Client(i, run, False), range(10, 10 + count))
+    rss1 = await _settled_rss(server)
+    for c in clients + warm:
+        c.close()
+    await asyncio.sleep(0.5)
+    return {
+        "idle": len(clients), "connect_retries": failures,
+        "rss0_mb": rss0 / 2**20, "rss1_mb": rss1 / 2**20,
+        "kb_per_conn": (rss1 - rss0) / 1024 / max(1, len(clients)),
+    }
+
+
+async def _settled_rss(p: psutil.Process, timeout: float = 10.0) -> int:
+    loop = asyncio.get_running_loop()
+    t_end, prev = loop.time() + timeout, -1
+    await asyncio.sleep(1.0)
+    rss = p.memory_info().rss
+    while rss != prev and loop.time() < t_end:
+        prev = rss
+        await asyncio.sleep(0.5)
+        rss = p.memory_info().rss
+    return rss
+
+
+async def churn(
+    tg: Target, steady_n: int, churn_n: int, rounds: int, server: psutil.Process | None
+) -> dict[str, Any]:
+    """`steady_n` clients talk at 1 Hz while `churn_n` clients connect at once, send one SA and
+    disconnect at once (FIN on even rounds, RST on odd ones), `rounds` times. Counts steady losses."""
+    loop = asyncio.get_running_loop()
+    run = Run(steady=range(steady_n))
+    steady, failures = await connect_many(tg, lambda i: Client(i, run, True), range(steady_n))
+    if len(steady) < steady_n:
+        raise RuntimeError(f"only {len(steady)}/{steady_n} steady clients connected")
+    await asyncio.sleep(0.5)
+    seconds = rounds + 3
+    meter = Meter(server)
+    run.t_start = time.time_ns()
+    start = loop.time() + 0.05
+    meter.start()
+    rng = random.Random(7)
+    tasks = [loop.create_task(send_loop(c, start, rng.random(), seconds)) for c in steady]
+    churn_ok = churn_fail = 0
+    await asyncio.sleep(1.0)
+    for r in range(rounds):
+        base = 100_000 + r * churn_n
+        ids = range(base, base + churn_n)
+        got, fails = await connect_many(tg, lambda i: Client(i, run, False), ids, batch=churn_n)
+        churn_ok += len(got)
+        churn_fail += churn_n - len(got) + fails
+        for c in got:
+            c.send(make_sa(c.sid, 1))
+        await asyncio.sleep(0.3)
+        for c in got:
+            c.close(reset=bool(r % 2))
+        await asyncio.sleep(0.5)
+    sent = sum(await asyncio.gather(*tasks))
+    usage = meter.stop()
+    expected = sent * (steady_n - 1)
+    await drain(run, expected)
+    out = {
+        "n": steady_n, "seconds": seconds, "sent": sent, "connect_retries": failures,
+        "churn_connects": churn_ok, "churn_failures": churn_fail,
+        **summarize(run, expected), **usage,
+    }
+    out["lost"] = expected - run.received
+    for c in steady:
+        c.close()
+    await asyncio.sleep(0.2)
+    return out

@@ -1,0 +1,91 @@
+"""Micro-benchmark of the CoT core: events/s for XML and TAK protobuf, parse and encode.
+
+One command: `.venv/bin/python bench/cot.py [--seconds S]`. Prints a table of medians (5 runs) on a
+typical ATAK SA event and on the ATAK example files, with outside baselines run in the same process:
+lxml `fromstring` (parse only, no Event built) and takproto (google-protobuf) encode/parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kestrel.cot.proto import decode_payload, encode_payload  # noqa: E402
+from kestrel.cot.xml import encode_event, parse_event  # noqa: E402
+
+SA = (
+    b"<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n"
+    b"<event version='2.0' uid='ANDROID-0123456789abcdef' type='a-f-G-U-C' time='2024-05-01T12:00:00.000Z'"
+    b" start='2024-05-01T12:00:00.000Z' stale='2024-05-01T12:06:00.000Z' how='h-e'>"
+    b"<point lat='38.8433530598' lon='-77.0544003254' hae='12.5' ce='9.9' le='9999999.0'/><detail>"
+    b"<takv os='33' version='4.10.0.5 (abcd).1700000000-CIV' device='GOOGLE PIXEL 7' platform='ATAK-CIV'/>"
+    b"<contact endpoint='*:-1:stcp' callsign='HOPE'/><uid Droid='HOPE'/>"
+    b"<precisionlocation altsrc='GPS' geopointsrc='GPS'/><__group role='Team Member' name='Cyan'/>"
+    b"<status battery='88'/><track course='132.5' speed='1.25'/></detail></event>"
+)
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    n = 0
+    t0 = time.perf_counter()
+    end = t0 + seconds
+    while time.perf_counter() < end:
+        for _ in range(50):
+            fn()
+        n += 50
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=0.3, help="per measurement (5 runs each)")
+    args = ap.parse_args()
+    try:
+        import takproto
+        from lxml import etree
+    except ImportError:  # pragma: no cover
+        takproto = None  # type: ignore[assignment]
+        etree = None  # type: ignore[assignment]
+    examples = sorted((ROOT.parent / "shared" / "data" / "cot" / "atak-examples").glob("*.cot"))
+    inputs = [("ATAK SA (typed fields)", SA)] + [(p.stem, p.read_bytes()) for p in examples[:1]]
+    rows: list[tuple[str, str, float]] = []
+    for name, raw in inputs:
+        ev = parse_event(raw)
+        payload = encode_payload(ev)
+        cases: list[tuple[str, Callable[[], object]]] = [
+            ("kestrel XML parse", lambda raw=raw: parse_event(raw)),
+            ("kestrel XML encode", lambda ev=ev: encode_event(ev)),
+            ("kestrel proto encode", lambda ev=ev: encode_payload(ev)),
+            ("kestrel proto decode", lambda p=payload: decode_payload(p)),
+        ]
+        if etree is not None and takproto is not None:
+            msg = takproto.parse_proto(bytearray(b"\xbf\x01\xbf" + payload))
+            cases += [
+                ("baseline lxml fromstring", lambda raw=raw: etree.fromstring(raw)),
+                ("baseline takproto xml2proto", lambda raw=raw: takproto.xml2proto(raw)),
+                ("baseline google-protobuf parse", lambda p=payload: msg.ParseFromString(p)),
+            ]
+        for label, fn in cases:
+            rows.append((name, label, statistics.median(rate(fn, args.seconds) for _ in range(5))))
+    print(f"{'input':<26} {'operation':<32} {'events/s (median of 5)':>24}")
+    for name, label, r in rows:
+        print(f"{name:<26} {label:<32} {r:>24,.0f}")
+    by = {(n, lab): r for n, lab, r in rows}
+    for name, _ in inputs:
+        xml = 1 / (1 / by[(name, "kestrel XML parse")] + 1 / by[(name, "kestrel XML encode")])
+        pb = 1 / (1 / by[(name, "kestrel proto decode")] + 1 / by[(name, "kestrel proto encode")])
+        print(f"{name}: parse+encode XML {xml:,.0f}/s, protobuf {pb:,.0f}/s, ratio proto/XML {pb / xml:.2f}")
+        if (name, "baseline lxml fromstring") in by:
+            print(f"{name}: kestrel XML parse / lxml fromstring = "
+                  f"{by[(name, 'kestrel XML parse')] / by[(name, 'baseline lxml fromstring')]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

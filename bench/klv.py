@@ -1,0 +1,135 @@
+"""KLV benchmark: ST 0601 packets decoded per second on one core (issue 3 floor: 50,000/s).
+
+Run: .venv/bin/python bench/klv.py [--packets N] [--repeats R]
+Prints a table of medians over R repeats. Baselines in the same run over the same bytes:
+the checksum alone, and a bare key/BER/tag split loop with no value decoding.
+The demux section (`bench_demux`) belongs to the fmv helper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kestrel.klv import decode_one, st0601
+from kestrel.klv.ber import iter_local_set, read_ber_length
+from kestrel.klv.mapping import checksum16
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def typical_packets(n: int) -> list[bytes]:
+    """n distinct ~200-byte ST 0601 packets: a platform/sensor/frame-centre/corner set."""
+    out = []
+    for i in range(n):
+        f = i / max(n, 1)
+        vals = {5: 360 * f, 6: -5 + f, 7: 10 * f - 5, 13: 38.0 + f, 14: -77.0 - f, 15: 3000 + f, 16: 10 + f,
+                17: 7 + f, 18: 90 * f, 19: -30 - f, 20: f, 21: 5000 + f, 23: 38.1 + f, 24: -77.1 - f, 25: 100 + f,
+                26: 0.01, 27: -0.01, 28: 0.01, 29: 0.01, 30: -0.01, 31: 0.01, 32: -0.01, 33: -0.01,
+                3: "MISSION01", 10: "MQ-9", 11: "EO", 12: "Geodetic WGS84", 56: 40.0, 75: 3030 + f,
+                82: 38.11 + f, 83: -77.11 - f, 84: 38.11 + f, 85: -77.09 - f, 86: 38.09 + f, 87: -77.09 - f}
+        out.append(st0601.encode(vals, timestamp_us=1_700_000_000_000_000 + i * 33_333))
+    return out
+
+
+def split_only(pkt: bytes) -> int:
+    n, p = read_ber_length(pkt, 16, len(pkt))
+    return len(iter_local_set(pkt, p, p + n))
+
+
+def run(fn: Callable[[bytes], object], pkts: list[bytes], repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for p in pkts:
+            fn(p)
+        rates.append(len(pkts) / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def bench_demux(repeats: int = 3) -> list[tuple[str, float, str]]:
+    """Demux throughput (frames/s, medians) on aphill_klv_10s.ts and a synthetic 720x480 clip.
+
+    Baseline in the same run: PyAV decode + BGR conversion of the same file with no KLV work.
+    `VideoReader` adds the TS/PES parse of every byte, KLV decode and alignment; `scan_klv` is
+    the KLV-only fast path (no video decode), in video access units per second.
+    """
+    import tempfile
+
+    import av
+
+    from kestrel.fmv.ingest import VideoReader, scan_klv
+    from kestrel.fmv.synth import Scenario, synthesize
+
+    def decode_only(path: Path) -> int:
+        with av.open(str(path)) as c:
+            vs = c.streams.video[0]
+            vs.thread_type = "AUTO"
+            return sum(1 for f in c.decode(vs) if f.to_ndarray(format="bgr24") is not None)
+
+    def ours(path: Path) -> int:
+        return sum(1 for _ in VideoReader(path))
+
+    def scan(path: Path) -> int:
+        return scan_klv(path).video_pes
+
+    def rate(fn: Callable[[Path], int], path: Path, reps: int) -> float:
+        out = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            n = fn(path)
+            out.append(n / (time.perf_counter() - t0))
+        return statistics.median(out)
+
+    rows: list[tuple[str, float, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [("aphill 360x240 MPEG-2", SHARED / "fmv" / "aphill_klv_10s.ts", 5 * repeats)]
+        synth = Path(tmp) / "synth.ts"
+        synthesize(synth, Scenario(seconds=5, targets=3, seed=1))
+        clips.append(("synthetic 720x480 H.264", synth, repeats))
+        for label, path, reps in clips:
+            if not path.is_file():
+                continue
+            base = rate(decode_only, path, reps)
+            full = rate(ours, path, reps)
+            rows += [(f"demux {label}: baseline PyAV decode-only", base, "frames/s"),
+                     (f"demux {label}: VideoReader (frames + KLV)", full, "frames/s"),
+                     (f"demux {label}: VideoReader vs baseline", 100.0 * full / base, "%"),
+                     (f"demux {label}: scan_klv (KLV only, no decode)", rate(scan, path, reps), "frames/s")]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    pkts = typical_packets(args.packets)
+    sizes = sorted(len(p) for p in pkts)
+    example = SHARED / "fmv" / "st0601_example_packet.md"
+    rows: list[tuple[str, float, str]] = []
+    base_split = run(split_only, pkts, args.repeats)
+    base_sum = run(lambda p: checksum16(p[:-2]), pkts, args.repeats)
+    full = run(decode_one, pkts, args.repeats)
+    rows += [("baseline: checksum only", base_sum, "pkt/s"), ("baseline: key+BER+tag split only", base_split, "pkt/s"),
+             ("decode_one (full ST 0601 decode + checksum)", full, "pkt/s")]
+    if example.is_file():
+        data = bytes.fromhex("".join(re.findall(r"^[0-9A-F]+$", example.read_text(), re.M)))
+        rows.append(("decode_one, MISB worked example (228 B, nested ST 0102)",
+                     run(decode_one, [data] * args.packets, args.repeats), "pkt/s"))
+    rows += bench_demux()
+    print(f"ST 0601 packets: {len(pkts)} x {args.repeats} repeats, size median {sizes[len(sizes) // 2]} B "
+          f"(min {sizes[0]}, max {sizes[-1]}); one core, medians")
+    print(f"{'measure':58} {'median':>12}  unit")
+    for name, val, unit in rows:
+        print(f"{name:58} {val:12,.0f}  {unit}")
+    print(f"{'ratio full decode / split-only baseline':58} {full / base_split:12.2f}")
+    print(f"{'floor 50,000 pkt/s met':58} {'yes' if full >= 50_000 else 'NO':>12}")
+
+
+if __name__ == "__main__":
+    main()

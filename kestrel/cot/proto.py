@@ -1,0 +1,143 @@
+"""TAK protocol version 1: the protobuf payload (`TakMessage`) and its two framings.
+
+Schema: ATAK-CIV `takproto/*.proto` (package atakmap.commoncommo.protobuf.v1), as a table for `protowire`.
+Framing (ATAK-CIV "TAK Protocol" text): stream `0xBF <varint payload length> <payload>`; mesh (UDP)
+`0xBF <varint version=1> 0xBF <payload>`.
+Mapping Event <-> CotEvent: time/start/stale <-> sendTime/startTime/staleTime (ms); access/qos/opex (and
+TAK Server's caveat/releasableTo) <-> Event.attrs; detail <-> Detail (see `typed_detail`).
+The CoT `version` attribute is not carried by protobuf (decoders restore the default "2.0").
+Worst case: O(n) in the payload bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kestrel.cot import protowire
+from kestrel.cot.errors import CotError
+from kestrel.cot.event import Event
+from kestrel.cot.typed_detail import has_typed, merge_detail, split_detail
+from kestrel.cot.xml import XML_INVALID
+
+MAGIC = 0xBF
+MESH_HEADER = b"\xbf\x01\xbf"
+PROTO_VERSION = 1
+
+SCHEMA: protowire.Schema = {
+    "TakMessage": {1: ("takControl", "message", "TakControl"), 2: ("cotEvent", "message", "CotEvent")},
+    "TakControl": {1: ("minProtoVersion", "uint32", None), 2: ("maxProtoVersion", "uint32", None),
+                   3: ("contactUid", "string", None)},
+    "CotEvent": {
+        1: ("type", "string", None), 2: ("access", "string", None), 3: ("qos", "string", None),
+        4: ("opex", "string", None), 5: ("uid", "string", None), 6: ("sendTime", "uint64", None),
+        7: ("startTime", "uint64", None), 8: ("staleTime", "uint64", None), 9: ("how", "string", None),
+        10: ("lat", "double", None), 11: ("lon", "double", None), 12: ("hae", "double", None),
+        13: ("ce", "double", None), 14: ("le", "double", None), 15: ("detail", "message", "Detail"),
+        # TAK Server's takserver-protobuf adds these two; ATAK-CIV decoders skip them as unknown.
+        16: ("caveat", "string", None), 17: ("releaseableTo", "string", None),
+    },
+    "Detail": {1: ("xmlDetail", "string", None), 2: ("contact", "message", "Contact"),
+               3: ("group", "message", "Group"), 4: ("precisionLocation", "message", "PrecisionLocation"),
+               5: ("status", "message", "Status"), 6: ("takv", "message", "Takv"),
+               7: ("track", "message", "Track")},
+    "Contact": {1: ("endpoint", "string", None), 2: ("callsign", "string", None)},
+    "Group": {1: ("name", "string", None), 2: ("role", "string", None)},
+    "PrecisionLocation": {1: ("geopointsrc", "string", None), 2: ("altsrc", "string", None)},
+    "Status": {1: ("battery", "uint32", None)},
+    "Takv": {1: ("device", "string", None), 2: ("platform", "string", None), 3: ("os", "string", None),
+             4: ("version", "string", None)},
+    "Track": {1: ("speed", "double", None), 2: ("course", "double", None)},
+}
+# Event.attrs key <-> CotEvent field for the optional string attributes protobuf carries.
+_ATTR_FIELDS = (("access", "access"), ("qos", "qos"), ("opex", "opex"), ("caveat", "caveat"),
+                ("releasableTo", "releaseableTo"))
+_DETAIL_FIELDS = ("contact", "group", "precisionLocation", "status", "takv", "track")
+
+
+def event_to_message(ev: Event) -> dict[str, Any]:
+    """Event -> TakMessage dict (typed detail fields split out). CotError if not representable."""
+    for name, t in (("time", ev.time), ("start", ev.start), ("stale", ev.stale)):
+        if t < 0:
+            raise CotError(f"{name} before 1970 cannot be sent as TAK protobuf")
+    cot: dict[str, Any] = {
+        "type": ev.type, "uid": ev.uid, "sendTime": ev.time, "startTime": ev.start,
+        "staleTime": ev.stale, "how": ev.how, "lat": ev.lat, "lon": ev.lon, "hae": ev.hae,
+        "ce": ev.ce, "le": ev.le,
+    }
+    for attr, field in _ATTR_FIELDS:
+        if attr in ev.attrs:
+            cot[field] = ev.attrs[attr]
+    xml_detail, typed = split_detail(ev.detail)
+    if xml_detail or has_typed(typed):
+        cot["detail"] = {"xmlDetail": xml_detail, **typed}
+    return {"cotEvent": cot}
+
+
+def encode_payload(ev: Event) -> bytes:
+    """Event -> serialized TakMessage (no header)."""
+    return protowire.encode(SCHEMA, "TakMessage", event_to_message(ev))
+
+
+def encode_stream(ev: Event) -> bytes:
+    """Event -> `0xBF <varint len> <TakMessage>` for a negotiated streaming connection."""
+    payload = encode_payload(ev)
+    return b"\xbf" + protowire.encode_varint(len(payload)) + payload
+
+
+def encode_mesh(ev: Event) -> bytes:
+    """Event -> `0xBF 0x01 0xBF <TakMessage>` for a UDP datagram."""
+    return MESH_HEADER + encode_payload(ev)
+
+
+def decode_message(payload: bytes | memoryview) -> dict[str, Any]:
+    """Serialized TakMessage -> dict (CotError on malformed protobuf)."""
+    return protowire.decode(SCHEMA, "TakMessage", payload)
+
+
+def _check_strings(msg: dict[str, Any]) -> None:
+    """Every string must be representable in XML (the event may be relayed to an XML client)."""
+    for key, v in msg.items():
+        if isinstance(v, dict):
+            _check_strings(v)
+        elif isinstance(v, str) and key != "xmlDetail" and XML_INVALID.search(v):
+            raise CotError(f"{key}: character not allowed in CoT XML")
+
+
+def message_to_event(msg: dict[str, Any]) -> Event:
+    """TakMessage dict -> Event (typed detail merged back). CotError when there is no usable CotEvent."""
+    cot = msg.get("cotEvent")
+    if cot is None:
+        raise CotError("TakMessage without cotEvent")
+    _check_strings(cot)
+    for key in ("uid", "type"):
+        if not cot.get(key):
+            raise CotError(f"CotEvent without {key}")
+    detail = cot.get("detail") or {}
+    typed = {k: detail[k] for k in _DETAIL_FIELDS if k in detail}
+    attrs = {"version": "2.0"}
+    for attr, field in _ATTR_FIELDS:
+        if cot.get(field):
+            attrs[attr] = cot[field]
+    return Event(
+        uid=cot["uid"], type=cot["type"], time=cot.get("sendTime", 0), start=cot.get("startTime", 0),
+        stale=cot.get("staleTime", 0), how=cot.get("how", ""), lat=cot.get("lat", 0.0),
+        lon=cot.get("lon", 0.0), hae=cot.get("hae", 0.0), ce=cot.get("ce", 0.0), le=cot.get("le", 0.0),
+        detail=merge_detail(detail.get("xmlDetail", ""), typed), attrs=attrs,
+    )
+
+
+def decode_payload(payload: bytes | memoryview) -> Event:
+    """Serialized TakMessage -> Event."""
+    return message_to_event(decode_message(payload))
+
+
+def decode_mesh(datagram: bytes) -> Event:
+    """`0xBF <version> 0xBF <payload>` -> Event; only version 1 is understood."""
+    if len(datagram) < 3 or datagram[0] != MAGIC:
+        raise CotError("not a TAK protocol datagram (no 0xBF magic)")
+    version, pos = protowire.decode_varint(datagram, 1)
+    if pos >= len(datagram) or datagram[pos] != MAGIC:
+        raise CotError("TAK mesh header without its second 0xBF")
+    if version != PROTO_VERSION:
+        raise CotError(f"TAK protocol version {version} not supported")
+    return decode_payload(memoryview(datagram)[pos + 1 :])

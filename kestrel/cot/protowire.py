@@ -1,0 +1,138 @@
+"""A small protobuf (proto3) wire codec driven by a schema table — no codegen, no protobuf runtime.
+
+Goal: encode/decode the handful of TAK messages fast and *strictly*: every malformed input (truncated
+varint, varint longer than 10 bytes, length past the end, wrong wire type for a known field, field 0,
+groups, bad UTF-8) raises CotError; unknown fields are skipped as protobuf requires.
+Schema: `{message: {field_number: (name, kind, submessage|None)}}`, kinds `string uint64 uint32 double
+message`. Decoded messages are dicts holding only the fields present on the wire; encoding writes fields
+in number order and omits proto3 defaults ("" / 0 / 0.0) except sub-messages, which are written when
+present (even if empty) because their presence carries meaning (TAK detail extensions).
+Worst case: O(n) in the bytes; recursion depth bounded by the schema (no recursive messages).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from kestrel.cot.errors import CotError
+
+Field = tuple[str, str, str | None]
+Schema = dict[str, dict[int, Field]]
+
+_WIRE = {"string": 2, "message": 2, "uint64": 0, "uint32": 0, "double": 1}
+_D = struct.Struct("<d")
+MAX_VARINT = 10
+
+
+def encode_varint(n: int) -> bytes:
+    """Unsigned LEB128 varint (protobuf / TAK header), n in [0, 2**64)."""
+    if n < 0 or n >= 1 << 64:
+        raise CotError(f"varint out of range: {n}")
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def decode_varint(buf: bytes | bytearray | memoryview, pos: int, end: int | None = None) -> tuple[int, int]:
+    """Read one varint at `pos` -> (value, next_pos). CotError if truncated, > 10 bytes or > 64 bits."""
+    if end is None:
+        end = len(buf)
+    result = 0
+    shift = 0
+    for i in range(pos, min(end, pos + MAX_VARINT)):
+        b = buf[i]
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            if result >= 1 << 64:
+                raise CotError("bad varint: more than 64 bits")
+            return result, i + 1
+        shift += 7
+    if end - pos >= MAX_VARINT:
+        raise CotError("bad varint: longer than 10 bytes")
+    raise CotError("bad varint: truncated")
+
+
+def decode(schema: Schema, msg: str, buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> dict[str, Any]:
+    """Decode message `msg` from buf[pos:end] into a dict of the fields present."""
+    fields = schema[msg]
+    if end is None:
+        end = len(buf)
+    out: dict[str, Any] = {}
+    val: Any
+    while pos < end:
+        key, pos = decode_varint(buf, pos, end)
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise CotError(f"{msg}: field number 0")
+        f = fields.get(num)
+        if wt == 0:
+            val, pos = decode_varint(buf, pos, end)
+        elif wt == 1:
+            if pos + 8 > end:
+                raise CotError(f"{msg}: truncated fixed64")
+            val = buf[pos : pos + 8]
+            pos += 8
+        elif wt == 2:
+            n, pos = decode_varint(buf, pos, end)
+            if n > end - pos:
+                raise CotError(f"{msg}: length {n} runs past the end")
+            val = (pos, pos + n)
+            pos += n
+        elif wt == 5:
+            if pos + 4 > end:
+                raise CotError(f"{msg}: truncated fixed32")
+            val = None
+            pos += 4
+        else:
+            raise CotError(f"{msg}: unsupported wire type {wt}")
+        if f is None:
+            continue  # unknown field: skipped, as protobuf requires
+        name, kind, sub = f
+        if _WIRE[kind] != wt:
+            raise CotError(f"{msg}.{name}: wire type {wt}, expected {_WIRE[kind]}")
+        if kind == "string":
+            a, b = val
+            try:
+                out[name] = bytes(buf[a:b]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise CotError(f"{msg}.{name}: not UTF-8") from None
+        elif kind == "message":
+            a, b = val
+            assert sub is not None
+            inner = decode(schema, sub, buf, a, b)
+            prev = out.get(name)
+            out[name] = {**prev, **inner} if prev else inner  # repeated sub-message: merge
+        elif kind == "double":
+            out[name] = _D.unpack(val)[0]
+        elif kind == "uint32":
+            out[name] = val & 0xFFFFFFFF
+        else:
+            out[name] = val
+    return out
+
+
+def encode(schema: Schema, msg: str, value: dict[str, Any]) -> bytes:
+    """Encode dict `value` as message `msg` (fields in number order, proto3 defaults omitted)."""
+    out = bytearray()
+    for num, (name, kind, sub) in sorted(schema[msg].items()):
+        v = value.get(name)
+        if v is None:
+            continue
+        if kind == "message":
+            assert sub is not None
+            body = encode(schema, sub, v)
+            out += encode_varint(num << 3 | 2) + encode_varint(len(body)) + body
+        elif kind == "string":
+            if v:
+                raw = v.encode("utf-8")
+                out += encode_varint(num << 3 | 2) + encode_varint(len(raw)) + raw
+        elif kind == "double":
+            if v != 0.0 or str(v)[0] == "-":  # keep -0.0 distinct, as protobuf does
+                out += encode_varint(num << 3 | 1) + _D.pack(v)
+        elif v:
+            out += encode_varint(num << 3) + encode_varint(int(v))
+    return bytes(out)

@@ -1,0 +1,120 @@
+"""Byte sources for ingest: files, file objects and live `udp://host:port` transport streams.
+
+A source is anything with `read(n) -> bytes` (b"" = end). The UDP source is a thin I/O shell:
+one receiver thread appends datagrams to a bounded buffer (oldest bytes dropped and counted when
+the consumer falls behind, so the network side never blocks); `read` waits for data and reports
+end of stream after `idle_timeout` seconds without a datagram.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections import deque
+from pathlib import Path
+from typing import IO, Protocol
+from urllib.parse import urlparse
+
+from kestrel.fmv.frame import FmvInputError
+
+
+class ByteSource(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class UdpSource:
+    """Receive a TS over UDP (unicast or multicast). `port` 0 binds an OS-chosen port."""
+
+    def __init__(
+        self, host: str, port: int, *, idle_timeout: float = 5.0, max_buffer: int = 64 << 20
+    ) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_buffer = max_buffer
+        self.dropped_bytes = 0
+        self.received_bytes = 0
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        multicast = host and socket.inet_aton(host)[0] in range(224, 240)
+        self._sock.bind(("" if multicast else host, port))
+        if multicast:
+            mreq = struct.pack("4s4s", socket.inet_aton(host), socket.inet_aton("0.0.0.0"))
+            self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        self._sock.settimeout(0.2)
+        self.address: tuple[str, int] = self._sock.getsockname()
+        self._thread = threading.Thread(target=self._run, name="kestrel-udp-ingest", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_url(cls, url: str, **kw: float) -> UdpSource:
+        u = urlparse(url)
+        if u.scheme != "udp" or u.port is None:
+            raise FmvInputError(f"{url}: expected udp://HOST:PORT")
+        return cls(u.hostname or "127.0.0.1", u.port, **kw)  # type: ignore[arg-type]
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            with self._cv:
+                self.received_bytes += len(data)
+                self._chunks.append(data)
+                self._size += len(data)
+                while self._size > self.max_buffer and len(self._chunks) > 1:
+                    old = self._chunks.popleft()
+                    self._size -= len(old)
+                    self.dropped_bytes += len(old)
+                self._cv.notify()
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def read(self, n: int = -1, /) -> bytes:
+        with self._cv:
+            if not self._chunks and not self._closed:
+                self._cv.wait_for(lambda: bool(self._chunks) or self._closed, timeout=self.idle_timeout)
+            if not self._chunks:
+                return b""  # idle for idle_timeout, or closed: end of stream
+            out = bytearray()
+            while self._chunks and (n < 0 or len(out) < n):
+                chunk = self._chunks.popleft()
+                self._size -= len(chunk)
+                if n >= 0 and len(out) + len(chunk) > n:
+                    keep = n - len(out)
+                    out += chunk[:keep]
+                    self._chunks.appendleft(chunk[keep:])
+                    self._size += len(chunk) - keep
+                else:
+                    out += chunk
+            return bytes(out)
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self._sock.close()
+        finally:
+            self._thread.join(timeout=2.0)
+
+
+def open_source(source: str | Path | IO[bytes], **kw: float) -> tuple[ByteSource, str, bool]:
+    """(byte source, display name, owned) for a path, a `udp://` URL or a binary file object."""
+    if hasattr(source, "read"):
+        return source, getattr(source, "name", "<stream>"), False  # type: ignore[return-value]
+    name = str(source)
+    if name.startswith("udp://"):
+        return UdpSource.from_url(name, **kw), name, True
+    if "://" in name:
+        raise FmvInputError(f"{name}: only files and udp:// URLs are supported")
+    try:
+        return open(name, "rb", buffering=1 << 20), name, True  # noqa: SIM115 - closed by owner
+    except OSError as exc:
+        raise FmvInputError(f"{name}: {exc.strerror or exc}") from exc

@@ -1,0 +1,166 @@
+"""`kestrel ped run|review|disseminate`: argument parsing and hand-off only (logic lives in
+`runner`, `review`, `products`, `cot`, `disseminate`). Heavy imports stay inside handlers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    ped = subparsers.add_parser("ped", help="exploit drone video: detect, track, review, disseminate")
+    sub = ped.add_subparsers(dest="ped_command", required=True)
+
+    run = sub.add_parser("run", help="process a video file or a live udp:// stream into a run folder")
+    run.add_argument("source", help="STANAG 4609 .ts file, or udp://HOST:PORT for a live stream")
+    run.add_argument("--out", required=True, help="run folder (created; must not hold a run already)")
+    run.add_argument("--detector", choices=("mti", "onnx"), default="mti")
+    run.add_argument("--model", help="YOLO-style ONNX model (with --detector onnx)")
+    run.add_argument("--max-frames", type=int, help="stop after N frames")
+    run.add_argument("--no-vmti", action="store_true", help="do not write vmti.ts")
+    _push_args(run, required=False)
+    run.set_defaults(func=_run)
+
+    rev = sub.add_parser("review", help="list a run's tracks, or confirm/reject one")
+    rev.add_argument("run_dir")
+    group = rev.add_mutually_exclusive_group()
+    group.add_argument("--confirm", type=int, metavar="ID")
+    group.add_argument("--reject", type=int, metavar="ID")
+    rev.add_argument("--label", choices=("vehicle", "person", "vessel", "unknown"))
+    rev.add_argument("--affiliation", choices=("friend", "hostile", "neutral", "unknown", "suspect"))
+    rev.add_argument("--analyst", help="who decided (default: $USER)")
+    rev.add_argument("--json", action="store_true", help="print the track list as JSON")
+    rev.set_defaults(func=_review)
+
+    dis = sub.add_parser("disseminate", help="push a run's platform, footprint and confirmed tracks as CoT")
+    dis.add_argument("run_dir")
+    _push_args(dis, required=True)
+    dis.add_argument("--dry-run", action="store_true", help="print the CoT XML instead of sending it")
+    dis.set_defaults(func=_disseminate)
+
+
+def _push_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--push", required=required, metavar="URL", help="tcp://HOST:PORT or tls://HOST:PORT")
+    p.add_argument("--release", choices=("confirmed", "auto"), default="confirmed",
+                   help="auto: also send unreviewed tracks, marked machine-generated and unvalidated")
+    p.add_argument("--cert", help="client certificate (PEM) for tls://")
+    p.add_argument("--key", help="client private key (PEM) for tls://")
+    p.add_argument("--ca", help="CA certificate (PEM) that signed the server's certificate")
+    p.add_argument("--certs", metavar="DATA_DIR", help="a `kestrel certs` data dir (use with --client)")
+    p.add_argument("--client", metavar="NAME", help="client name made by `kestrel certs client NAME`")
+    p.add_argument("--no-check-hostname", action="store_true", help="do not match the server cert to HOST")
+    p.add_argument("--callsign", default="KESTREL-UAV", help="callsign of the platform on the map")
+    p.add_argument("--stale", type=float, default=600.0, help="seconds until pushed events go stale")
+
+
+def _bad(msg: str) -> Exception:
+    from kestrel.cli import BadInput
+
+    return BadInput(msg)
+
+
+def _ssl(args: argparse.Namespace) -> Any:
+    from kestrel.ped.disseminate import PushError, parse_target, tls_context
+
+    try:
+        target = parse_target(args.push)
+        if not target.tls:
+            return None
+        return tls_context(cert=args.cert, key=args.key, ca=args.ca, certs_dir=args.certs, client=args.client,
+                           check_hostname=not args.no_check_hostname)
+    except PushError as exc:
+        raise _bad(str(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable PEM files, bad client name
+        raise _bad(f"{args.push}: TLS setup failed: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kestrel.ped.runner import run_to_dir
+
+    ssl_ctx = _ssl(args) if args.push else None
+    report = run_to_dir(
+        args.source, Path(args.out), detector=args.detector, model=args.model, max_frames=args.max_frames,
+        vmti=not args.no_vmti, push=args.push, ssl_ctx=ssl_ctx, release_auto=args.release == "auto",
+        callsign=args.callsign, stale_s=args.stale,
+    )
+    geo = "geolocated" if report["geolocated"] else f"NOT geolocated ({report['geolocation_reason']})"
+    print(f"{args.out}: {report['frames']} frames ({report['frames_dropped']} dropped), "
+          f"{report['tracks']} tracks, {geo}")
+    push = report.get("push")
+    if push:
+        print(_push_line(push))
+        return 0 if push["sent"] or not push["errors"] else 1
+    return 0
+
+
+def _push_line(push: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{n} {t}" for t, n in sorted(push["by_type"].items())) or "nothing"
+    line = f"pushed to {push['target']}: {push['sent']} events ({kinds})"
+    if push["dropped"]:
+        line += f"; {push['dropped']} NOT sent"
+    if push["errors"]:
+        line += f"; last error: {push['errors'][-1]}"
+    return line
+
+
+def _open_store(run_dir: str) -> Any:
+    from kestrel.ped.review import ReviewStore
+
+    try:
+        return ReviewStore(run_dir, create=False)
+    except FileNotFoundError as exc:
+        raise _bad(str(exc)) from None
+
+
+def _review(args: argparse.Namespace) -> int:
+    from kestrel.ped.products import track_properties
+    from kestrel.ped.review import ReviewError
+    from kestrel.ped.runner import refresh_products
+
+    with _open_store(args.run_dir) as store:
+        if args.confirm is not None or args.reject is not None:
+            tid = args.confirm if args.confirm is not None else args.reject
+            state = "confirmed" if args.confirm is not None else "rejected"
+            try:
+                t = store.review(tid, state, label=args.label, affiliation=args.affiliation, analyst=args.analyst)
+            except ReviewError as exc:
+                raise _bad(f"{args.run_dir}: {exc}") from None
+            refresh_products(store)
+            print(f"track {t.id}: {t.state} as {t.label} ({t.affiliation}) by {t.analyst} at {t.reviewed_at}")
+            return 0
+        if args.label or args.affiliation:
+            raise _bad("--label/--affiliation need --confirm ID")
+        tracks = store.tracks(points=False)
+        if args.json:
+            json.dump([track_properties(t) | {"lat": t.lat, "lon": t.lon} for t in tracks], sys.stdout, indent=1)
+            print()
+            return 0
+        print(f"{'id':>5} {'frames':>6} {'first':>8} {'last':>8} {'m/s':>6} {'position':>23}  state")
+        for t in tracks:
+            pos = f"{t.lat:.6f},{t.lon:.6f}" if t.lat is not None and t.lon is not None else "(pixels only)"
+            speed = f"{t.speed:.1f}" if t.speed is not None else "-"
+            state = t.state if t.state == "pending" else f"{t.state} {t.label}/{t.affiliation} by {t.analyst}"
+            print(f"{t.id:>5} {t.frames:>6} {t.first_seen:>8.2f} {t.last_seen:>8.2f} {speed:>6} {pos:>23}  {state}")
+        if not tracks:
+            print("(no tracks)")
+    return 0
+
+
+def _disseminate(args: argparse.Namespace) -> int:
+    from kestrel.ped.runner import disseminate_run
+
+    ssl_ctx = None if args.dry_run else _ssl(args)
+    with _open_store(args.run_dir) as store:
+        result = disseminate_run(store, None if args.dry_run else args.push, ssl_ctx=ssl_ctx,
+                                 release_auto=args.release == "auto", callsign=args.callsign, stale_s=args.stale)
+    if args.dry_run:
+        assert isinstance(result, list)
+        for data in result:
+            sys.stdout.write(data.decode() + "\n")
+        return 0
+    assert isinstance(result, dict)
+    print(_push_line(result))
+    return 0 if result["sent"] or not result["errors"] else 1

@@ -1,0 +1,63 @@
+"""Detectors: one small interface, several engines (MTI needs no weights; ONNX runs a user's model).
+
+A detector sees every frame in order and hands back the frames it has finished. Most detectors
+finish each frame at once (`delay == 0`, one `Detections` per call). The MTI detector compares a
+frame with frames *after* it, so it finishes frame `i` when frame `i + delay` arrives; `flush()`
+finishes the rest at the end of the stream. Every frame given to `detect` comes back exactly once,
+in order, as a `Detections` (possibly empty) carrying that frame's index and PTS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from kestrel.cli import BadInput
+from kestrel.ped.records import Detections
+
+__all__ = ["Detector", "FrameLike", "ModelError", "make_detector"]
+
+
+class FrameLike(Protocol):
+    """What a detector needs of `kestrel.fmv.Frame`."""
+
+    index: int
+    pts: float | None
+    image: npt.NDArray[np.uint8]  # H x W x 3 BGR (or H x W grey)
+    metadata: Any
+
+
+@runtime_checkable
+class Detector(Protocol):
+    delay: int  # frames between receiving a frame and returning its detections
+
+    def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
+        """Take the next frame (and its sensor model, or None); return the frames now finished."""
+        ...
+
+    def flush(self) -> list[Detections]:
+        """End of stream: return every frame not yet returned."""
+        ...
+
+
+class ModelError(BadInput):
+    """A missing or unusable model file (the CLI turns this into exit code 2)."""
+
+
+def make_detector(name: str = "mti", model: str | None = None, **options: Any) -> Detector:
+    """`mti` (default, no weights) or `onnx` (needs `model`, a YOLO-style .onnx file)."""
+    if model is not None and name == "mti":
+        name = "onnx"
+    if name == "mti":
+        from kestrel.ped.detect.mti import MtiDetector
+
+        return MtiDetector(**options)
+    if name == "onnx":
+        if model is None:
+            raise ModelError("onnx detector: --model FILE.onnx is required")
+        from kestrel.ped.detect.onnx import OnnxDetector
+
+        return OnnxDetector(model, **options)
+    raise BadInput(f"unknown detector {name!r} (choose mti or onnx)")

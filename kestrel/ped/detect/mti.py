@@ -1,0 +1,337 @@
+"""Moving-target indication (MTI): find what moves in video from a moving camera, with no weights.
+
+Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
+1. Ego-motion: corners tracked frame to frame with pyramidal Lucas-Kanade on a smaller image
+   (`feature_width`); a RANSAC homography per frame pair. Tracked inlier corners are reused as the
+   next frame's features and re-detected only when too few survive (the cache). Homographies are
+   chained so any buffered frame can be warped onto any other.
+2. Change: frame `c` is compared with frame `c - k` and frame `c + k` warped onto it (k = `lag_s`
+   seconds). A pixel moves only if it differs from *both* (kills the "ghost" a target leaves where
+   it was), and each difference is taken against the 3x3 min/max of the warped frame, so a 1-pixel
+   registration error on texture (edges, fields, roofs) does not look like motion.
+3. Masks: pixels warped in from outside either reference frame (borders) never count; the
+   threshold rises with the frame's own difference noise (compression, blur).
+4. Blobs: morphological closing, connected components, a size gate in metres from the sensor
+   model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
+
+Looking ahead `k` frames means frame `i` is finished when frame `i + k` arrives (`delay = k`); the
+first `2k` frames use two later frames instead. Cost: O(pixels) per frame, a fixed number of cv2
+passes; memory: 2k+1 grey frames at working size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from kestrel.ped.detect import FrameLike
+from kestrel.ped.records import Detections
+
+U8 = npt.NDArray[Any]  # uint8 images (cv2 stubs type them loosely)
+M33 = npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class MtiConfig:
+    lag_s: float = 0.7  # time between compared frames; targets should move ~their length in it
+    work_width: int = 720  # change detection runs at most this wide
+    feature_width: int = 360  # ego-motion runs at most this wide
+    max_features: int = 250
+    min_inliers: int = 12
+    diff_threshold: float = 16.0  # grey levels, floor of the adaptive threshold
+    noise_k: float = 5.0  # threshold >= mean + noise_k * std of the frame's difference
+    min_size_m: float = 1.2  # longest blob side, metres (when the GSD is known)
+    max_size_m: float = 30.0
+    min_area_px: int = 8  # full-resolution pixels (always applied)
+    max_size_px: int = 160  # longest side, full-resolution pixels (only without a GSD)
+    border_px: int = 3  # working pixels ignored along every warped border
+    chroma: bool = True  # also difference colour (Cr, Cb): a red car on brown soil has little luma contrast
+    chroma_gain: float = 2.0  # chroma differences are smaller than luma ones for the same contrast
+    default_fps: float = 30.0  # used when frames carry no PTS
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    pts: float | None
+    grey: U8  # working size
+    chroma: U8 | None  # Cr, Cb at half the working size (None for grey video)
+    to_newest: M33  # maps this frame's working pixels to the newest frame's
+    sensor: Any
+
+
+class MtiDetector:
+    """See the module docstring. `detect()` returns frames finished so far, in order."""
+
+    def __init__(self, config: MtiConfig | None = None, **overrides: Any) -> None:
+        cfg = config or MtiConfig()
+        for key, value in overrides.items():
+            if not hasattr(cfg, key):
+                raise TypeError(f"unknown MTI option {key!r}")
+            setattr(cfg, key, value)
+        self.cfg = cfg
+        self.k: int | None = None  # lag in frames, fixed once the frame rate is known
+        self.delay = 0
+        self._buf: deque[_Slot] = deque()
+        self._next_centre = 0  # position in `_buf` order, as a frame counter since the last reset
+        self._emitted: set[int] = set()
+        self._prev_feat: U8 | None = None
+        self._prev_pts: npt.NDArray[Any] | None = None
+        self._first_pts: float | None = None
+        self._scale_work = 1.0  # full / working
+        self._scale_feat = 1.0  # working / feature
+        self._shape: tuple[int, int] | None = None
+        self._kernel3 = np.ones((3, 3), np.uint8)
+        self._kernel_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+        self.registration_failures = 0
+
+    # ---------------------------------------------------------------- stream handling
+    def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
+        img = frame.image
+        chroma_full: U8 | None = None
+        if img.ndim == 2:
+            grey = img
+        elif self.cfg.chroma:
+            ycc = cv2.cvtColor(img, cv2.COLOR_BGR2YCrCb)
+            grey = ycc[:, :, 0].copy()
+            chroma_full = ycc[:, :, 1:]
+        else:
+            grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        h, w = grey.shape
+        out: list[Detections] = []
+        if self._shape != (h, w):
+            out += self._reset_flush()
+            self._shape = (h, w)
+            ww = min(w, self.cfg.work_width)
+            self._scale_work = w / ww
+            fw = min(ww, self.cfg.feature_width)
+            self._scale_feat = ww / fw
+        if self.k is None:
+            if self._first_pts is None:
+                self._first_pts = frame.pts
+                self.k = None
+            if frame.pts is not None and self._first_pts is not None and frame.pts > self._first_pts:
+                fps = 1.0 / (frame.pts - self._first_pts)
+                self._set_lag(fps)
+            elif frame.pts is None and self._buf:
+                self._set_lag(self.cfg.default_fps)
+        work = self._resize(grey, self._scale_work)
+        chroma = None
+        if chroma_full is not None:  # video chroma is 4:2:0 anyway: half resolution loses nothing
+            wh, ww = work.shape
+            chroma = cv2.resize(chroma_full, ((ww + 1) // 2, (wh + 1) // 2), interpolation=cv2.INTER_AREA)
+        feat = self._resize(work, self._scale_feat)
+        if self._buf:
+            H = self._ego_motion(feat)
+            if H is None:  # lost registration (cut, blur, no texture): restart the window here
+                self.registration_failures += 1
+                out += self._reset_flush()
+                self._track_init(feat)
+            else:
+                for slot in self._buf:
+                    slot.to_newest = H @ slot.to_newest
+        else:
+            self._track_init(feat)
+        self._buf.append(_Slot(frame.index, frame.pts, work, chroma, np.eye(3), sensor))
+        out += self._emit(final=False)
+        return out
+
+    def flush(self) -> list[Detections]:
+        return self._reset_flush()
+
+    def _set_lag(self, fps: float) -> None:
+        fps = fps if math.isfinite(fps) and fps > 0 else self.cfg.default_fps
+        self.k = max(1, int(round(self.cfg.lag_s * fps)))
+        self.delay = self.k
+
+    def _reset_flush(self) -> list[Detections]:
+        out = self._emit(final=True)
+        self._buf.clear()
+        self._next_centre = 0
+        self._prev_feat = None
+        self._prev_pts = None
+        return out
+
+    @staticmethod
+    def _resize(img: U8, scale: float) -> U8:
+        if scale == 1.0:
+            return img
+        h, w = img.shape
+        return cv2.resize(img, (int(round(w / scale)), int(round(h / scale))), interpolation=cv2.INTER_AREA)
+
+    def _emit(self, final: bool) -> list[Detections]:
+        """Finish every centre frame whose reference frames are available (all of them if final)."""
+        out: list[Detections] = []
+        k = self.k or 1
+        n = len(self._buf) - 1  # newest position
+        while self._next_centre <= n:
+            c = self._next_centre
+            refs: tuple[int, ...] | None = None
+            if c - k >= 0 and c + k <= n:
+                refs = (c - k, c + k)
+            elif c - k < 0 and c + 2 * k <= n:
+                refs = (c + k, c + 2 * k)
+            elif final:
+                refs = self._fallback_refs(c, n, k)
+            if refs is None:
+                break
+            out.append(self._detect_centre(c, refs))
+            self._next_centre += 1
+        # Keep what future centres still need: positions >= next_centre - k.
+        drop = max(0, self._next_centre - k) if not final else 0
+        for _ in range(drop):
+            self._buf.popleft()
+        self._next_centre -= drop
+        return out
+
+    @staticmethod
+    def _fallback_refs(c: int, n: int, k: int) -> tuple[int, ...]:
+        """End of stream / short stream: the two buffered frames farthest from `c` *and* from each
+        other (a ghost is only cancelled if the two references are far apart in time too)."""
+        if c - 2 * k >= 0:
+            return (c - k, c - 2 * k)
+        others = [j for j in range(n + 1) if j != c]
+        if len(others) < 2:
+            return tuple(others)
+        best, pair = -1, (others[0], others[1])
+        for i, a in enumerate(others):
+            for b in others[i + 1:]:
+                score = min(abs(a - c), abs(b - c), abs(a - b))
+                if score > best:
+                    best, pair = score, (a, b)
+        return pair
+
+    # ---------------------------------------------------------------- ego-motion
+    def _track_init(self, feat: U8) -> None:
+        self._prev_feat = feat
+        self._prev_pts = self._corners(feat)
+
+    def _corners(self, feat: U8) -> npt.NDArray[Any] | None:
+        pts = cv2.goodFeaturesToTrack(feat, self.cfg.max_features, 0.01, 7, blockSize=5)
+        return None if pts is None else pts.astype(np.float32)
+
+    def _ego_motion(self, feat: U8) -> M33 | None:
+        """Homography mapping the previous frame's working pixels to this frame's, or None."""
+        prev, p0 = self._prev_feat, self._prev_pts
+        self._prev_feat = feat
+        if prev is None or prev.shape != feat.shape:
+            self._prev_pts = self._corners(feat)
+            return None
+        if p0 is None or len(p0) < self.cfg.max_features // 2:
+            p0 = self._corners(prev)
+            if p0 is None:
+                self._prev_pts = self._corners(feat)
+                return None
+        p1, st, _err = cv2.calcOpticalFlowPyrLK(prev, feat, p0, None, winSize=(15, 15), maxLevel=3)  # type: ignore[call-overload]
+        ok = st.reshape(-1) == 1
+        a, b = p0[ok], p1[ok]
+        if len(a) < self.cfg.min_inliers:
+            self._prev_pts = self._corners(feat)
+            return None
+        H, inl = cv2.findHomography(a, b, cv2.RANSAC, 1.0)
+        if H is None or inl is None or int(inl.sum()) < self.cfg.min_inliers:
+            self._prev_pts = self._corners(feat)
+            return None
+        self._prev_pts = b[inl.reshape(-1) == 1].reshape(-1, 1, 2)
+        s = self._scale_feat
+        S = np.array([[s, 0, 0], [0, s, 0], [0, 0, 1]], np.float64)
+        Sinv = np.array([[1 / s, 0, 0], [0, 1 / s, 0], [0, 0, 1]], np.float64)
+        return S @ H @ Sinv
+
+    # ---------------------------------------------------------------- change detection
+    def _detect_centre(self, c: int, refs: tuple[int, ...]) -> Detections:
+        slot = self._buf[c]
+        cur = slot.grey
+        h, w = cur.shape
+        valid: U8 = np.zeros((h, w), np.uint8)
+        b = self.cfg.border_px
+        inset = np.array([[b, b], [w - 1 - b, b], [w - 1 - b, h - 1 - b], [b, h - 1 - b]], np.float64)
+        cv2.fillConvexPoly(valid, inset.astype(np.int32), 255)
+        to_c = np.linalg.inv(slot.to_newest)
+        diff: U8 | None = None
+        for r in refs:
+            ref = self._buf[r]
+            W = to_c @ ref.to_newest  # ref working pixels -> centre working pixels
+            d = self._tolerant_diff(cur, ref.grey, W)
+            if slot.chroma is not None and ref.chroma is not None:
+                ch, cw = slot.chroma.shape[:2]
+                sx, sy = cw / w, ch / h
+                Wc = np.diag([sx, sy, 1.0]) @ W @ np.diag([1 / sx, 1 / sy, 1.0])
+                dc = self._tolerant_diff(slot.chroma, ref.chroma, Wc)
+                dc = cv2.max(dc[:, :, 0], dc[:, :, 1])
+                dc = cv2.resize(dc, (w, h), interpolation=cv2.INTER_LINEAR)
+                d = cv2.max(d, cv2.convertScaleAbs(dc, alpha=self.cfg.chroma_gain))
+            quad = cv2.perspectiveTransform(inset.reshape(-1, 1, 2), W).reshape(-1, 2)
+            m = np.zeros((h, w), np.uint8)
+            cv2.fillConvexPoly(m, np.round(quad).astype(np.int32), 255)
+            valid = cv2.bitwise_and(valid, m)
+            diff = d if diff is None else cv2.min(diff, d)
+        if diff is None:
+            return Detections.empty(slot.index, slot.pts)
+        mean, std = cv2.meanStdDev(diff, mask=valid)
+        thr = max(self.cfg.diff_threshold, float(mean[0, 0]) + self.cfg.noise_k * float(std[0, 0]))
+        _, mask = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
+        mask = cv2.bitwise_and(mask, valid)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._kernel_close)
+        n, _labels, stats, _cent = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        return self._blobs(slot, stats[1:n], diff, thr)
+
+    def _tolerant_diff(self, cur: U8, ref: U8, W: M33) -> U8:
+        """|cur - warp(ref)|, but 0 wherever cur lies within the 3x3 min..max of the warped ref:
+        a 1-pixel registration error on texture does not look like motion."""
+        h, w = cur.shape[:2]
+        warped = cv2.warpPerspective(ref, W, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+        hi = cv2.dilate(warped, self._kernel3)
+        lo = cv2.erode(warped, self._kernel3)
+        return cv2.max(cv2.subtract(cur, hi), cv2.subtract(lo, cur))
+
+    def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float) -> Detections:
+        if len(stats) == 0:
+            return Detections.empty(slot.index, slot.pts)
+        s = self._scale_work
+        x, y, bw, bh, area = (stats[:, i].astype(np.float64) for i in range(5))
+        xyxy = np.stack([x * s, y * s, (x + bw) * s, (y + bh) * s], axis=1)
+        longest_px = np.maximum(bw, bh) * s
+        keep = area * s * s >= self.cfg.min_area_px
+        gsd = self._gsd(slot.sensor, xyxy)
+        if gsd is not None:
+            longest_m = longest_px * gsd
+            keep &= (longest_m >= self.cfg.min_size_m) & (longest_m <= self.cfg.max_size_m)
+        else:
+            keep &= longest_px <= self.cfg.max_size_px
+        xyxy, stats = xyxy[keep], stats[keep]
+        conf = np.empty(len(stats), np.float32)
+        for i, (bx, by, bw_, bh_, _a) in enumerate(stats):
+            peak = float(diff[by:by + bh_, bx:bx + bw_].max())
+            conf[i] = min(1.0, peak / (3.0 * thr))
+        return Detections(xyxy=xyxy.astype(np.float32), confidence=conf, class_id=np.zeros(len(conf), np.int64),
+                          frame_index=slot.index, pts=slot.pts)
+
+    @staticmethod
+    def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+        """Metres per full-resolution pixel at each box centre (one vectorised ground
+        intersection for all boxes), or None without a usable sensor model."""
+        if sensor is None or len(xyxy) == 0:
+            return None
+        from kestrel.geo.geodesy import geodetic_to_ecef
+
+        u = (xyxy[:, 0] + xyxy[:, 2]) / 2
+        v = (xyxy[:, 1] + xyxy[:, 3]) / 2
+        uv = np.concatenate([np.stack([u - 0.5, v], 1), np.stack([u + 0.5, v], 1),
+                             np.stack([u, v - 0.5], 1), np.stack([u, v + 0.5], 1)])
+        try:
+            g = np.asarray(sensor.pixels_to_ground(uv), np.float64)
+        except Exception:  # a model that cannot answer here: fall back to the pixel gate
+            return None
+        if not np.isfinite(g).all():
+            return None
+        p = geodetic_to_ecef(g[:, 0], g[:, 1], g[:, 2]).reshape(4, -1, 3)
+        area = np.linalg.norm(np.cross(p[1] - p[0], p[3] - p[2]), axis=-1)
+        gsd = np.sqrt(area)
+        return gsd if np.all(gsd > 0) else None

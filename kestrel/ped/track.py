@@ -1,0 +1,263 @@
+"""Multi-target tracker: constant-velocity Kalman filters + optimal assignment, N-of-M births.
+
+Coordinates: on the ground (local ENU metres around the first geolocated detection) whenever the
+detections carry ground positions, so motion is predicted as it happens on the ground, whatever
+the camera does; in image pixels otherwise (no usable KLV). The space is chosen at the first
+frame with detections and kept for the run.
+
+Per frame: predict every live track to the frame's time; cost = squared Mahalanobis distance of
+each detection to each track's predicted position (gated by chi-square and a hard distance cap);
+optimal assignment (`scipy.optimize.linear_sum_assignment`); update the matched; unmatched
+detections far from every live track start tentative tracks. A tentative track is confirmed after
+`n_hits` hits within its last `m_window` frames (and only then gets its public id, so ids are
+1, 2, 3 ... in confirmation order and never reused), deleted if it cannot reach that. A confirmed
+track coasts on its prediction for up to `max_coast_s` seconds, then becomes LOST (finished).
+Speed and heading are the filter's velocity (smoothed) in ground mode.
+Cost: O(T*D) per frame for T live tracks and D detections, plus the O(n^3) assignment on them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from kestrel.ped.records import Detections, Track, TrackPoint, TrackState
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class TrackerConfig:
+    n_hits: int = 4
+    m_window: int = 6
+    max_coast_s: float = 1.5
+    gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
+    # Ground mode (metres, seconds)
+    accel_std_m: float = 15.0  # vehicles turn: ~10 m/s² on a 30 m circle at 17 m/s
+    meas_std_m: float = 1.5
+    init_speed_std_m: float = 12.0
+    max_speed_m: float = 45.0  # fastest plausible mover: caps every gate to 3 sigma + speed * gap
+    # Pixel mode (pixels, seconds)
+    accel_std_px: float = 80.0
+    meas_std_px: float = 2.0
+    init_speed_std_px: float = 150.0
+    max_speed_px: float = 300.0
+    default_dt: float = 1 / 30  # when frames carry no PTS
+
+
+@dataclass(slots=True)
+class _Live:
+    track: Track
+    x: F64  # [pos_a, pos_b, vel_a, vel_b]
+    P: F64
+    t: float  # time of x
+    last_hit_t: float
+    window: deque[bool] = field(default_factory=deque)
+    wh: tuple[float, float] = (0.0, 0.0)  # smoothed pixel box size
+    hae: float = 0.0
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.cfg = config or TrackerConfig()
+        self.mode: str | None = None  # "ground" | "pixel"
+        self.local: Any = None  # kestrel.geo.geodesy.LocalFrame in ground mode
+        self._live: list[_Live] = []
+        self._done: list[Track] = []
+        self._next_id = 1
+        self._t: float | None = None
+        self.births = 0
+        self.deleted_tentative = 0
+
+    # ------------------------------------------------------------------ public
+    def update(self, dets: Detections) -> list[Track]:
+        """Feed one frame's detections (every frame, in order, even when empty). Returns live tracks."""
+        t = self._time(dets)
+        if self.mode is None and len(dets):
+            self._choose_mode(dets)
+        z, keep = self._measurements(dets)
+        for lv in self._live:
+            self._predict(lv, t)
+        matches, unmatched_d = self._assign(z)
+        matched_tracks = set()
+        for ti, di in matches:
+            self._update(self._live[ti], z[di], dets, keep[di], t)
+            matched_tracks.add(ti)
+        for ti, lv in enumerate(self._live):
+            if ti not in matched_tracks:
+                lv.window.append(False)
+                self._trim(lv)
+        for di in unmatched_d:
+            if not self._near_live(z[di]):
+                self._birth(z[di], dets, keep[di], t)
+        self._age(t)
+        return [lv.track for lv in self._live if lv.track.state is TrackState.CONFIRMED]
+
+    def finish(self) -> list[Track]:
+        """End of stream: every track that was ever confirmed (live ones keep state CONFIRMED)."""
+        out = self._done + [lv.track for lv in self._live if lv.track.state is not TrackState.TENTATIVE]
+        self.deleted_tentative += sum(lv.track.state is TrackState.TENTATIVE for lv in self._live)
+        self._live = []
+        self._done = []
+        return sorted(out, key=lambda tr: tr.id)
+
+    # ------------------------------------------------------------------ internals
+    def _time(self, dets: Detections) -> float:
+        if dets.pts is not None:
+            t = float(dets.pts)
+        else:
+            t = (self._t + self.cfg.default_dt) if self._t is not None else 0.0
+        self._t = t
+        return t
+
+    def _choose_mode(self, dets: Detections) -> None:
+        g = dets.ground
+        if g is not None and np.isfinite(g[:, :2]).all(axis=1).any():
+            from kestrel.geo.geodesy import LocalFrame
+
+            first = g[np.isfinite(g[:, :2]).all(axis=1)][0]
+            self.local = LocalFrame(float(first[0]), float(first[1]), 0.0)
+            self.mode = "ground"
+        else:
+            self.mode = "pixel"
+
+    def _measurements(self, dets: Detections) -> tuple[F64, npt.NDArray[np.intp]]:
+        """Positions [K, 2] in tracking space, and which detection each one is."""
+        if len(dets) == 0 or self.mode is None:
+            return np.zeros((0, 2)), np.zeros(0, np.intp)
+        if self.mode == "pixel":
+            return dets.centers.astype(np.float64), np.arange(len(dets))
+        g = dets.ground
+        if g is None:
+            return np.zeros((0, 2)), np.zeros(0, np.intp)
+        keep = np.flatnonzero(np.isfinite(g[:, :2]).all(axis=1))
+        if len(keep) == 0:
+            return np.zeros((0, 2)), keep
+        return self.local.ground_to_enu(g[keep, 0], g[keep, 1]).reshape(-1, 2), keep
+
+    def _params(self) -> tuple[float, float, float, float]:
+        c = self.cfg
+        if self.mode == "ground":
+            return c.accel_std_m, c.meas_std_m, c.init_speed_std_m, c.max_speed_m
+        return c.accel_std_px, c.meas_std_px, c.init_speed_std_px, c.max_speed_px
+
+    def _predict(self, lv: _Live, t: float) -> None:
+        dt = t - lv.t
+        if dt <= 0:
+            return
+        q = self._params()[0] ** 2
+        F = np.eye(4)
+        F[0, 2] = F[1, 3] = dt
+        g2, g3, g4 = dt**2 / 2, dt**3 / 2, dt**4 / 4
+        Q = q * np.array([[g4, 0, g3, 0], [0, g4, 0, g3], [g3, 0, dt * dt, 0], [0, g3, 0, dt * dt]])
+        del g2
+        lv.x = F @ lv.x
+        lv.P = F @ lv.P @ F.T + Q
+        lv.t = t
+
+    def _assign(self, z: F64) -> tuple[list[tuple[int, int]], list[int]]:
+        nt, nd = len(self._live), len(z)
+        if nt == 0 or nd == 0:
+            return [], list(range(nd))
+        _a, r, _s, vmax = self._params()
+        cost = np.full((nt, nd), 1e6)
+        for ti, lv in enumerate(self._live):
+            cap = 3 * r + vmax * max(lv.t - lv.last_hit_t, self.cfg.default_dt)
+            S = lv.P[:2, :2] + np.eye(2) * r * r
+            Si = np.linalg.inv(S)
+            d = z - lv.x[:2]
+            m2 = np.einsum("ij,jk,ik->i", d, Si, d)
+            ok = (m2 <= self.cfg.gate_chi2) & (np.hypot(d[:, 0], d[:, 1]) <= cap)
+            bias = 0.0 if lv.track.state is TrackState.CONFIRMED else 1.0  # prefer established tracks
+            cost[ti, ok] = m2[ok] + bias
+        rows, cols = linear_sum_assignment(cost)
+        matches = [(int(a), int(b)) for a, b in zip(rows, cols, strict=True) if cost[a, b] < 1e6]
+        used = {b for _, b in matches}
+        return matches, [d for d in range(nd) if d not in used]
+
+    def _update(self, lv: _Live, z: F64, dets: Detections, di: int, t: float) -> None:
+        r = self._params()[1]
+        Hm = np.zeros((2, 4))
+        Hm[0, 0] = Hm[1, 1] = 1.0
+        S = Hm @ lv.P @ Hm.T + np.eye(2) * r * r
+        K = lv.P @ Hm.T @ np.linalg.inv(S)
+        lv.x = lv.x + K @ (z - Hm @ lv.x)
+        lv.P = (np.eye(4) - K @ Hm) @ lv.P
+        lv.last_hit_t = t
+        lv.window.append(True)
+        self._trim(lv)
+        self._append_point(lv, dets, di)
+        tr = lv.track
+        if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits:
+            tr.state = TrackState.CONFIRMED
+            tr.id = self._next_id
+            self._next_id += 1
+
+    def _append_point(self, lv: _Live, dets: Detections, di: int) -> None:
+        box = dets.xyxy[di]
+        w, h = float(box[2] - box[0]), float(box[3] - box[1])
+        lv.wh = (w, h) if lv.wh == (0.0, 0.0) else (0.7 * lv.wh[0] + 0.3 * w, 0.7 * lv.wh[1] + 0.3 * h)
+        lat = lon = hae = None
+        if self.mode == "ground" and dets.ground is not None:
+            hae = float(dets.ground[di, 2]) if math.isfinite(float(dets.ground[di, 2])) else 0.0
+            llh = self.local.to_geodetic(lv.x[0], lv.x[1], 0.0)
+            lat, lon = float(llh[0]), float(llh[1])
+            lv.hae = hae
+            speed = float(math.hypot(lv.x[2], lv.x[3]))
+            lv.track.speed_mps = speed
+            lv.track.heading_deg = float(math.degrees(math.atan2(lv.x[2], lv.x[3])) % 360.0)
+        tr = lv.track
+        tr.class_id = int(dets.class_id[di])
+        x1, y1, x2, y2 = (float(v) for v in box)
+        tr.points.append(TrackPoint(dets.frame_index, dets.pts, (x1, y1, x2, y2), float(dets.confidence[di]),
+                                    lat, lon, hae))
+
+    def _trim(self, lv: _Live) -> None:
+        while len(lv.window) > self.cfg.m_window:
+            lv.window.popleft()
+
+    def _near_live(self, z: F64) -> bool:
+        """A detection inside a live confirmed track's gate is a fragment of it, not a new mover."""
+        r = self._params()[1]
+        for lv in self._live:
+            if lv.track.state is not TrackState.CONFIRMED:
+                continue
+            S = lv.P[:2, :2] + np.eye(2) * r * r
+            d = z - lv.x[:2]
+            if float(d @ np.linalg.solve(S, d)) <= self.cfg.gate_chi2:
+                return True
+        return False
+
+    def _birth(self, z: F64, dets: Detections, di: int, t: float) -> None:
+        _a, r, v0, _vmax = self._params()
+        x = np.array([z[0], z[1], 0.0, 0.0])
+        P = np.diag([r * r, r * r, v0 * v0, v0 * v0])
+        lv = _Live(Track(id=0), x, P, t, t, deque([True]))
+        self._append_point(lv, dets, di)
+        self._live.append(lv)
+        self.births += 1
+
+    def _age(self, t: float) -> None:
+        keep: list[_Live] = []
+        for lv in self._live:
+            tr = lv.track
+            if tr.state is TrackState.TENTATIVE:
+                if len(lv.window) >= self.cfg.m_window and sum(lv.window) < self.cfg.n_hits:
+                    self.deleted_tentative += 1
+                    continue
+                # A tentative track that misses n consecutive frames cannot be a real mover.
+                if len(lv.window) >= 3 and not any(list(lv.window)[-3:]):
+                    self.deleted_tentative += 1
+                    continue
+            elif t - lv.last_hit_t > self.cfg.max_coast_s:
+                tr.state = TrackState.LOST
+                self._done.append(tr)
+                continue
+            keep.append(lv)
+        self._live = keep

@@ -1,0 +1,126 @@
+"""`kestrel serve` (and `kestrel certs …`, owned by kestrel.server.certs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from kestrel.server.config import ConfigError, ServerConfig
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the TAK-compatible server (CoT over TCP/TLS/UDP, TAK protocol v1)",
+        description="Run the TAK-compatible server. Flags override the config file.",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML config file (see docs/server.md)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; others only when asked)")
+    p.add_argument("--tcp-port", type=int, metavar="P", help="plain TCP CoT port (default 8087)")
+    p.add_argument("--tls-port", type=int, metavar="P",
+                   help="TLS port with client certificates (default 8089, only when DATA/certs exists)")
+    p.add_argument("--udp-port", type=int, metavar="P", help="UDP CoT datagram port (default off)")
+    p.add_argument("--data", type=Path, metavar="DIR", help="data dir: store and certs (default ./kestrel-data)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default asyncio)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning"), help="default info")
+    p.set_defaults(func=_cmd_serve)
+    try:
+        certs = importlib.import_module("kestrel.server.certs")
+    except ModuleNotFoundError as exc:
+        if exc.name != "kestrel.server.certs":
+            raise
+    else:
+        certs.register(subparsers)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from kestrel.cli import BadInput
+    from kestrel.server import config as config_mod
+    from kestrel.server import logs
+
+    for flag in ("tcp_port", "tls_port", "udp_port"):
+        v = getattr(args, flag)
+        if v is not None and not 0 <= v <= 65535:
+            raise BadInput(f"--{flag.replace('_', '-')}: {v} is not a port number")
+    try:
+        cfg = config_mod.load(
+            args.config, host=args.host, tcp_port=args.tcp_port, tls_port=args.tls_port,
+            udp_port=args.udp_port, data_dir=args.data, loop=args.loop, log_level=args.log_level,
+        )
+    except ConfigError as exc:
+        raise BadInput(str(exc)) from None
+    logs.setup(cfg.log_level)
+    try:
+        _run(cfg)
+    except FileNotFoundError as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(cfg: ServerConfig) -> None:
+    loop_kind = cfg.loop
+    if loop_kind in ("uvloop", "auto"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop_kind == "uvloop":
+                raise
+        else:
+            uvloop.run(_serve(cfg))
+            return
+    asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: ServerConfig) -> None:
+    from kestrel.server import logs
+    from kestrel.server.app import Server
+
+    server = Server(cfg)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    got: list[str] = []
+
+    def on_signal(name: str) -> None:
+        got.append(name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    logs.info("server.ready", listeners=len(server.listening), loop=type(loop).__module__.split(".")[0])
+    print(connect_help(server), flush=True)
+    await stop.wait()
+    logs.info("server.stopping", signal=got[0] if got else None)
+    await server.stop()
+
+
+def connect_help(server: Any) -> str:
+    """What to tell a user on start: where to point ATAK or pytak."""
+    cfg = server.config
+    lines = ["Kestrel TAK server is up. Connect a client:"]
+    for li, port in server.listening:
+        url = f"{li.kind}://{li.host}:{port}"
+        if li.kind == "tcp":
+            lines.append(f"  {url:28} ATAK: add server, streaming TCP, port {port};  pytak: COT_URL={url}")
+        elif li.kind == "tls":
+            ca = cfg.cert_paths()[0]
+            cdir = ca.parent / "clients"
+            lines.append(
+                f"  {url:28} ATAK: SSL, import {cdir}/NAME.p12 and {ca.parent}/truststore-root.p12;  pytak: "
+                f"COT_URL={url} PYTAK_TLS_CLIENT_CERT={cdir}/NAME.pem PYTAK_TLS_CLIENT_KEY={cdir}/NAME.key "
+                f"PYTAK_TLS_CLIENT_CAFILE={ca}"
+            )
+        else:
+            lines.append(f"  {url:28} UDP CoT datagrams in (XML or TAK protobuf mesh)")
+    if not any(li.kind == "tls" for li, _ in server.listening):
+        lines.append(f"  (TLS is off: run `kestrel certs init --data {cfg.data_dir}` and "
+                     f"`kestrel certs client NAME --data {cfg.data_dir}`, then restart)")
+    lines.append("Stop with Ctrl-C (or SIGTERM).")
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Server configuration: a TOML file plus command-line flags (flags win).
+
+Everything has an embedded default, so `kestrel serve` with no file works on an empty data dir.
+Unknown keys are errors (a typo must not silently weaken access control). See docs/server.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ANON = "__ANON__"
+KINDS = ("tcp", "tls", "udp")
+CERT_FILES = ("ca.pem", "server.pem", "server.key")
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names the file/key and what was wrong."""
+
+
+@dataclass(slots=True)
+class ListenerConfig:
+    name: str
+    kind: str  # "tcp" | "tls" | "udp"
+    host: str
+    port: int  # 0: the OS picks (tests); the bound port is in Server.ports
+    groups: tuple[str, ...] | None = None  # None: the default groups
+    required: bool = True  # False: a default TLS listener that is skipped without certificates
+
+
+@dataclass(slots=True)
+class Limits:
+    max_event_bytes: int = 1 << 20  # pending (unterminated) event cap per connection
+    negotiation_window: float = 60.0  # seconds a client may answer the protobuf offer
+    queue_bytes: int = 4 << 20  # outbound bytes waiting for one client before it is dropped
+    queue_messages: int = 20_000  # outbound messages waiting for one client before it is dropped
+    handshake_timeout: float = 10.0  # TLS handshake
+    max_retained: int = 100_000  # retained events (latest SA + markers) kept in memory and on disk
+    max_datagram: int = 65_507
+    read_chunk: int = 65_536
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    data_dir: Path = Path("kestrel-data")
+    listeners: list[ListenerConfig] = field(default_factory=list)
+    default_groups: tuple[str, ...] = (ANON,)
+    cert_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    tls_ca: Path | None = None  # default <data>/certs/ca.pem
+    tls_cert: Path | None = None  # default <data>/certs/server.pem
+    tls_key: Path | None = None  # default <data>/certs/server.key
+    store_flush_seconds: float = 1.0
+    loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto"
+    log_level: str = "info"
+
+    def cert_paths(self) -> tuple[Path, Path, Path]:
+        certs = self.data_dir / "certs"
+        return (
+            self.tls_ca or certs / CERT_FILES[0],
+            self.tls_cert or certs / CERT_FILES[1],
+            self.tls_key or certs / CERT_FILES[2],
+        )
+
+    def groups_for(self, listener: ListenerConfig, cert_cn: str | None = None) -> frozenset[str]:
+        """A client's groups: its certificate CN's entry, else its listener's, else the default."""
+        if cert_cn is not None and cert_cn in self.cert_groups:
+            return frozenset(self.cert_groups[cert_cn])
+        if listener.groups is not None:
+            return frozenset(listener.groups)
+        return frozenset(self.default_groups)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_SERVER_KEYS = {"host", "data", "tcp_port", "tls_port", "udp_port", "loop", "log_level", "store_flush_seconds"}
+_TLS_KEYS = {"ca", "cert", "key"}
+_LISTENER_KEYS = {"name", "kind", "host", "port", "groups"}
+_TOP_KEYS = {"server", "limits", "groups", "tls", "listeners"}
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _groups(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(g, str) and g for g in value):
+        raise ConfigError(f"{where}: expected a non-empty list of group names")
+    return tuple(value)
+
+
+def _port(value: Any, where: str) -> int | None:
+    """A port number, or None for "off"."""
+    if value == "off" or value is False:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{where}: expected a port 0-65535 or \"off\", got {value!r}")
+    return value
+
+
+def load(
+    path: Path | None = None,
+    *,
+    host: str | None = None,
+    tcp_port: int | None = None,
+    tls_port: int | None = None,
+    udp_port: int | None = None,
+    data_dir: Path | None = None,
+    loop: str | None = None,
+    log_level: str | None = None,
+) -> ServerConfig:
+    """Read the TOML file (if any), then apply flag overrides. Raises ConfigError."""
+    raw: dict[str, Any] = {}
+    where = str(path) if path else "config"
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    _check_keys(raw, _TOP_KEYS, where)
+    srv = raw.get("server", {})
+    _check_keys(srv, _SERVER_KEYS, f"{where} [server]")
+    cfg = ServerConfig()
+    cfg.host = host or srv.get("host", cfg.host)
+    cfg.data_dir = Path(data_dir or srv.get("data", cfg.data_dir))
+    cfg.loop = loop or srv.get("loop", cfg.loop)
+    cfg.log_level = log_level or srv.get("log_level", cfg.log_level)
+    cfg.store_flush_seconds = float(srv.get("store_flush_seconds", cfg.store_flush_seconds))
+    if cfg.loop not in ("asyncio", "uvloop", "auto"):
+        raise ConfigError(f"{where} [server] loop: expected asyncio, uvloop or auto, got {cfg.loop!r}")
+
+    lim = raw.get("limits", {})
+    _check_keys(lim, set(Limits.__slots__), f"{where} [limits]")  # type: ignore[attr-defined]
+    defaults = Limits()
+    for key, value in lim.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where} [limits] {key}: expected a positive number, got {value!r}")
+        setattr(cfg.limits, key, type(getattr(defaults, key))(value))
+
+    tls = raw.get("tls", {})
+    _check_keys(tls, _TLS_KEYS, f"{where} [tls]")
+    cfg.tls_ca = Path(tls["ca"]) if "ca" in tls else None
+    cfg.tls_cert = Path(tls["cert"]) if "cert" in tls else None
+    cfg.tls_key = Path(tls["key"]) if "key" in tls else None
+
+    grp = raw.get("groups", {})
+    _check_keys(grp, {"default", "listeners", "certs"}, f"{where} [groups]")
+    if "default" in grp:
+        cfg.default_groups = _groups(grp["default"], f"{where} [groups] default")
+    listener_groups = {
+        k: _groups(v, f"{where} [groups.listeners] {k}") for k, v in grp.get("listeners", {}).items()
+    }
+    cfg.cert_groups = {k: _groups(v, f"{where} [groups.certs] {k}") for k, v in grp.get("certs", {}).items()}
+
+    # The three standard listeners; a flag beats the file, the file beats the default.
+    tcp = tcp_port if tcp_port is not None else _port(srv.get("tcp_port", 8087), f"{where} [server] tcp_port")
+    tls_explicit = tls_port is not None or "tls_port" in srv
+    tlsp = tls_port if tls_port is not None else _port(srv.get("tls_port", 8089), f"{where} [server] tls_port")
+    udp = udp_port if udp_port is not None else _port(srv.get("udp_port", "off"), f"{where} [server] udp_port")
+    for name, port, required in (("tcp", tcp, True), ("tls", tlsp, tls_explicit), ("udp", udp, True)):
+        if port is not None:
+            cfg.listeners.append(ListenerConfig(name, name, cfg.host, port, listener_groups.get(name), required))
+
+    extra = raw.get("listeners", [])
+    if not isinstance(extra, list):
+        raise ConfigError(f"{where}: [[listeners]] must be an array of tables")
+    for i, item in enumerate(extra):
+        w = f"{where} [[listeners]] #{i + 1}"
+        _check_keys(item, _LISTENER_KEYS, w)
+        name, kind = item.get("name"), item.get("kind")
+        if not isinstance(name, str) or not name or kind not in KINDS:
+            raise ConfigError(f"{w}: needs a name and kind = tcp|tls|udp")
+        port = _port(item.get("port"), f"{w} port")
+        if port is None:
+            raise ConfigError(f"{w}: needs a port")
+        groups = _groups(item["groups"], f"{w} groups") if "groups" in item else listener_groups.get(name)
+        cfg.listeners.append(ListenerConfig(name, kind, item.get("host", cfg.host), port, groups))
+    names = [li.name for li in cfg.listeners]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: listener names must be unique, got {names}")
+    unknown = sorted(set(listener_groups) - set(names) - set(KINDS))
+    if unknown:
+        raise ConfigError(f"{where} [groups.listeners]: no listener named {unknown[0]!r}")
+    return cfg
+
+
+def with_listeners(cfg: ServerConfig, *listeners: ListenerConfig) -> ServerConfig:
+    """A copy of `cfg` with exactly these listeners (tests, benchmarks)."""
+    return replace(cfg, listeners=list(listeners))

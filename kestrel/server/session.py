@@ -1,0 +1,220 @@
+"""One streaming client (TCP or TLS): a reader task, a writer task, one bounded outbound queue.
+
+The reader feeds bytes to the sans-I/O `Connection` (framing, negotiation, ping) and hands each
+event to the router, which gives encoded bytes to other sessions with `send()`, never an await, so
+one client can never block another. `send()` writes straight to the transport while nothing is
+queued and the transport holds < 64 KiB (one send() call, no task switch: the common case);
+otherwise it appends to the deque and wakes the writer task, which drains it in batches, awaiting
+the socket (`drain()`) between batches.
+
+A client that cannot keep up (more than `queue_bytes` or `queue_messages` waiting) is dropped with
+a `client.slow` log line; memory per client is therefore bounded by the queue limits plus the
+transport's own high-water mark (64 KiB) and one read chunk. On join the client first gets the
+retained picture (streamed lazily from the router's cache, in XML, not counted against the queue
+limit), then the protobuf offer from `Connection.start()`, then live traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+
+from kestrel.cot.connection import Connection, ProtocolError
+from kestrel.cot.event import Event
+from kestrel.server import logs
+from kestrel.server.config import Limits
+from kestrel.server.router import Retained, Router
+
+_ids = itertools.count(1)
+WRITE_BATCH = 256 * 1024  # bytes joined into one transport write
+DIRECT_LIMIT = 64 * 1024  # write straight to the transport while its buffer holds less than this
+LOG_FIRST_ERRORS = 10  # per client; after that one line per 1000 errors
+
+
+class Session:
+    def __init__(
+        self,
+        router: Router,
+        encode: Callable[[str, Event], bytes],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        listener: str,
+        groups: frozenset[str],
+        limits: Limits,
+        cert_cn: str | None = None,
+    ) -> None:
+        self.id = next(_ids)
+        self.groups = groups
+        self.listener = listener
+        self.cert_cn = cert_cn
+        self._router = router
+        self._encode = encode
+        self._reader = reader
+        self._writer = writer
+        self._limits = limits
+        self.conn = Connection(max_event_bytes=limits.max_event_bytes, negotiation_window=limits.negotiation_window)
+        self._out: deque[bytes] = deque()
+        self._out_bytes = 0
+        self._wake = asyncio.Event()
+        self._transport = writer.transport
+        self._direct = False  # True once the join snapshot is written (it must go first)
+        self._snapshot: list[Retained] = []
+        self.closed = False
+        self.close_reason: str | None = None
+        self.received = 0
+        self.errors = 0
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    @property
+    def format(self) -> str:
+        return self.conn.format
+
+    # -- called by the router (synchronous, never blocks) ---------------------------------------
+
+    def send(self, data: bytes) -> bool:
+        """Queue bytes for this client; drop the client if its queue is over the limits."""
+        if self.closed:
+            return False
+        out = self._out
+        if not out and self._direct and self._transport.get_write_buffer_size() < DIRECT_LIMIT:
+            # Fast path: nothing queued and the socket keeps up -> hand the bytes to the transport
+            # now (one send() call, no task switch). Order is kept: the queue is empty.
+            self._transport.write(data)
+            return True
+        if self._out_bytes + len(data) > self._limits.queue_bytes or len(out) >= self._limits.queue_messages:
+            self.abort("slow", queued_bytes=self._out_bytes, queued_messages=len(out))
+            return False
+        out.append(data)
+        self._out_bytes += len(data)
+        self._wake.set()
+        return True
+
+    def abort(self, reason: str, **fields: object) -> None:
+        """Drop this client now (no flush): leaves the router, resets the transport."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self._router.leave(self)
+        logs.warning(f"client.{reason}", id=self.id, peer=self.peer, listener=self.listener, **fields)
+        self._writer.transport.abort()
+        self._wake.set()
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve this client until it leaves, misbehaves or the server stops."""
+        logs.info(
+            "client.open", id=self.id, peer=self.peer, listener=self.listener,
+            cn=self.cert_cn, groups=self.groups,
+        )
+        self._snapshot = self._router.join(self)
+        self.conn.start(time.time())
+        self._flush_conn()
+        writer_task = asyncio.create_task(self._write_loop(), name=f"kestrel-writer-{self.id}")
+        reason = "eof"
+        try:
+            reason = await self._read_loop()
+        except (ConnectionError, OSError) as exc:
+            reason = f"error:{type(exc).__name__}"
+        except Exception as exc:  # a bug must cost one client, not the server
+            reason = "internal_error"
+            logs.warning("client.internal_error", id=self.id, peer=self.peer, reason=repr(exc)[:200])
+        finally:
+            if not self.closed:
+                self.closed = True
+                self.close_reason = reason
+                self._router.leave(self)
+                logs.info(
+                    "client.close", id=self.id, peer=self.peer, reason=reason,
+                    received=self.received, errors=self.errors,
+                )
+            self._wake.set()
+            writer_task.cancel()
+            try:
+                await writer_task
+            except (asyncio.CancelledError, ConnectionError, OSError):
+                pass
+            if self.close_reason == "eof":
+                self._writer.close()
+            else:
+                self._writer.transport.abort()
+
+    async def _read_loop(self) -> str:
+        read, chunk = self._reader.read, self._limits.read_chunk
+        route, groups = self._router.route, self.groups
+        while not self.closed:
+            data = await read(chunk)
+            if not data:
+                return "eof"
+            items = self.conn.receive_data(data, time.time())
+            self._flush_conn()  # pongs and the negotiation answer, in the order they were made
+            for item in items:
+                if isinstance(item, ProtocolError):
+                    self.errors += 1
+                    if item.fatal or self.errors <= LOG_FIRST_ERRORS or self.errors % 1000 == 0:
+                        logs.warning(
+                            "client.bad_input", id=self.id, peer=self.peer, reason=item.reason,
+                            fatal=item.fatal, errors=self.errors,
+                        )
+                    if item.fatal:
+                        return "bad_input"
+                else:
+                    self.received += 1
+                    route(item, self, groups)
+                    if self.closed:
+                        return self.close_reason or "closed"
+        return self.close_reason or "closed"
+
+    def _flush_conn(self) -> None:
+        out = self.conn.data_to_send()
+        if out:
+            self.send(out)
+
+    async def _write_loop(self) -> None:
+        w = self._writer
+        # 1. The retained picture, encoded from the router's per-format cache, in XML (nothing
+        #    has been negotiated yet: the offer comes after it).
+        batch: list[bytes] = []
+        size = 0
+        for item in self._snapshot:
+            data = item.encoded("xml", self._encode)
+            batch.append(data)
+            size += len(data)
+            if size >= WRITE_BATCH:
+                w.write(b"".join(batch))
+                batch, size = [], 0
+                await w.drain()
+        self._snapshot = []
+        if batch:
+            w.write(b"".join(batch))
+        # 2. Live traffic, in batches.
+        out = self._out
+        self._direct = True
+        while not self.closed:
+            if not out:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, size = [], 0
+            while out and size < WRITE_BATCH:
+                data = out.popleft()
+                batch.append(data)
+                size += len(data)
+            self._out_bytes -= size
+            w.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            await w.drain()
+
+    def close(self) -> None:
+        """Server shutdown: stop reading and close the transport."""
+        if not self.closed:
+            self.closed = True
+            self.close_reason = "shutdown"
+            self._router.leave(self)
+        self._writer.transport.abort()
+        self._wake.set()

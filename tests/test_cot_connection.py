@@ -1,0 +1,175 @@
+"""Connection state machine: offer, ping/pong, negotiation (v, q, r) and the switch to 0xBF framing,
+error accounting. Control replies are read back with lxml and takproto (outside decoders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import takproto
+from lxml import etree
+
+from kestrel.cot.connection import Connection, encode_for
+from kestrel.cot.errors import ProtocolError
+from kestrel.cot.event import Event
+from kestrel.cot.xml import encode_event, parse_event
+from tests.test_cot_helpers import examples
+
+NOW = 1_700_000_000.0
+
+
+def _ev(uid: str, type_: str = "a-f-G-U-C", detail: bytes = b"") -> Event:
+    ms = int(NOW * 1000)
+    return Event(uid=uid, type=type_, time=ms, start=ms, stale=ms + 60_000, how="m-g", detail=detail)
+
+
+def _request(version: str, uid: str = "neg") -> bytes:
+    return encode_event(_ev(uid, "t-x-takp-q", b'<TakControl><TakRequest version="%s"/></TakControl>'
+                            % version.encode()))
+
+
+def _xml_events(data: bytes) -> list[etree._Element]:
+    parts = [p for p in data.split(b"</event>") if p.strip()]
+    return [etree.fromstring(p.split(b"?>", 1)[-1] + b"</event>") for p in parts]
+
+
+def _started() -> tuple[Connection, str]:
+    c = Connection()
+    c.start(NOW)
+    (offer,) = _xml_events(c.data_to_send())
+    assert offer.get("type") == "t-x-takp-v"
+    support = offer.find("detail/TakControl/TakProtocolSupport")
+    assert support is not None and support.get("version") == "1"
+    return c, offer.get("uid") or ""
+
+
+def test_start_offers_once() -> None:
+    c, _ = _started()
+    c.start(NOW + 1)
+    assert c.data_to_send() == b""
+
+
+def test_ping_is_answered_to_the_sender_and_not_routed() -> None:
+    c, _ = _started()
+    sa = _ev("A", detail=b"<contact callsign='A'/>")
+    out = c.receive_data(encode_event(_ev("A-ping", "t-x-c-t")) + encode_event(sa), NOW)
+    assert out == [parse_event(encode_event(sa))]
+    (pong,) = _xml_events(c.data_to_send())
+    assert (pong.get("type"), pong.get("uid"), pong.get("how")) == ("t-x-c-t-r", "takPong", "h-g-i-g-o")
+    assert c.pings == 1 and c.events_in == 1 and c.errors == 0
+
+
+def test_negotiation_switches_both_directions() -> None:
+    c, offer_uid = _started()
+    assert c.receive_data(_request("1", offer_uid), NOW + 30) == []
+    (resp,) = _xml_events(c.data_to_send())
+    assert resp.get("type") == "t-x-takp-r" and resp.get("uid") == offer_uid
+    status = resp.find("detail/TakControl/TakResponse")
+    assert status is not None and status.get("status") == "true"
+    assert c.format == "proto"
+    # inbound: 0xBF-framed protobuf, a ping and a real SA (as takproto, an outside encoder, frames them)
+    sa = parse_event(encode_event(_ev("B", detail=b'<contact callsign="B"/><remarks>r</remarks>')))
+    ping = bytes(takproto.xml2proto(encode_event(_ev("B-ping", "t-x-c-t")), takproto.TAKProtoVer.STREAM))
+    mine = encode_for("proto", sa)
+    got = c.receive_data(ping + mine, NOW + 31)
+    assert len(got) == 1 and isinstance(got[0], Event) and got[0].uid == "B"
+    # outbound: the pong is now 0xBF-framed protobuf
+    pong = takproto.parse_proto(bytearray(c.data_to_send()))
+    assert pong.cotEvent.type == "t-x-c-t-r" and pong.cotEvent.uid == "takPong"
+    # a second request after the switch is consumed silently
+    assert c.receive_data(encode_for("proto", parse_event(_request("1"))), NOW + 32) == []
+    assert c.data_to_send() == b""
+
+
+def test_request_in_the_same_chunk_as_following_protobuf() -> None:
+    c, uid = _started()
+    sa = parse_event(encode_event(_ev("B")))
+    got = c.receive_data(_request("1", uid) + encode_for("proto", sa), NOW + 1)
+    assert [e.uid for e in got if isinstance(e, Event)] == ["B"] and c.format == "proto"
+
+
+def test_request_after_window_is_refused() -> None:
+    c, _ = _started()
+    c.receive_data(_request("1"), NOW + 61)
+    (resp,) = _xml_events(c.data_to_send())
+    status = resp.find("detail/TakControl/TakResponse")
+    assert status is not None and status.get("status") == "false" and c.format == "xml"
+    # the stream goes on in XML
+    assert [e.uid for e in c.receive_data(encode_event(_ev("A")), NOW + 62) if isinstance(e, Event)] == ["A"]
+
+
+def test_unsupported_version_refused_then_retry_within_extended_window() -> None:
+    c, _ = _started()
+    c.receive_data(_request("2"), NOW + 50)
+    (resp,) = _xml_events(c.data_to_send())
+    assert resp.find("detail/TakControl/TakResponse").get("status") == "false"  # type: ignore[union-attr]
+    c.receive_data(_request("1"), NOW + 100)  # past the first 60 s, inside the extension
+    (resp,) = _xml_events(c.data_to_send())
+    assert resp.find("detail/TakControl/TakResponse").get("status") == "true"  # type: ignore[union-attr]
+    assert c.format == "proto"
+
+
+def test_request_before_offer_or_malformed_is_refused() -> None:
+    c = Connection()
+    c.receive_data(_request("1"), NOW)
+    (resp,) = _xml_events(c.data_to_send())
+    assert resp.find("detail/TakControl/TakResponse").get("status") == "false"  # type: ignore[union-attr]
+    c, _ = _started()
+    c.receive_data(encode_event(_ev("q", "t-x-takp-q", b"<TakControl/>")), NOW)
+    (resp,) = _xml_events(c.data_to_send())
+    assert resp.find("detail/TakControl/TakResponse").get("status") == "false"  # type: ignore[union-attr]
+
+
+def test_bad_event_is_skipped_and_counted() -> None:
+    c, _ = _started()
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+            b"<event><detail>&b;</detail></event>")
+    data = encode_event(_ev("A")) + b"<event uid='broken'><point/></event>" + bomb + encode_event(_ev("B"))
+    out = c.receive_data(data, NOW)
+    assert [type(x).__name__ for x in out] == ["Event", "ProtocolError", "ProtocolError", "Event"]
+    errs = [x for x in out if isinstance(x, ProtocolError)]
+    assert all(not e.fatal for e in errs) and "DOCTYPE" in errs[1].reason
+    assert c.errors == 2 and c.events_in == 2 and not c.closed
+
+
+def test_ten_megabytes_without_end_is_fatal_once() -> None:
+    c = Connection(max_event_bytes=1 << 20)
+    c.receive_data(encode_event(_ev("A")), NOW)
+    fatal = []
+    chunk = b"<event uid='x'>" + b"A" * 65_000
+    for _ in range(160):  # ~10 MB
+        for item in c.receive_data(chunk, NOW):
+            assert isinstance(item, ProtocolError)
+            fatal.append(item)
+    assert len(fatal) == 1 and fatal[0].fatal and c.closed and c.errors == 1
+
+
+def test_proto_stream_errors() -> None:
+    c, uid = _started()
+    c.receive_data(_request("1", uid), NOW)
+    c.data_to_send()
+    out = c.receive_data(b"\xbf\x03\x12\x01\xff" + encode_for("proto", _ev("A")), NOW)  # garbage payload
+    assert isinstance(out[0], ProtocolError) and not out[0].fatal
+    assert isinstance(out[1], Event) and out[1].uid == "A"
+    out = c.receive_data(b"\xbf" + b"\xff" * 11, NOW)  # bad length varint: framing is lost
+    assert len(out) == 1 and isinstance(out[0], ProtocolError) and out[0].fatal and c.closed
+    assert c.receive_data(encode_for("proto", _ev("B")), NOW) == []
+
+
+def test_proto_xml_garbage_after_switch_is_fatal() -> None:
+    c, uid = _started()
+    c.receive_data(_request("1", uid), NOW)
+    out = c.receive_data(encode_event(_ev("A")), NOW)
+    assert len(out) == 1 and isinstance(out[0], ProtocolError) and out[0].fatal
+
+
+def test_examples_through_both_formats(shared_data: Path) -> None:
+    xml_client = Connection()
+    proto_client, uid = _started()
+    proto_client.receive_data(_request("1", uid), NOW)
+    for path in examples(shared_data):
+        ev = parse_event(path.read_bytes())
+        (a,) = xml_client.receive_data(encode_for("xml", ev), NOW)
+        (b,) = proto_client.receive_data(encode_for("proto", ev), NOW)
+        assert isinstance(a, Event) and isinstance(b, Event)
+        assert a == ev
+        assert (b.uid, b.type, b.time, b.lat, b.lon) == (ev.uid, ev.type, ev.time, ev.lat, ev.lon)

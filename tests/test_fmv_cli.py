@@ -1,0 +1,101 @@
+"""`kestrel fmv info|footprint|check` run in-process through kestrel.cli.main."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kestrel.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_info_no_klv_reports_zero(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(["fmv", "info", str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+    assert rc == 0 and err == ""
+    assert "klv packets: 0 in 0 units" in out and "checksum failures: 0" in out
+    rc, out, _ = run(["fmv", "info", "--json", str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+    assert rc == 0 and out == ""
+
+
+def test_info_tricky(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "h265_tricky_klv.ts")], capsys)
+    assert rc == 0
+    assert "hevc 160x120" in out and "synchronous (0x15, AU cells) units=30" in out
+    assert "klv packets: 90 in 90 units (60 untimed)" in out and "ST0601: 90" in out
+
+
+def test_info_json_one_object_per_packet(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "info", "--json", str(shared_data / "fmv" / "h264_klv.ts")], capsys)
+    assert rc == 0
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert len(objs) == 30
+    for o in objs:
+        assert o["set"] == "ST0601" and o["checksum_ok"] is True and o["pts"] is None  # async, untimed
+        assert isinstance(o["at"], float) and "13" in o["tags"] and "2" in o["tags"]
+    assert objs[0]["tags"]["2"] == 1224807209913000  # precision time stamp, as KWIVER's gold has it
+
+
+@pytest.mark.parametrize("cut", [50_000, 700])
+def test_truncated_exit_2(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: int) -> None:
+    path = tmp_path / "cut.ts"
+    path.write_bytes((shared_data / "fmv" / "h264_klv.ts").read_bytes()[:cut])
+    rc, _out, err = run(["fmv", "info", str(path)], capsys)
+    assert rc == 2 and err.count("\n") == 1 and str(path) in err and "truncated" in err
+
+
+def test_non_video_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("just some text, not a transport stream\n" * 100)
+    for argv in (["fmv", "info", str(path)], ["fmv", "footprint", str(path), "--out", str(tmp_path / "f.json")]):
+        rc, _out, err = run(argv, capsys)
+        assert rc == 2 and err.count("\n") == 1 and "not an MPEG transport stream" in err
+
+
+def test_audio_only_ts_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import av
+    import numpy as np
+
+    path = tmp_path / "audio.ts"
+    with av.open(str(path), "w", format="mpegts") as c:
+        s = c.add_stream("mp2", rate=48000)
+        for i in range(20):
+            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.int16), format="s16", layout="mono")
+            fr.sample_rate, fr.pts = 48000, i * 1152
+            for p in s.encode(fr):
+                c.mux(p)
+    rc, _out, err = run(["fmv", "info", str(path)], capsys)
+    assert rc == 2 and "no video stream" in err and err.count("\n") == 1
+
+
+def test_footprint_geojson(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fp.geojson"
+    rc, text, _ = run(["fmv", "footprint", str(shared_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out)], capsys)
+    assert rc == 0 and "300 footprints" in text
+    fc = json.loads(out.read_text())
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 300
+    f0 = fc["features"][0]
+    ring = f0["geometry"]["coordinates"][0]
+    assert len(ring) == 5 and ring[0] == ring[-1]
+    lon, lat = ring[0]
+    assert 38.1 < lat < 38.3 and -77.5 < lon < -77.2  # near the frame centre the KLV itself gives
+    assert f0["properties"]["time"].startswith("2008-") and f0["properties"]["pts"] == 0.0
+    rc, text, _ = run(["fmv", "footprint", str(shared_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out),
+                       "--per-frame"], capsys)
+    assert rc == 0 and len(json.loads(out.read_text())["features"]) == 10
+
+
+def test_check_reports_median_and_p90(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "check", str(shared_data / "fmv" / "aphill_klv_10s.ts"),
+                      str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+    assert rc == 0
+    lines = out.splitlines()
+    assert "median_m" in lines[0] and "p90_m" in lines[0]
+    cols = lines[1].split()
+    assert cols[1] == "300" and cols[2] == "300" and float(cols[3]) > 0  # a figure, not a pass/fail

@@ -1,0 +1,85 @@
+"""Synthetic clip: the picture, the KLV and the truth agree (read back through our own demuxer)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kestrel.cli import main
+from kestrel.fmv.ingest import VideoReader
+from kestrel.fmv.synth import Scenario, synthesize
+from kestrel.geo.geodesy import distance_bearing
+from kestrel.geo.sensor import SensorModel
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("synth")
+    out, truth = d / "clip.ts", d / "truth.json"
+    rc = main(["fmv", "synth", str(out), "--seconds", "2", "--targets", "4", "--truth", str(truth), "--seed", "3"])
+    assert rc == 0
+    return out, json.loads(truth.read_text())
+
+
+def test_geolocation_of_true_target_pixels_within_1m(clip: tuple[Path, dict]) -> None:
+    path, truth = clip
+    reader = VideoReader(path)
+    frames = list(reader)
+    assert len(frames) == len(truth["frames"]) == 60
+    assert (frames[0].width, frames[0].height) == (720, 480)
+    worst = 0.0
+    for f in frames:
+        t = truth["frames"][f.index]
+        assert f.pts == pytest.approx(t["pts"], abs=1e-6)
+        assert f.metadata is not None and f.metadata.time_us == t["time_us"]
+        model = SensorModel.from_metadata(f.metadata, f.width, f.height)
+        assert model is not None and model.kind == "pose"
+        for tgt in t["targets"]:
+            assert tgt["visible"]
+            g = model.pixel_to_ground(tgt["u"], tgt["v"], 0.0)
+            assert g is not None
+            d, _ = distance_bearing(g[0], g[1], tgt["lat"], tgt["lon"])
+            worst = max(worst, float(d))
+    assert worst < 1.0
+
+
+def test_targets_are_drawn_at_their_true_pixels(clip: tuple[Path, dict]) -> None:
+    path, truth = clip
+    colours = {t["id"]: np.array(t["colour_bgr"], float) for t in truth["targets"]}
+    hits = total = 0
+    for f in VideoReader(path):
+        for tgt in truth["frames"][f.index]["targets"]:
+            u, v = int(tgt["u"]), int(tgt["v"])  # pixel containing the true centre
+            patch = f.image[v - 1 : v + 2, u - 1 : u + 2].reshape(-1, 3).astype(float)
+            total += 1
+            hits += np.abs(patch - colours[tgt["id"]]).max(axis=1).min() < 60  # survives H.264
+    assert hits / total > 0.95
+
+
+def test_ground_moves_and_targets_move(clip: tuple[Path, dict]) -> None:
+    _path, truth = clip
+    first, last = truth["frames"][0]["targets"], truth["frames"][-1]["targets"]
+    for a, b in zip(first, last, strict=True):
+        d, _ = distance_bearing(a["lat"], a["lon"], b["lat"], b["lon"])
+        speed = next(t["speed_mps"] for t in truth["targets"] if t["id"] == a["id"])
+        assert 5 <= speed <= 20 and d == pytest.approx(speed * 59 / 30, rel=0.2)  # chord of an arc
+    box = first[0]["box"]
+    assert 4 < box[2] - box[0] < 30 and 2 < box[3] - box[1] < 30  # vehicle-sized at ~0.4 m GSD
+
+
+def test_same_seed_same_clip(tmp_path: Path) -> None:
+    sc = Scenario(seconds=0.2, targets=2, seed=11, width=320, height=240)
+    a = synthesize(tmp_path / "a.ts", sc)
+    b = synthesize(tmp_path / "b.ts", sc)
+    c = synthesize(tmp_path / "c.ts", Scenario(seconds=0.2, targets=2, seed=12, width=320, height=240))
+    assert a["frames"] == b["frames"] and a["frames"] != c["frames"]
+    assert (tmp_path / "a.ts").read_bytes() == (tmp_path / "b.ts").read_bytes()
+
+
+def test_synth_rejects_bad_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fmv", "synth", str(tmp_path / "x.ts"), "--size", "721x480"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--size" in err

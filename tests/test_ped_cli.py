@@ -1,0 +1,245 @@
+"""`kestrel ped run|review` end to end on synthetic STANAG 4609 clips and on bad input:
+products, the VMTI re-mux decoded by our own decoder, no-KLV, corrupted TS, missing files,
+live UDP input, and `--push` to our TEN server watched by a pytak client."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from kestrel.cli import main as kestrel_main
+from kestrel.ped.review import ReviewStore
+
+
+def kestrel(*args: str) -> int:
+    return kestrel_main(list(args))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("clip")
+    assert kestrel("fmv", "synth", str(d / "synth.ts"), "--seconds", "3", "--targets", "3", "--seed", "3",
+                   "--truth", str(d / "truth.json")) == 0
+    return d / "synth.ts"
+
+
+@pytest.fixture(scope="module")
+def run_dir(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    assert kestrel("ped", "run", str(clip), "--out", str(out)) == 0
+    return out
+
+
+def strip_klv(src: Path, dst: Path) -> None:
+    """The same video with no data streams at all (packet copy)."""
+    import av
+
+    with av.open(str(src)) as ic, av.open(str(dst), "w", format="mpegts") as oc:
+        vs = ic.streams.video[0]
+        ov = oc.add_stream_from_template(vs)
+        for pkt in ic.demux(vs):
+            if pkt.dts is None:
+                continue
+            pkt.stream = ov
+            oc.mux(pkt)
+
+
+def test_products(run_dir: Path) -> None:
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["frames"] == 90 and report["frames_dropped"] == 0
+    assert report["geolocated"] is True and report["geolocation_reason"] is None
+    assert set(report["fps"]) >= {"decode", "detect", "geolocate", "track", "end_to_end"}
+    assert report["tracks"] >= 3 and report["review"] == {"pending": report["tracks"]}
+    assert {"tracks.geojson", "tracks.kml", "detections.csv", "vmti.ts", "ped.sqlite"} <= set(report["products"])
+    fc = json.loads((run_dir / "tracks.geojson").read_text())
+    lines = [f for f in fc["features"] if f["geometry"] and f["geometry"]["type"] == "LineString"]
+    assert sum(len(f["geometry"]["coordinates"]) > 30 for f in lines) >= 3  # the three movers
+    rows = list(csv.DictReader(open(run_dir / "detections.csv")))
+    assert len(rows) == report["detections"] > 0 and all(r["lat"] for r in rows)
+    with ReviewStore(run_dir, create=False) as st:
+        assert len(st.platform()) == 90 and st.latest_platform().footprint  # type: ignore[union-attr]
+
+
+def test_vmti_remux_decodes_with_our_decoder(run_dir: Path) -> None:
+    from kestrel.fmv.ingest import read_frames, scan_klv
+    from kestrel.klv import st0903
+
+    scan = scan_klv(str(run_dir / "vmti.ts"))
+    vmti = [p for p in scan.packets if p.set_name == "ST0903"]
+    assert len(vmti) == 90 and all(p.checksum_ok for p in vmti) and scan.stats.errors == 0
+    by_frame = {p.tags[7]: p for p in vmti}
+    rows: dict[int, list[dict[str, str]]] = {}
+    for r in csv.DictReader(open(run_dir / "detections.csv")):
+        rows.setdefault(int(r["frame"]), []).append(r)
+    with ReviewStore(run_dir, create=False) as st:
+        track_ids = {t.id for t in st.tracks(points=False)}
+    seen_track_ids = set()
+    for frame, p in by_frame.items():
+        targets = p.tags.get(101) or []
+        assert p.tags[5] == len(targets) == len(rows.get(frame, []))
+        for t, r in zip(targets, rows.get(frame, []), strict=True):
+            r0, c0, r1, c1 = t.box(p.tags[8])
+            assert abs(c0 - float(r["x1"])) <= 1 and abs(r0 - float(r["y1"])) <= 1
+            assert abs(c1 - float(r["x2"])) <= 1 and abs(r1 - float(r["y2"])) <= 1
+            loc = t.tags[17]
+            assert loc["latitude"] == pytest.approx(float(r["lat"]), abs=1e-6)
+            seen_track_ids.add(t.target_id)
+    assert track_ids <= seen_track_ids  # tracked detections carry their track's id
+    # Each VMTI packet is timed at its frame: frame n's KLV is what the demuxer attaches to frame n.
+    times = {round(pt, 3) for pt in scan.at if pt is not None}
+    frames = [round(f.pts, 3) for f in read_frames(str(run_dir / "vmti.ts"), with_images=False)]
+    assert len(frames) == 90 and set(frames) == times
+    assert st0903.KEY == vmti[0].key
+
+
+def test_review_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(run_dir, work)
+    capsys.readouterr()
+    assert kestrel("ped", "review", str(work)) == 0
+    listing = capsys.readouterr().out
+    assert "pending" in listing and listing.splitlines()[0].split()[:2] == ["id", "frames"]
+    assert kestrel("ped", "review", str(work), "--confirm", "1", "--label", "vehicle", "--affiliation",
+                   "hostile", "--analyst", "kim") == 0
+    assert kestrel("ped", "review", str(work), "--reject", "2") == 0
+    assert kestrel("ped", "review", str(work), "--confirm", "999") == 2
+    assert kestrel("ped", "review", str(work), "--label", "vehicle") == 2
+    capsys.readouterr()
+    assert kestrel("ped", "review", str(work), "--json") == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[1]["review"] == "confirmed" and rows[1]["analyst"] == "kim" and rows[2]["review"] == "rejected"
+    fc = json.loads((work / "tracks.geojson").read_text())  # products follow the review
+    assert {f["properties"]["review"] for f in fc["features"] if f["properties"]["id"] == 1} == {"confirmed"}
+
+
+def test_no_klv_still_tracks_in_pixels(clip: Path, tmp_path: Path) -> None:
+    bare = tmp_path / "bare.ts"
+    strip_klv(clip, bare)
+    out = tmp_path / "run"
+    assert kestrel("ped", "run", str(bare), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["geolocated"] is False and "KLV" in report["geolocation_reason"]
+    assert report["tracks"] >= 2
+    with ReviewStore(out, create=False) as st:
+        tracks = st.tracks()
+        assert tracks and all(t.lat is None and len(t.points) > 10 for t in tracks)
+    fc = json.loads((out / "tracks.geojson").read_text())
+    assert fc["features"] and all(f["geometry"] is None for f in fc["features"])
+
+
+def test_no_klv_reference_file(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert kestrel("ped", "run", str(shared_data / "fmv/h264_no_klv.ts"), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] > 0 and report["geolocated"] is False
+    assert report["geolocation_reason"] == "no KLV metadata in the stream"
+
+
+def test_corrupted_ts_keeps_going(clip: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ts"
+    data = bytearray(clip.read_bytes())
+    mid = len(data) // 2
+    import random
+
+    rnd = random.Random(7)
+    data[mid : mid + 60_000] = bytes(rnd.getrandbits(8) for _ in range(60_000))
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "run"
+    assert kestrel("ped", "run", str(bad), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = list(csv.DictReader(open(out / "detections.csv")))
+    assert report["frames"] >= 60  # most of the 90 frames survive
+    assert max(float(r["pts"]) for r in rows) > 2.5  # detections after the damage, near the end
+    assert report["tracks"] >= 2
+
+
+def test_bad_input_exit_2(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = [
+        (["ped", "run", str(tmp_path / "missing.ts"), "--out", str(tmp_path / "a")], "missing.ts: no such file"),
+        (["ped", "run", str(clip), "--out", str(tmp_path / "b"), "--detector", "onnx", "--model",
+          str(tmp_path / "nope.onnx")], "nope.onnx: model file not found"),
+        (["ped", "run", str(clip), "--out", str(tmp_path / "c"), "--detector", "onnx"], "needs --model"),
+    ]
+    text = tmp_path / "notes.ts"
+    text.write_text("this is not a video\n" * 500)
+    cases.append((["ped", "run", str(text), "--out", str(tmp_path / "d")], "notes.ts"))
+    for argv, msg in cases:
+        capsys.readouterr()
+        assert kestrel(*argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err, err
+    assert not (tmp_path / "d" / "ped.sqlite").exists()  # a failed run leaves no half store behind
+
+
+def test_out_dir_with_a_run_is_not_overwritten(run_dir: Path, clip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (run_dir / "ped.sqlite").stat().st_mtime_ns
+    assert kestrel("ped", "run", str(clip), "--out", str(run_dir)) == 2
+    assert "already holds a PED run" in capsys.readouterr().err
+    assert (run_dir / "ped.sqlite").stat().st_mtime_ns == before
+
+
+def test_live_udp(clip: Path, tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "live"
+    rc: list[int] = []
+    t = threading.Thread(target=lambda: rc.append(kestrel("ped", "run", f"udp://127.0.0.1:{port}", "--out", str(out))))
+    t.start()
+    time.sleep(1.0)  # let the receiver bind
+    data = clip.read_bytes()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for i in range(0, len(data), 1316):  # 7 TS packets per datagram, paced at ~real time
+            tx.sendto(data[i : i + 1316], ("127.0.0.1", port))
+            if i % (1316 * 50) == 0:
+                time.sleep(0.05)
+    t.join(60)
+    assert rc == [0]
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] + report["frames_dropped"] >= 80
+    assert "frames_dropped" in report and report["vmti"] == {"skipped": "live source (no file to re-mux)"}
+    assert report["tracks"] >= 1 and report["geolocated"] is True
+
+
+def test_run_push_to_ten_server(clip: Path, tmp_path: Path) -> None:
+    """`ped run --push`: a pytak client on our server sees the UAV and its footprint; the run's
+    unreviewed tracks only with --release auto, marked UNVALIDATED."""
+    import asyncio
+
+    from tests.test_server_support import Client, make_config, run, server_running, uid_of
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path / "ten")) as server:
+            url = f"tcp://127.0.0.1:{server.ports['tcp']}"
+            watcher = await Client.connect(url)
+            await watcher.drain(0.2)
+            loop = asyncio.get_running_loop()
+            for out, extra in ((tmp_path / "plain", []), (tmp_path / "auto", ["--release", "auto"])):
+                rc = await loop.run_in_executor(
+                    None, lambda o=out, e=extra: kestrel("ped", "run", str(clip), "--out", str(o), "--no-vmti",
+                                                         "--push", url, *e))
+                assert rc == 0
+                got = [e for e in await watcher.drain(0.6) if not e.get("type", "").startswith("t-x-takp")]
+                types = sorted(e.get("type") for e in got)
+                with ReviewStore(out, create=False) as st:
+                    n = len([t for t in st.tracks(points=False) if t.lat is not None])
+                    sent = json.loads((out / "report.json").read_text())["push"]
+                if not extra:
+                    assert types == ["a-f-A-M-F-Q", "u-d-f"]
+                else:
+                    assert types == ["a-f-A-M-F-Q", *["a-u-G"] * n, "u-d-f"] and n >= 3
+                    for e in got:
+                        if e.get("type") == "a-u-G":
+                            assert e.find("detail/contact").get("callsign").startswith("UNVALIDATED")  # type: ignore[union-attr]
+                            assert uid_of(e) in sent["uids"]
+                assert sent["sent"] == len(got) and not sent["errors"]
+            await watcher.close()
+
+    run(scenario())

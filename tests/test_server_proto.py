@@ -1,0 +1,194 @@
+"""TAK protocol v1 through the server: negotiation (v, q, r), 0xBF-framed streams, XML and protobuf
+clients seeing each other each in their own format, and every ATAK example surviving
+XML -> server -> XML and XML -> server -> protobuf. Protobuf bytes are built and read with
+`takproto` (an outside codec), XML clients are pytak."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytak
+import pytest
+import takproto
+from takproto.constants import TAKProtoVer
+
+from tests.test_server_store import _fresh
+from tests.test_server_support import Client, make_config, parse, ping, run, sa, server_running, uid_of
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "shared/data/cot/atak-examples").glob("*.cot"))
+
+
+class ProtoClient:
+    """A client that negotiates TAK protocol v1 and then speaks 0xBF <varint> <TakMessage>."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> ProtoClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def read_xml(self, timeout: float = 5.0) -> ET.Element:
+        return parse(await asyncio.wait_for(self.reader.readuntil(b"</event>"), timeout))
+
+    async def negotiate(self, version: str = "1") -> tuple[ET.Element, ET.Element]:
+        while (offer := await self.read_xml()).get("type") != "t-x-takp-v":
+            pass
+        detail = pytak.cot_detail(flow_tag=False)
+        ctl = ET.SubElement(detail, "TakControl")
+        ET.SubElement(ctl, "TakRequest", {"version": version})
+        req = pytak.cot_event(uid=offer.get("uid"), cot_type="t-x-takp-q", flow_tag=False, detail=detail)
+        self.writer.write(pytak.serialize_cot(req))
+        while (resp := await self.read_xml()).get("type") != "t-x-takp-r":
+            pass
+        return offer, resp
+
+    def send_xml_as_proto(self, xml: bytes) -> None:
+        self.writer.write(bytes(takproto.xml2proto(xml.split(b"?>", 1)[-1].strip(), TAKProtoVer.STREAM)))
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        """One 0xBF frame, parsed by takproto."""
+
+        async def one() -> bytes:
+            magic = await self.reader.readexactly(1)
+            assert magic == b"\xbf", f"expected 0xBF, got {magic!r}"
+            head = b""
+            while True:
+                b = await self.reader.readexactly(1)
+                head += b
+                if b[0] < 0x80:
+                    break
+            n, shift = 0, 0
+            for byte in head:
+                n |= (byte & 0x7F) << shift
+                shift += 7
+            return magic + head + await self.reader.readexactly(n)
+
+        frame = await asyncio.wait_for(one(), timeout)
+        msg = takproto.parse_proto(bytearray(frame))
+        assert msg is not None and msg != -1
+        return msg
+
+    async def recv_until_uid(self, uid: str) -> list[Any]:
+        out = []
+        while True:
+            msg = await self.recv()
+            out.append(msg)
+            if msg.cotEvent.uid == uid:
+                return out
+
+
+def _iso_ms(text: str) -> int:
+    t = dt.datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z")
+    return int(t.timestamp() * 1000)
+
+
+def _canon(el: ET.Element) -> str:
+    el.tail = None
+    return ET.canonicalize(ET.tostring(el, encoding="unicode"))
+
+
+def _typed_elements(d: Any) -> list[ET.Element]:
+    """The typed Detail fields of a takproto TakMessage, as the XML elements they stand for."""
+    out = []
+    specs = (("contact", "contact", ("endpoint", "callsign")), ("group", "__group", ("name", "role")),
+             ("precisionLocation", "precisionlocation", ("geopointsrc", "altsrc")),
+             ("status", "status", ("battery",)), ("takv", "takv", ("device", "platform", "os", "version")),
+             ("track", "track", ("speed", "course")))
+    for field, tag, attrs in specs:
+        if d.HasField(field):
+            sub = getattr(d, field)
+            values = {a: getattr(sub, a) for a in attrs}
+            out.append(ET.Element(tag, {a: (repr(v) if isinstance(v, float) else str(v))
+                                        for a, v in values.items() if v not in ("", 0)}))
+    return out
+
+
+def test_negotiation_then_xml_and_proto_clients_see_each_other(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path)) as server:
+            port = server.ports["tcp"]
+            p = await ProtoClient.connect(port)
+            offer, resp = await p.negotiate()
+            assert offer.find("detail/TakControl/TakProtocolSupport").get("version") == "1"  # type: ignore[union-attr]
+            assert resp.find("detail/TakControl/TakResponse").get("status") == "true"  # type: ignore[union-attr]
+            assert resp.get("uid") == offer.get("uid")
+            x = await Client.connect(f"tcp://127.0.0.1:{port}")
+            extra = ET.fromstring('<kestrel_x a="1"><y>text</y></kestrel_x>')
+            await x.send(sa("X-uid", "XRAY", lat=10.5, lon=20.25, extra=[extra, ET.Element("status", battery="77")]))
+            msg = (await p.recv_until_uid("X-uid"))[-1]
+            ev = msg.cotEvent
+            assert (ev.type, ev.lat, ev.lon, ev.how) == ("a-f-G-U-C", 10.5, 20.25, "m-g")
+            assert (ev.detail.contact.callsign, ev.detail.group.name, ev.detail.group.role) == (
+                "XRAY", "Cyan", "Team Member")
+            assert (ev.detail.takv.platform, ev.detail.status.battery) == ("pytak", 77)
+            assert _canon(ET.fromstring(ev.detail.xmlDetail)) == _canon(extra)
+            # Protobuf -> XML client, in XML.
+            p.send_xml_as_proto(sa("P-uid", "PAPA", lat=-33.5, lon=151.25))
+            got = [e for e in await x.recv_until(lambda e: uid_of(e) == "P-uid")
+                   if not e.get("type", "").startswith("t-x-takp")]
+            assert [uid_of(e) for e in got] == ["P-uid"]
+            d = got[0].find("detail")
+            assert d is not None
+            assert d.find("contact").get("callsign") == "PAPA"  # type: ignore[union-attr]
+            assert d.find("__group").attrib == {"name": "Cyan", "role": "Team Member"}  # type: ignore[union-attr]
+            assert d.find("takv").get("platform") == "pytak"  # type: ignore[union-attr]
+            assert got[0].find("point").get("lat") == "-33.5"  # type: ignore[union-attr]
+            # A protobuf ping gets a protobuf pong, to P only; P never gets its own SA back.
+            p.send_xml_as_proto(ping("P-uid"))
+            pong = await p.recv()
+            assert pong.cotEvent.type == "t-x-c-t-r"
+            await x.send(sa("X-uid", "XRAY", lat=11.0))
+            assert [m.cotEvent.uid for m in await p.recv_until_uid("X-uid")] == ["X-uid"]
+            p.send_xml_as_proto(sa("P-uid", "PAPA", lat=1.0))
+            await x.send(sa("X-uid", "XRAY", lat=12.0))
+            assert [m.cotEvent.uid for m in await p.recv_until_uid("X-uid")] == ["X-uid"]
+            seen = await x.recv_until(lambda e: e.find("point").get("lat") == "1.0")  # type: ignore[union-attr]
+            assert [e.get("type") for e in seen] == ["a-f-G-U-C"]  # no pong leaked to X
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_atak_example_through_server_to_xml_and_protobuf(path: Path, tmp_path: Path) -> None:
+    assert len(EXAMPLES) == 8
+    sent = _fresh(path.read_bytes())
+    orig = parse(sent)
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path)) as server:
+            port = server.ports["tcp"]
+            p = await ProtoClient.connect(port)
+            await p.negotiate()
+            x = await Client.connect(f"tcp://127.0.0.1:{port}")
+            y = await Client.connect(f"tcp://127.0.0.1:{port}")
+            await x.send(sent)
+            got = (await y.recv_until(lambda e: uid_of(e) == orig.get("uid")))[-1]
+            msg = (await p.recv_until_uid(orig.get("uid", "")))[-1]
+        # XML -> server -> XML: attributes (times compared as instants), point, detail verbatim.
+        for k in ("uid", "type", "how", "version"):
+            assert got.get(k) == orig.get(k)
+        for k in ("time", "start", "stale"):
+            assert _iso_ms(got.get(k, "")) == _iso_ms(orig.get(k, ""))
+        opt, gpt = orig.find("point"), got.find("point")
+        assert opt is not None and gpt is not None
+        assert {k: float(v) for k, v in gpt.attrib.items()} == {k: float(v) for k, v in opt.attrib.items()}
+        od, gd = orig.find("detail"), got.find("detail")
+        assert od is not None and gd is not None
+        assert [_canon(c) for c in gd] == [_canon(c) for c in od]
+        # XML -> server -> protobuf, read by takproto: same fields, same detail (order may differ).
+        ev = msg.cotEvent
+        assert (ev.uid, ev.type, ev.how) == (orig.get("uid"), orig.get("type"), orig.get("how"))
+        assert (ev.sendTime, ev.startTime, ev.staleTime) == tuple(_iso_ms(orig.get(k, "")) for k in
+                                                                  ("time", "start", "stale"))
+        assert [ev.lat, ev.lon, ev.hae, ev.ce, ev.le] == [float(opt.get(k, "")) for k in
+                                                          ("lat", "lon", "hae", "ce", "le")]
+        frag = ET.fromstring(f"<detail>{ev.detail.xmlDetail}</detail>")
+        rebuilt = [*frag, *_typed_elements(ev.detail)]
+        assert sorted(_canon(c) for c in rebuilt) == sorted(_canon(c) for c in od)
+
+    run(scenario())
