@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 
 END = b"</event>"
-RX = re.compile(rb'<_kb s="(\d+)" q="\d+" t="(\d+)"/>')
+RX = re.compile(rb"""<_kb s=["'](\d+)["'] q=["']\d+["'] t=["'](\d+)["']\s*/>""")
 MAX_PENDING = 1 << 20
 
 _SA = (
@@ -75,13 +75,33 @@ class Run:
     lat_us: array[int] = field(default_factory=lambda: array("q"))
 
 
+_REQUEST = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<event version="2.0" uid="{uid}" type="t-x-takp-q" how="m-g" time="{ts}" start="{ts}" stale="{stale}">'
+    '<point lat="0.0" lon="0.0" hae="0.0" ce="999999" le="999999"/>'
+    '<detail><TakControl><TakRequest version="1"/></TakControl></detail></event>'
+)
+
+
 class Client(asyncio.Protocol):
-    def __init__(self, sid: int, run: Run, counted: bool) -> None:
-        self.sid, self.run, self.counted = sid, run, counted
+    """One TAK client. `proto`: negotiate TAK protocol v1 (offer v, request q, response r) first,
+    then send 0xBF-framed protobuf (encoded by takproto, an outside library)."""
+
+    def __init__(self, sid: int, run: Run, counted: bool, proto: bool = False) -> None:
+        self.sid, self.run, self.counted, self.proto = sid, run, counted, proto
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.closing = False
-        self.lost = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.lost = loop.create_future()
+        self.ready = loop.create_future()  # negotiation finished (at once for XML clients)
+        self.fmt = "xml"
+        self._neg: bytes | None = b"" if proto else None
+        self._asked = False
+        if proto:
+            import takproto  # noqa: F401  # import now: a first import mid-run stalls the loop ~0.4 s
+        else:
+            self.ready.set_result(None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -89,23 +109,23 @@ class Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closing:
             self.run.dropped += 1
-        if not self.lost.done():
-            self.lost.set_result(None)
+        for f in (self.lost, self.ready):
+            if not f.done():
+                f.set_result(None) if f is self.lost else f.set_exception(ConnectionError("closed"))
 
     def data_received(self, data: bytes) -> None:
         now = time.time_ns()
+        if self._neg is not None:
+            self._negotiate(data)
         buf = self.buf + data if self.buf else data
-        end = buf.rfind(END)
-        if end < 0:
-            self.buf = buf if len(buf) <= MAX_PENDING else b""
-            return
-        end += len(END)
-        chunk, self.buf = buf[:end], buf[end:]
+        # Keep only a trailing partial tag for the next read: a tag is counted exactly once.
+        k = buf.rfind(b"<_kb")
+        self.buf = buf[k:] if k >= 0 and len(buf) - k < 200 and RX.match(buf, k) is None else buf[-4:]
         if not self.counted:
             return
         run, me, steady, t0 = self.run, self.sid, self.run.steady, self.run.t_start
         lat = run.lat_us
-        for s, t in RX.findall(chunk):
+        for s, t in RX.findall(buf):
             ti = int(t)
             if ti < t0:
                 continue
@@ -115,6 +135,34 @@ class Client(asyncio.Protocol):
             elif si in steady:
                 run.received += 1
                 lat.append((now - ti) // 1000)
+
+    def _negotiate(self, data: bytes) -> None:
+        assert self._neg is not None
+        neg = self._neg = self._neg + data
+        if not self._asked and b"t-x-takp-v" in neg:
+            self._asked = True
+            now = time.time()
+            self.send(_REQUEST.format(uid=f"kb-req-{self.sid}", ts=_iso(now), stale=_iso(now + 60)).encode())
+        i = neg.find(b"t-x-takp-r")
+        end = neg.find(END, i) if i >= 0 else -1
+        if end >= 0:
+            self._neg = None
+            if b'status="true"' in neg[i:end]:
+                self.fmt = "proto"
+                self.ready.set_result(None)
+            else:
+                self.ready.set_exception(RuntimeError("server refused TAK protocol v1"))
+        elif len(neg) > MAX_PENDING:
+            self._neg = None
+            self.ready.set_exception(RuntimeError("no TAK protocol negotiation from the server"))
+
+    def send_sa(self, seq: int) -> None:
+        data = make_sa(self.sid, seq)
+        if self.fmt == "proto":
+            import takproto
+
+            data = bytes(takproto.xml2proto(data.decode(), takproto.TAKProtoVer.STREAM))
+        self.send(data)
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -173,7 +221,7 @@ async def send_loop(c: Client, start: float, phase: float, count: int) -> int:
             await asyncio.sleep(delay)
         if c.transport is None or c.transport.is_closing():
             break
-        c.send(make_sa(c.sid, k + 1))
+        c.send_sa(k + 1)
         sent += 1
     return sent
 
@@ -239,13 +287,24 @@ def summarize(run: Run, expected: int) -> dict[str, Any]:
     }
 
 
-async def fanout(tg: Target, n: int, seconds: int, server: psutil.Process | None) -> dict[str, Any]:
-    """N clients, all-to-all SA at 1 Hz for `seconds`: delivered fraction, latency, CPU, RSS."""
+async def fanout(
+    tg: Target, n: int, seconds: int, server: psutil.Process | None, proto: float = 0.0
+) -> dict[str, Any]:
+    """N clients, all-to-all SA at 1 Hz for `seconds`: delivered fraction, latency, CPU, RSS.
+    A `proto` fraction of the clients (spread evenly) speaks TAK protocol v1 instead of XML."""
     loop = asyncio.get_running_loop()
     run = Run(steady=range(n))
-    clients, failures = await connect_many(tg, lambda i: Client(i, run, True), range(n))
+
+    def make(i: int) -> Client:
+        return Client(i, run, True, proto=int((i + 1) * proto) > int(i * proto))
+
+    clients, failures = await connect_many(tg, make, range(n))
     if len(clients) < n:
         raise RuntimeError(f"only {len(clients)}/{n} clients connected")
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.ready for c in clients)), 20)
+    except TimeoutError:
+        raise RuntimeError("TAK protocol negotiation did not finish in 20 s") from None
     await asyncio.sleep(1.0)  # let the server finish its per-connection greeting
     meter = Meter(server)
     run.t_start = time.time_ns()
@@ -257,7 +316,8 @@ async def fanout(tg: Target, n: int, seconds: int, server: psutil.Process | None
     usage = meter.stop()
     expected = sent * (n - 1)
     await drain(run, expected)
-    out = {"n": n, "seconds": seconds, "sent": sent, "connect_retries": failures, **summarize(run, expected), **usage}
+    out = {"n": n, "seconds": seconds, "sent": sent, "connect_retries": failures,
+           "proto_clients": sum(c.proto for c in clients), **summarize(run, expected), **usage}
     for c in clients:
         c.close()
     await asyncio.sleep(0.2)
@@ -321,7 +381,7 @@ async def churn(
         churn_ok += len(got)
         churn_fail += churn_n - len(got) + fails
         for c in got:
-            c.send(make_sa(c.sid, 1))
+            c.send_sa(1)
         await asyncio.sleep(0.3)
         for c in got:
             c.close(reset=bool(r % 2))

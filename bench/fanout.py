@@ -46,13 +46,14 @@ class Plan:
     idle: int  # idle connections
     floor: tuple[int, int]  # (N, seconds)
     baseline: tuple[int, int]
+    mixed: tuple[int, int]  # half the clients on TAK protocol v1 (protobuf), half XML
     steps: tuple[int, ...]
     step_s: int
     churn: tuple[int, int, int]  # (steady, churners, rounds)
 
 
-FULL = Plan(1000, (200, 60), (200, 20), (200, 300, 400, 600, 800, 1000, 1500, 2000), 20, (20, 50, 10))
-QUICK = Plan(300, (100, 6), (100, 4), (100, 200), 4, (20, 50, 3))
+FULL = Plan(1000, (200, 60), (200, 20), (200, 20), (200, 300, 400, 600, 800, 1000, 1500, 2000), 20, (20, 50, 10))
+QUICK = Plan(300, (100, 6), (100, 4), (100, 4), (100, 200), 4, (20, 50, 3))
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -113,6 +114,11 @@ def server(
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _rel(path: str) -> str:
+    p = Path(path).absolute()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -185,19 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls-client", default="bench", help="with --target --tls: client cert name")
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for `kestrel serve` (repeat), e.g. --server-arg=--loop=uvloop")
-    ap.add_argument("--only", help="comma list of phases: idle,floor,baseline,steps,churn")
+    ap.add_argument("--only", help="comma list of phases: idle,floor,baseline,mixed,steps,churn")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    phases = set((args.only or "idle,floor,baseline,steps,churn").split(","))
+    phases = set((args.only or "idle,floor,baseline,mixed,steps,churn").split(","))
     if args.target and args.tls is True:
         ap.error("--target with --tls needs the DATA_DIR whose certs/ the clients use")
     nofile = raise_nofile()
     if args.target and "idle" in phases and args.server_pid is None:
         phases.discard("idle")  # needs the server's RSS
-    print(f"fanout bench: server={args.target or args.server} quick={args.quick} nofile={nofile} "
-          f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", file=sys.stderr)
-    res: dict[str, Any] = {"fanout": [], "cmd": " ".join([Path(sys.executable).name, *sys.argv])}
+    env = (f"server={args.target or args.server} {' '.join(args.server_arg)} tls={bool(args.tls)} "
+           f"quick={args.quick} cpus={os.cpu_count()} load_avg_1m={os.getloadavg()[0]:.2f} nofile={nofile} "
+           f"at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}")
+    print(f"fanout bench: {env}", file=sys.stderr)
+    res: dict[str, Any] = {"env": env, "fanout": [], "cmd": " ".join([_rel(sys.executable), _rel(sys.argv[0]), *sys.argv[1:]])}
     t_all = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="kestrel-fanout-") as tmp:
         w = Path(tmp)
@@ -211,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         if "baseline" in phases and args.server != "relay" and not args.tls:
             n, d = cfg.baseline
             r = phase(args, w, "baseline", "relay", n, lambda t, s: lg.fanout(t, n, d, s))
+            r["ok"] = ok_fanout(r, 200.0)
+            res["fanout"].append(r)
+        if "mixed" in phases:
+            n, d = cfg.mixed
+            r = phase(args, w, "mixed", args.server, n, lambda t, s: lg.fanout(t, n, d, s, proto=0.5))
             r["ok"] = ok_fanout(r, 200.0)
             res["fanout"].append(r)
         if "steps" in phases:
@@ -262,7 +275,7 @@ def report(res: dict[str, Any]) -> str:
         ))
         if "error" in r:
             notes.append(f"{r['phase']}: {r['error']}")
-    lines = [_table(hdr, rows), "", *notes]
+    lines = [f"fanout bench: {res['env']}", _table(hdr, rows), "", *notes]
     if "idle" in res:
         i = res["idle"]
         if "error" in i:

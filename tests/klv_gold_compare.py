@@ -12,7 +12,7 @@ from typing import Any
 
 from kestrel.klv.codecs import Bits, Codec
 from kestrel.klv.imapb import ImapSpecial
-from kestrel.klv.localset import Nested, SetSpec
+from kestrel.klv.localset import Nested, SetSeries, SetSpec
 from kestrel.klv.packet import KlvPacket
 
 
@@ -43,8 +43,8 @@ def compare_set(gold: list[dict[str, Any]], ours: dict[Any, Any], spec: SetSpec,
 
 def compare_value(g: Any, o: Any, codec: Codec | None, path: str) -> list[str]:
     bad = [f"{path}: gold {str(g)[:200]!r} != ours {str(o)[:200]!r}"]
-    if g is None:
-        return [] if o is None else bad
+    if g is None:  # KWIVER's JSON prints opaque byte blobs (e.g. a VChip's embedded image) as null
+        return [] if o is None or (codec is not None and codec.kind == "bytes") else bad
     if isinstance(o, bytes) and not isinstance(g, str):
         if codec is not None and codec.kind == "raw":
             return [f"RAW {path}"]  # an item we declare uninterpreted (kept losslessly)
@@ -68,8 +68,10 @@ def compare_value(g: Any, o: Any, codec: Codec | None, path: str) -> list[str]:
     if isinstance(g, str):
         if isinstance(o, str) and (o == g or o == g.encode("latin-1").decode("utf-16-be", "replace")):
             return []
-        if isinstance(o, bytes) and o == g.encode("utf-8"):
-            return []
+        if isinstance(o, bytes) and codec is not None and codec.kind == "bytes":
+            import base64  # KWIVER prints opaque user bytes as base64
+
+            return [] if base64.b64decode(g) == o else bad
         return bad
     if isinstance(g, bool) or isinstance(g, int):
         if isinstance(o, int):
@@ -79,6 +81,13 @@ def compare_value(g: Any, o: Any, codec: Codec | None, path: str) -> list[str]:
         return bad
     if isinstance(g, float):
         return [] if isinstance(o, int | float) and close(g, float(o), 1e-6 * max(1.0, abs(g))) else bad
+    if g == [] and o is None and isinstance(codec, Nested | SetSeries):
+        return []  # an empty set/series travels as a zero-length item, which decodes to None
+    if isinstance(g, list) and isinstance(codec, SetSeries):
+        if not isinstance(o, list) or len(o) != len(g):
+            return bad
+        return [e for i, (gi, oi) in enumerate(zip(g, o, strict=True))
+                for e in compare_set(gi, oi.tags, codec.spec, f"{path}[{i}]")]
     if isinstance(g, list):
         if isinstance(codec, Nested) or isinstance(o, KlvPacket):
             if not isinstance(o, KlvPacket):
@@ -111,7 +120,9 @@ def compare_value(g: Any, o: Any, codec: Codec | None, path: str) -> list[str]:
             return bad
         errs = []
         for k, gv in g.items():
-            if k == "semi-length" and gv == 0:  # KWIVER: 0 = "no length chosen" (a hint, not a value)
+            if k in ("semi-length", "element-size") and gv == 0:  # KWIVER: 0 = "no length chosen"
+                continue
+            if k == "apa" and gv == {"integer": 0, "string": "Unknown APA"}:  # KWIVER: not chosen
                 continue
             ov = o.get(k)
             if isinstance(gv, dict) and set(gv) == {"integer", "string"}:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import takproto
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from kestrel.cot.connection import Connection, encode_for
@@ -173,3 +175,33 @@ def test_examples_through_both_formats(shared_data: Path) -> None:
         assert isinstance(a, Event) and isinstance(b, Event)
         assert a == ev
         assert (b.uid, b.type, b.time, b.lat, b.lon) == (ev.uid, ev.type, ev.time, ev.lat, ev.lon)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), max_size=6), st.booleans())
+def test_arbitrary_bytes_never_raise(chunks: list[bytes], proto: bool) -> None:
+    c, uid = _started()
+    if proto:
+        c.receive_data(_request("1", uid), NOW)
+    for chunk in chunks:
+        for item in c.receive_data(chunk, NOW):
+            assert isinstance(item, Event | ProtocolError)
+    c.data_to_send()
+    assert c.errors >= 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=30))
+def test_any_chunking_of_a_mixed_stream_gives_the_same_events(sizes: list[int]) -> None:
+    data = (b"<auth><cot username='u'/></auth>" + encode_event(_ev("A")) + b"\n"
+            + encode_event(_ev("P", "t-x-c-t")) + encode_event(_ev("B", detail=b"<remarks>x</remarks>")))
+    c, _ = _started()
+    got: list[Event | ProtocolError] = []
+    pos = 0
+    i = 0
+    while pos < len(data):
+        n = sizes[i % len(sizes)]
+        got += c.receive_data(data[pos : pos + n], NOW)
+        pos += n
+        i += 1
+    assert [e.uid for e in got if isinstance(e, Event)] == ["A", "B"] and c.pings == 1 and c.errors == 0

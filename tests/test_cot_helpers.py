@@ -7,7 +7,7 @@ from pathlib import Path
 from lxml import etree
 
 TYPED_ELEMENTS = ("contact", "__group", "precisionlocation", "status", "takv", "track")
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
 
 Canon = tuple[str, tuple[tuple[str, str], ...], str, tuple["Canon", ...]]
 

@@ -148,6 +148,12 @@ def test_varint_matches_google(n: int) -> None:
         (b'<track speed="1.50" course="270.25"/>', set()),
         (b'<track speed="nan" course="0.0"/>', set()),
         (b'<x:contact xmlns:x="u" callsign="A"/>', set()),
+        # the exact (expat) path: the name also occurs nested / in a comment / lxml refuses the prefix
+        (b'<a><contact callsign="nested"/></a><contact callsign="A"/>', {"contact"}),
+        (b'<!-- <contact callsign="c"/> --><contact callsign="A"/>', {"contact"}),
+        (b"<a>" * 300 + b"</a>" * 300 + b'<contact callsign="A"/><track speed="1.0" course="2.0"></track>',
+         {"contact", "track"}),  # deeper than libxml2's default limit
+        (b'<a><contact callsign="only-nested"/></a>', set()),
     ],
 )
 def test_typed_fields_move_only_when_exact(detail: bytes, moved: set[str]) -> None:

@@ -67,3 +67,24 @@ def test_writer_rejects_bad_sizes(tmp_path: Path) -> None:
         TsWriter(tmp_path / "odd.ts", 161, 96)
     with TsWriter(tmp_path / "ok.ts", 64, 64) as w, pytest.raises(ValueError):
         w.write(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_synchronous_carriage_round_trip(tmp_path: Path) -> None:
+    out = tmp_path / "sync.ts"
+    with TsWriter(out, 160, 96, fps=25, sync=True) as w:
+        for i in range(12):
+            w.write(np.full((96, 160, 3), 10 * i, np.uint8), _packet(i))
+    demux = TsDemuxer()
+    demux.feed(out.read_bytes())
+    demux.close()
+    klv = [s for s in demux.streams.values() if s.kind == "klv"]
+    assert len(klv) == 1 and klv[0].stream_type == 0x15 and klv[0].sync and demux.stats.crc_errors == 0
+    frames = list(read_frames(out))
+    assert len(frames) == 12
+    for f in frames:
+        assert len(f.klv) == 1 and f.klv[0].raw == _packet(f.index) and f.klv[0].pts == pytest.approx(f.pts)
+    # FFmpeg's own demuxer recognises the AU cells: it strips the 5-byte header, keeps the PTS
+    with av.open(str(out)) as c:
+        pkts = [p for p in c.demux(c.streams.data[0]) if p.size]
+        assert [bytes(p) for p in pkts] == [_packet(i) for i in range(12)]
+        assert [p.pts for p in pkts] == [i * 3600 for i in range(12)]

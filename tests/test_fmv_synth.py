@@ -83,3 +83,31 @@ def test_synth_rejects_bad_size(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["fmv", "synth", str(tmp_path / "x.ts"), "--size", "721x480"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--size" in err
+
+
+def test_synth_with_synchronous_klv(tmp_path: Path) -> None:
+    out = tmp_path / "sync.ts"
+    truth = synthesize(out, Scenario(seconds=0.3, targets=1, seed=5, width=320, height=240, sync_klv=True))
+    reader = VideoReader(out)
+    frames = list(reader)
+    assert len(frames) == 9 and reader.streams[257].sync and reader.stats.klv.untimed == 0
+    for f in frames:
+        assert f.metadata is not None and f.metadata.time_us == truth["frames"][f.index]["time_us"]
+
+
+def test_footprint_and_frame_centre_agree_with_klv(clip: tuple[Path, dict], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path, _truth = clip
+    out = tmp_path / "fp.geojson"
+    assert main(["fmv", "footprint", str(path), "--out", str(out), "--per-frame"]) == 0
+    feats = json.loads(out.read_text())["features"]
+    frames = list(VideoReader(path))
+    assert len(feats) == len(frames) == 60
+    for feat, f in zip(feats, frames, strict=True):
+        ring = feat["geometry"]["coordinates"][0]
+        assert f.metadata is not None and f.metadata.corners is not None
+        for (lon, lat), (klat, klon) in zip(ring[:4], f.metadata.corners, strict=True):  # UL, UR, LR, LL
+            assert lat == pytest.approx(klat, abs=2e-6) and lon == pytest.approx(klon, abs=2e-6)
+    capsys.readouterr()
+    assert main(["fmv", "info", str(path)]) == 0
+    assert "median 0.0 m, p90 0.0 m" in capsys.readouterr().out

@@ -72,3 +72,25 @@ def test_crc() -> None:
     pat = bytes.fromhex("00b00d0001c100000001f0002ab104b2")
     assert crc32_mpeg(pat) == 0
     assert crc32_mpeg(pat[:-1] + b"\x00") != 0
+
+
+def test_untimed_pes_without_length_keeps_alignment(shared_data: Path) -> None:
+    """PES_packet_length 0 (allowed): a unit completes only at the PID's next start, yet it must
+    still take effect at the first video PES after its own bytes, as with a declared length."""
+    data = bytearray((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+    patched = 0
+    for off in range(0, len(data), 188):
+        pid = ((data[off + 1] & 0x1F) << 8) | data[off + 2]
+        if pid == 257 and data[off + 1] & 0x40:
+            start = off + (5 + data[off + 4] if data[off + 3] & 0x20 else 4)
+            assert data[start : start + 3] == b"\x00\x00\x01"
+            data[start + 4 : start + 6] = b"\x00\x00"
+            patched += 1
+    assert patched == 30
+
+    def stamps(buf: bytes) -> list[int | None]:
+        _d, ev = run(buf, 4096)
+        return [e.at for e in ev if isinstance(e, DataUnit)]
+
+    original = stamps((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+    assert stamps(bytes(data)) == original and len(set(original)) == 30

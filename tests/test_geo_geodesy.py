@@ -199,3 +199,35 @@ def test_conversions_are_thread_safe() -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert max(pool.map(work, range(4))) < 1e-4
+
+
+@pytest.mark.parametrize(("slope", "dep"), [(0.5, 20.0), (1.0, 10.0), (0.3, 5.0), (-0.3, 45.0), (2.0, 45.0)])
+def test_dem_steep_and_grazing(slope: float, dep: float) -> None:
+    """Where slope x cot(depression) > 1 a plain fixed-point iteration diverges; we must not."""
+
+    def dem(la: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        return 100.0 + (np.asarray(la) - 45.0) * 111_000.0 * slope
+
+    origin = geodetic_to_ecef(44.95, 7.0, 3100.0)
+    frame = LocalFrame(44.95, 7.0)
+    d = math.radians(dep)
+    ray = np.array([[0.0, math.cos(d), -math.sin(d)]]) @ frame.basis.T
+    hit = ray_hit_height(origin, ray, dem=dem)[0]
+    assert np.isfinite(hit).all()
+    assert hit[2] == pytest.approx(float(dem(hit[0], hit[1])), abs=2e-3)
+    rel = geodetic_to_ecef(*hit) - origin
+    assert np.linalg.norm(np.cross(rel, ray[0])) < 1e-4 and float(rel @ ray[0]) > 0
+
+
+def test_dem_no_hit_and_no_data() -> None:
+    frame = LocalFrame(44.95, 7.0)
+    origin = geodetic_to_ecef(44.95, 7.0, 3100.0)
+    d = math.radians(5.0)
+    ray = np.array([[0.0, math.cos(d), -math.sin(d)]]) @ frame.basis.T
+    # Terrain falling away faster than the ray descends: never met.
+    falling = ray_hit_height(
+        origin, ray, dem=lambda la, lo: 100.0 - (np.asarray(la) - 44.95) * 111_000.0 * 0.2
+    )
+    assert np.isnan(falling).all()
+    # A DEM that has no data (NaN) there.
+    assert np.isnan(ray_hit_height(origin, ray, dem=lambda la, lo: np.full(np.shape(la), np.nan))).all()

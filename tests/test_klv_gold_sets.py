@@ -23,6 +23,8 @@ _KINDS = {0: "user", 1: "qnan", 2: "snan", 3: "below_min", 5: "above_max"}
 
 def from_gold(g: Any, codec: Codec | None) -> Any:
     """KWIVER JSON value -> the Python value our encoder takes."""
+    if isinstance(g, str) and codec is not None and codec.kind == "bytes":
+        return base64.b64decode(g)  # KWIVER prints opaque bytes as base64
     if isinstance(g, dict):
         keys = set(g)
         if keys == {"length", "value"}:
@@ -92,6 +94,11 @@ def test_st0601_gold_values_survive_our_encoder_and_decoder(gold: dict[str, dict
     [p] = decode(raw)
     assert p.error is None and p.checksum_ok is True
     want = filtered(g["value"], st0601.SPEC)
+    for e in want:  # ST 1010: an SDCC-FLP's members are the items just before it in the packet;
+        # KWIVER's in-memory gold names members (13, 14) its packet does not carry, so only the
+        # rest of the pack can be checked here (the TS gold test checks members on real bytes).
+        if e["key"]["integer"] == 102 and not set(e["value"]["members"]) <= set(vals):
+            e["value"] = {k: v for k, v in e["value"].items() if k != "members"}
     errs = compare_set(want, {k: v for k, v in p.tags.items() if k != 1}, st0601.SPEC, "0601")
     errs = [e for e in errs if not e.startswith("RAW ")]
     assert not errs, "\n".join(errs[:20])

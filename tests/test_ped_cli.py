@@ -74,6 +74,8 @@ def test_vmti_remux_decodes_with_our_decoder(run_dir: Path) -> None:
     scan = scan_klv(str(run_dir / "vmti.ts"))
     vmti = [p for p in scan.packets if p.set_name == "ST0903"]
     assert len(vmti) == 90 and all(p.checksum_ok for p in vmti) and scan.stats.errors == 0
+    source = json.loads((run_dir / "report.json").read_text())["source"]
+    assert scan.stats.by_set["ST0601"] == scan_klv(source).stats.by_set["ST0601"] > 0  # source KLV kept
     by_frame = {p.tags[7]: p for p in vmti}
     rows: dict[int, list[dict[str, str]]] = {}
     for r in csv.DictReader(open(run_dir / "detections.csv")):
@@ -156,6 +158,7 @@ def test_corrupted_ts_keeps_going(clip: Path, tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     rows = list(csv.DictReader(open(out / "detections.csv")))
     assert report["frames"] >= 60  # most of the 90 frames survive
+    assert "error" not in report["vmti"] and report["vmti"]["vmti_packets"] == report["frames"]
     assert max(float(r["pts"]) for r in rows) > 2.5  # detections after the damage, near the end
     assert report["tracks"] >= 2
 
@@ -185,27 +188,51 @@ def test_out_dir_with_a_run_is_not_overwritten(run_dir: Path, clip: Path, capsys
     assert (run_dir / "ped.sqlite").stat().st_mtime_ns == before
 
 
-def test_live_udp(clip: Path, tmp_path: Path) -> None:
+def test_live_udp_with_push(clip: Path, tmp_path: Path) -> None:
+    """A live TS over UDP: processed until the feed goes quiet, dropped frames reported, and
+    while it runs the platform and (release auto) unvalidated tracks reach a pytak client."""
+    import asyncio
+
+    from tests.test_server_support import Client, make_config, run, server_running
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "live"
-    rc: list[int] = []
-    t = threading.Thread(target=lambda: rc.append(kestrel("ped", "run", f"udp://127.0.0.1:{port}", "--out", str(out))))
-    t.start()
-    time.sleep(1.0)  # let the receiver bind
-    data = clip.read_bytes()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-        for i in range(0, len(data), 1316):  # 7 TS packets per datagram, paced at ~real time
-            tx.sendto(data[i : i + 1316], ("127.0.0.1", port))
-            if i % (1316 * 50) == 0:
-                time.sleep(0.05)
-    t.join(60)
-    assert rc == [0]
+
+    def send() -> None:
+        time.sleep(1.0)  # let the receiver bind
+        data = clip.read_bytes()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for i in range(0, len(data), 1316):  # 7 TS packets per datagram, about real time
+                tx.sendto(data[i : i + 1316], ("127.0.0.1", port))
+                if i % (1316 * 40) == 0:
+                    time.sleep(0.04)
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path / "ten")) as server:
+            url = f"tcp://127.0.0.1:{server.ports['tcp']}"
+            watcher = await Client.connect(url)
+            await watcher.drain(0.2)
+            sender = threading.Thread(target=send)
+            sender.start()
+            rc = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: kestrel("ped", "run", f"udp://127.0.0.1:{port}", "--out", str(out), "--push", url,
+                                      "--release", "auto"))
+            sender.join()
+            assert rc == 0
+            got = await watcher.drain(0.6)
+            types = [e.get("type") for e in got]
+            assert types.count("a-f-A-M-F-Q") >= 3  # updated about once a second while live
+            assert "u-d-f" in types and "a-u-G" in types
+            await watcher.close()
+
+    run(scenario(), timeout=90)
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] + report["frames_dropped"] >= 80
-    assert "frames_dropped" in report and report["vmti"] == {"skipped": "live source (no file to re-mux)"}
+    assert report["vmti"] == {"skipped": "live source (no file to re-mux)"}
     assert report["tracks"] >= 1 and report["geolocated"] is True
+    assert report["push"]["sent"] >= 6 and not report["push"]["errors"]
 
 
 def test_run_push_to_ten_server(clip: Path, tmp_path: Path) -> None:
@@ -243,3 +270,67 @@ def test_run_push_to_ten_server(clip: Path, tmp_path: Path) -> None:
             await watcher.close()
 
     run(scenario())
+
+
+def test_store_is_written_during_the_run(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second reader (the analyst) sees tracks and the platform path before the run ends."""
+    from kestrel.ped import pipeline
+
+    real_run = pipeline.run
+    seen: list[tuple[int, int, int]] = []
+    out = tmp_path / "run"
+
+    def spying_run(*a: object, on_frame: object = None, **kw: object) -> object:
+        def spy(u: object) -> None:
+            on_frame(u)  # type: ignore[operator]
+            if u.frame_index in (30, 75):  # type: ignore[attr-defined]
+                with ReviewStore(out, create=False) as other:
+                    seen.append((u.frame_index, len(other.tracks(points=False)), len(other.platform())))  # type: ignore[attr-defined]
+        return real_run(*a, on_frame=spy, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "run", spying_run)
+    assert kestrel("ped", "run", str(clip), "--out", str(out), "--no-vmti") == 0
+    assert [s[0] for s in seen] == [30, 75]
+    assert seen[1][1] >= 2 and seen[1][2] >= 60  # flushed at ~2 s of video
+
+
+def test_onnx_detector_through_the_cli(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_ped_detect_onnx import build_model
+
+    model = build_model(tmp_path / "cells.onnx", "v8")
+    out = tmp_path / "run"
+    assert kestrel("ped", "run", str(clip), "--out", str(out), "--detector", "onnx", "--model", str(model),
+                   "--max-frames", "10", "--no-vmti") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["detector"] == "onnx" and report["frames"] == 10
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a model" * 10)
+    capsys.readouterr()
+    assert kestrel("ped", "run", str(clip), "--out", str(tmp_path / "r2"), "--model", str(junk)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "junk.onnx" in err
+    assert not (tmp_path / "r2" / "ped.sqlite").exists()
+
+
+def test_ctrl_c_keeps_what_was_seen(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (how a live run is stopped) still leaves the store, products and a report."""
+    from kestrel.ped import pipeline
+
+    real_run = pipeline.run
+
+    def interrupted_run(*a: object, on_frame: object = None, **kw: object) -> object:
+        def spy(u: object) -> None:
+            on_frame(u)  # type: ignore[operator]
+            if u.frame_index == 70:  # type: ignore[attr-defined]
+                raise KeyboardInterrupt
+        return real_run(*a, on_frame=spy, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "run", interrupted_run)
+    out = tmp_path / "run"
+    assert kestrel("ped", "run", str(clip), "--out", str(out)) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True and report["frames"] == 71 and report["tracks"] >= 2
+    assert report["vmti"] == {"skipped": "run interrupted"}
+    rows = list(csv.DictReader(open(out / "detections.csv")))
+    assert rows and max(int(r["frame"]) for r in rows) == 70
+    assert json.loads((out / "tracks.geojson").read_text())["features"]

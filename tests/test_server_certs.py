@@ -290,6 +290,10 @@ def test_cli_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="hostname"):
         _cli(["certs", "init", "--data", str(tmp_path), "--hostname", "bad host"])
     assert not list((tmp_path / "certs").rglob("ok*"))
+    afile = tmp_path / "a-file"
+    afile.write_text("not a dir")
+    with pytest.raises(BadInput, match="a-file"):
+        _cli(["certs", "init", "--data", str(afile)])
 
 
 def test_kestrel_certs_command(tmp_path: Path) -> None:

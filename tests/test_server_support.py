@@ -23,12 +23,16 @@ from kestrel.server.config import Limits, ListenerConfig, ServerConfig
 T = TypeVar("T")
 
 
-def run(coro: Awaitable[T], timeout: float = 40.0) -> T:
-    """Run one test scenario on a fresh event loop, with an overall deadline."""
+def run(coro: Awaitable[T], timeout: float = 40.0, loop: str = "asyncio") -> T:
+    """Run one test scenario on a fresh event loop (asyncio's or uvloop's), with an overall deadline."""
 
     async def main() -> T:
         return await asyncio.wait_for(coro, timeout)
 
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main())
     return asyncio.run(main())
 
 

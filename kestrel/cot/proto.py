@@ -90,17 +90,9 @@ def encode_mesh(ev: Event) -> bytes:
 
 
 def decode_message(payload: bytes | memoryview) -> dict[str, Any]:
-    """Serialized TakMessage -> dict (CotError on malformed protobuf)."""
-    return protowire.decode(SCHEMA, "TakMessage", payload)
-
-
-def _check_strings(msg: dict[str, Any]) -> None:
-    """Every string must be representable in XML (the event may be relayed to an XML client)."""
-    for key, v in msg.items():
-        if isinstance(v, dict):
-            _check_strings(v)
-        elif isinstance(v, str) and key != "xmlDetail" and XML_INVALID.search(v):
-            raise CotError(f"{key}: character not allowed in CoT XML")
+    """Serialized TakMessage -> dict. CotError on malformed protobuf, or on a string XML cannot carry
+    (the event may be relayed to XML clients)."""
+    return protowire.decode(SCHEMA, "TakMessage", payload, reject=XML_INVALID)
 
 
 def message_to_event(msg: dict[str, Any]) -> Event:
@@ -108,7 +100,6 @@ def message_to_event(msg: dict[str, Any]) -> Event:
     cot = msg.get("cotEvent")
     if cot is None:
         raise CotError("TakMessage without cotEvent")
-    _check_strings(cot)
     for key in ("uid", "type"):
         if not cot.get(key):
             raise CotError(f"CotEvent without {key}")

@@ -12,6 +12,8 @@ Worst case: O(n) in the bytes; recursion depth bounded by the schema (no recursi
 
 from __future__ import annotations
 
+import math
+import re
 import struct
 from typing import Any
 
@@ -43,7 +45,8 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int, end: int | None
         end = len(buf)
     result = 0
     shift = 0
-    for i in range(pos, min(end, pos + MAX_VARINT)):
+    stop = pos + MAX_VARINT if end > pos + MAX_VARINT else end
+    for i in range(pos, stop):
         b = buf[i]
         result |= (b & 0x7F) << shift
         if b < 0x80:
@@ -56,36 +59,49 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int, end: int | None
     raise CotError("bad varint: truncated")
 
 
-def decode(schema: Schema, msg: str, buf: bytes | memoryview, pos: int = 0, end: int | None = None) -> dict[str, Any]:
-    """Decode message `msg` from buf[pos:end] into a dict of the fields present."""
+def decode(schema: Schema, msg: str, buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None,
+           reject: re.Pattern[str] | None = None) -> dict[str, Any]:
+    """Decode message `msg` from buf[pos:end] into a dict of the fields present. A string field matching
+    `reject` (e.g. characters XML cannot carry) raises CotError."""
+    if not isinstance(buf, bytes):
+        buf = bytes(buf)
     fields = schema[msg]
     if end is None:
         end = len(buf)
     out: dict[str, Any] = {}
     val: Any
     while pos < end:
-        key, pos = decode_varint(buf, pos, end)
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = decode_varint(buf, pos, end)
         num, wt = key >> 3, key & 7
         if num == 0:
             raise CotError(f"{msg}: field number 0")
         f = fields.get(num)
-        if wt == 0:
+        if wt == 2:
+            if pos >= end:
+                raise CotError(f"{msg}: truncated length")
+            n = buf[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = decode_varint(buf, pos, end)
+            if n > end - pos:
+                raise CotError(f"{msg}: length {n} runs past the end")
+            a = pos
+            pos += n
+        elif wt == 0:
             val, pos = decode_varint(buf, pos, end)
         elif wt == 1:
             if pos + 8 > end:
                 raise CotError(f"{msg}: truncated fixed64")
-            val = buf[pos : pos + 8]
+            val = _D.unpack_from(buf, pos)[0]
             pos += 8
-        elif wt == 2:
-            n, pos = decode_varint(buf, pos, end)
-            if n > end - pos:
-                raise CotError(f"{msg}: length {n} runs past the end")
-            val = (pos, pos + n)
-            pos += n
         elif wt == 5:
             if pos + 4 > end:
                 raise CotError(f"{msg}: truncated fixed32")
-            val = None
             pos += 4
         else:
             raise CotError(f"{msg}: unsupported wire type {wt}")
@@ -95,44 +111,61 @@ def decode(schema: Schema, msg: str, buf: bytes | memoryview, pos: int = 0, end:
         if _WIRE[kind] != wt:
             raise CotError(f"{msg}.{name}: wire type {wt}, expected {_WIRE[kind]}")
         if kind == "string":
-            a, b = val
             try:
-                out[name] = bytes(buf[a:b]).decode("utf-8")
+                text = buf[a:pos].decode("utf-8")
             except UnicodeDecodeError:
                 raise CotError(f"{msg}.{name}: not UTF-8") from None
+            if reject is not None and reject.search(text):
+                raise CotError(f"{msg}.{name}: character not allowed")
+            out[name] = text
         elif kind == "message":
-            a, b = val
             assert sub is not None
-            inner = decode(schema, sub, buf, a, b)
+            inner = decode(schema, sub, buf, a, pos, reject)
             prev = out.get(name)
             out[name] = {**prev, **inner} if prev else inner  # repeated sub-message: merge
-        elif kind == "double":
-            out[name] = _D.unpack(val)[0]
         elif kind == "uint32":
             out[name] = val & 0xFFFFFFFF
         else:
-            out[name] = val
+            out[name] = val  # uint64, double
     return out
+
+
+def _varint(n: int) -> bytes:
+    return _SMALL[n] if n < 128 else encode_varint(n)
+
+
+_SMALL = [bytes([i]) for i in range(128)]
+_KEYS: dict[str, list[tuple[str, str, str | None, bytes]]] = {}
+
+
+def _fields(schema: Schema, msg: str) -> list[tuple[str, str, str | None, bytes]]:
+    key = f"{id(schema)}:{msg}"
+    got = _KEYS.get(key)
+    if got is None:
+        got = [(name, kind, sub, encode_varint(num << 3 | _WIRE[kind]))
+               for num, (name, kind, sub) in sorted(schema[msg].items())]
+        _KEYS[key] = got
+    return got
 
 
 def encode(schema: Schema, msg: str, value: dict[str, Any]) -> bytes:
     """Encode dict `value` as message `msg` (fields in number order, proto3 defaults omitted)."""
     out = bytearray()
-    for num, (name, kind, sub) in sorted(schema[msg].items()):
+    for name, kind, sub, key in _fields(schema, msg):
         v = value.get(name)
         if v is None:
             continue
-        if kind == "message":
-            assert sub is not None
-            body = encode(schema, sub, v)
-            out += encode_varint(num << 3 | 2) + encode_varint(len(body)) + body
-        elif kind == "string":
+        if kind == "string":
             if v:
                 raw = v.encode("utf-8")
-                out += encode_varint(num << 3 | 2) + encode_varint(len(raw)) + raw
+                out += key + _varint(len(raw)) + raw
+        elif kind == "message":
+            assert sub is not None
+            body = encode(schema, sub, v)
+            out += key + _varint(len(body)) + body
         elif kind == "double":
-            if v != 0.0 or str(v)[0] == "-":  # keep -0.0 distinct, as protobuf does
-                out += encode_varint(num << 3 | 1) + _D.pack(v)
+            if v != 0.0 or math.copysign(1.0, v) < 0:  # keep -0.0 distinct, as protobuf does
+                out += key + _D.pack(v)
         elif v:
-            out += encode_varint(num << 3) + encode_varint(int(v))
+            out += key + _varint(int(v))
     return bytes(out)

@@ -19,9 +19,11 @@ import math
 import re
 from typing import Any
 
+from lxml import etree
+
 from kestrel.cot.errors import CotError
 from kestrel.cot.xml import escape_attr
-from kestrel.cot.xmlscan import scan_children
+from kestrel.cot.xmlscan import scan_children, tag_end
 
 # (xml element, Detail field, ((xml attribute, proto field, kind, required), ...)) — kinds: str uint double
 TYPED: tuple[tuple[str, str, tuple[tuple[str, str, str, bool], ...]], ...] = (
@@ -37,6 +39,10 @@ TYPED: tuple[tuple[str, str, tuple[tuple[str, str, str, bool], ...]], ...] = (
 _BY_ELEMENT = {t[0]: t for t in TYPED}
 _NAMES = frozenset(_BY_ELEMENT)
 _NONE: frozenset[str] = frozenset()
+_START = {n: re.compile(rb"<" + n.encode() + rb"[ \t\r\n/>]") for n in _NAMES}
+_OPEN, _CLOSE = b"<detail>", b"</detail>"
+_LXML = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+                        huge_tree=False)
 _HINT = re.compile(rb"<(?:contact|__group|precisionlocation|status|takv|track)[\s/>]")
 INT_MAX = 2**31 - 1
 
@@ -76,6 +82,63 @@ def _map(spec: tuple[tuple[str, str, str, bool], ...], attrs: list[str]) -> dict
     return None if given else out  # an attribute outside the typed form: keep the element as XML
 
 
+def _lxml_root(raw: bytes) -> etree._Element | None:
+    """Fast path: libxml2 (no DTD, no entities, no network). None when it refuses (e.g. undeclared
+    namespace prefix, depth > 256): the exact expat path then decides."""
+    try:
+        return etree.fromstring(_OPEN + raw + _CLOSE, _LXML)
+    except etree.XMLSyntaxError:
+        return None
+
+
+def _cut(detail: bytes, text: str, cuts: list[tuple[int, int]]) -> str:
+    if not cuts:
+        return text.strip()
+    parts: list[bytes] = []
+    pos = 0
+    for s, e in sorted(cuts):
+        while s > pos and detail[s - 1] in b" \t\r\n":
+            s -= 1
+        parts.append(detail[pos:s])
+        pos = e
+    parts.append(detail[pos:])
+    return b"".join(parts).strip().decode("utf-8")
+
+
+def _split_fast(detail: bytes, root: etree._Element) -> tuple[list[tuple[int, int]], dict[str, Any]] | None:
+    """Typed elements found with lxml, located in the bytes by a unique start-tag match; None if a
+    match is not unique (name also nested, in a comment or CDATA): use the exact expat scan."""
+    kids = list(root.iterchildren(*_NAMES))
+    counts: dict[str, int] = {}
+    for c in kids:
+        counts[str(c.tag)] = counts.get(str(c.tag), 0) + 1
+    typed: dict[str, Any] = {}
+    cuts: list[tuple[int, int]] = []
+    for c in kids:
+        name = str(c.tag)
+        if counts[name] != 1 or c.text is not None or len(c):
+            continue
+        spec = _BY_ELEMENT[name]
+        values = _map(spec[2], [x for kv in c.attrib.items() for x in kv])
+        if values is None:
+            continue
+        hits = [m.start() for m in _START[name].finditer(detail)]
+        if len(hits) != 1:
+            return None
+        s = hits[0]
+        j = tag_end(detail, s)
+        if detail[j - 1] == 0x2F:
+            e = j + 1
+        else:
+            close = detail.find(b"</" + name.encode(), j)
+            if close < 0:
+                return None
+            e = detail.index(b">", close) + 1
+        typed[spec[1]] = values
+        cuts.append((s, e))
+    return cuts, typed
+
+
 def split_detail(detail: bytes) -> tuple[str, dict[str, dict[str, Any]]]:
     """Inner detail XML -> (xmlDetail text, {Detail field: values}). Raises CotError if malformed."""
     if not detail.strip():
@@ -86,6 +149,10 @@ def split_detail(detail: bytes) -> tuple[str, dict[str, dict[str, Any]]]:
         raise CotError("detail is not UTF-8") from None
     if _HINT.search(detail) is None:  # nothing typed: no parse needed (the detail was validated on input)
         return text.strip(), {}
+    root = _lxml_root(detail)
+    fast = _split_fast(detail, root) if root is not None else None
+    if fast is not None:
+        return _cut(detail, text, fast[0]), fast[1]
     children = scan_children(detail, _NAMES)
     counts: dict[str, int] = {}
     for c in children:
@@ -101,19 +168,8 @@ def split_detail(detail: bytes) -> tuple[str, dict[str, dict[str, Any]]]:
         if values is None:
             continue
         typed[spec[1]] = values
-        s = c.start
-        while s > 0 and detail[s - 1] in b" \t\r\n":
-            s -= 1
-        cuts.append((s, c.end))
-    if not cuts:
-        return text.strip(), {}
-    parts: list[bytes] = []
-    pos = 0
-    for s, e in cuts:
-        parts.append(detail[pos:s])
-        pos = e
-    parts.append(detail[pos:])
-    return b"".join(parts).strip().decode("utf-8"), typed
+        cuts.append((c.start, c.end))
+    return _cut(detail, text, cuts), typed
 
 
 def merge_detail(xml_detail: str, typed: dict[str, dict[str, Any]]) -> bytes:
@@ -122,7 +178,11 @@ def merge_detail(xml_detail: str, typed: dict[str, dict[str, Any]]) -> bytes:
     raw = xml_detail.encode("utf-8")
     present: set[str] = set()
     if raw.strip():
-        present = {c.name for c in scan_children(raw, _NONE)}
+        root = _lxml_root(raw)
+        if root is not None:
+            present = {str(c.tag) for c in root if isinstance(c.tag, str)}
+        else:
+            present = {c.name for c in scan_children(raw, _NONE)}
     parts = [raw]
     for element, field, spec in TYPED:
         values = typed.get(field)
@@ -136,9 +196,9 @@ def merge_detail(xml_detail: str, typed: dict[str, dict[str, Any]]) -> bytes:
                 if not required and not text:
                     continue
             elif kind == "uint":
-                text = str(min(int(v or 0), INT_MAX))
+                text = str(min(int(v if v is not None else 0), INT_MAX))
             else:
-                text = repr(float(v or 0.0))
+                text = repr(float(v if v is not None else 0.0))
             attrs.append(f' {xml_name}="{escape_attr(text)}"')
         parts.append(f"<{element}{''.join(attrs)}/>".encode())
     return b"".join(parts)

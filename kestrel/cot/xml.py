@@ -25,6 +25,7 @@ from kestrel.cot.event import UNKNOWN, Event
 MAX_EVENT_BYTES = 1 << 20
 XML_PROLOG = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 _CORE = frozenset(("uid", "type", "time", "start", "stale", "how"))
+_TAIL = re.compile(rb"</detail[ \t\r\n]*>[ \t\r\n]*</event[ \t\r\n]*>[ \t\r\n]*\Z")
 _UTF8 = frozenset(("utf-8", "utf8", "us-ascii", "ascii"))
 _ESC = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;",
         ord("\n"): "&#10;", ord("\r"): "&#13;", ord("\t"): "&#9;"}
@@ -32,11 +33,14 @@ _ESC = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;", ord('"'): "&quot;
 
 # Characters XML 1.0 cannot carry at all (not even as character references).
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SPECIAL = re.compile('[&<>"\x00-\x1f\ud800-\udfff\ufffe\uffff]')
 
 
 def escape_attr(value: str) -> str:
     """Escape text for a double-quoted XML attribute (whitespace kept exactly via char refs).
     CotError if it holds a character XML cannot represent."""
+    if _SPECIAL.search(value) is None:
+        return value
     if XML_INVALID.search(value):
         raise CotError(f"character not allowed in XML in {value[:40]!r}")
     return value.translate(_ESC)
@@ -60,10 +64,12 @@ def _num(attrs: dict[str, str], key: str, default: float | None) -> float:
 class _Scan:
     """Callbacks for one `<event>`: root attributes, the `<point>`, the `<detail>` byte span."""
 
-    __slots__ = ("p", "depth", "event", "point", "d_open", "d_close", "encoding")
+    __slots__ = ("p", "depth", "event", "point", "d_open", "d_close", "encoding", "fast", "stopped")
 
-    def __init__(self, p: xmlscan.expat.XMLParserType) -> None:
+    def __init__(self, p: xmlscan.expat.XMLParserType, fast: bool) -> None:
         self.p = p
+        self.fast = fast  # stop the callbacks at <detail> once <point> is known; find </detail> after
+        self.stopped = False
         self.depth = 0
         self.event: list[str] | None = None
         self.point: list[str] | None = None
@@ -86,6 +92,10 @@ class _Scan:
                 if self.d_open >= 0:
                     raise CotError("more than one <detail>")
                 self.d_open = self.p.CurrentByteIndex
+                if self.fast and self.point is not None:
+                    self.p.StartElementHandler = None
+                    self.p.EndElementHandler = None
+                    self.stopped = True
         elif d == 0:
             if name != "event":
                 raise CotError(f"root element is <{name[:40]}>, not <event>")
@@ -97,6 +107,29 @@ class _Scan:
             self.d_close = self.p.CurrentByteIndex
 
 
+def _scan(buf: bytes, fast: bool) -> _Scan:
+    p = xmlscan.new_parser()
+    s = _Scan(p, fast)
+    p.XmlDeclHandler = s.xmldecl
+    p.StartElementHandler = s.start
+    p.EndElementHandler = s.end
+    xmlscan.run(p, buf)  # the whole document is still checked by expat, callbacks or not
+    return s
+
+
+def _detail_span(buf: bytes, s: _Scan) -> tuple[int, int] | None:
+    """[start, end) of the detail's content; None if the fast scan cannot tell exactly."""
+    j = xmlscan.tag_end(buf, s.d_open)
+    if buf[j - 1] == 0x2F:  # `<detail/>`
+        return (0, 0) if not s.stopped or buf.find(b"<detail", j) < 0 else None
+    if not s.stopped:
+        return j + 1, s.d_close
+    k = buf.rfind(b"</detail")
+    if k <= j or _TAIL.match(buf, k) is None or buf.find(b"</detail", j, k) >= 0:
+        return None  # something after </detail>, or a nested/second <detail>: use the full scan
+    return j + 1, k
+
+
 def parse_event(data: bytes, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     """One CoT XML document (optional `<?xml?>` prolog) -> Event. Raises CotError on invalid input."""
     if len(data) > max_bytes:
@@ -104,12 +137,12 @@ def parse_event(data: bytes, max_bytes: int = MAX_EVENT_BYTES) -> Event:
     buf = bytes(data).lstrip(b" \t\r\n")
     if not buf:
         raise CotError("empty event")
-    p = xmlscan.new_parser()
-    s = _Scan(p)
-    p.XmlDeclHandler = s.xmldecl
-    p.StartElementHandler = s.start
-    p.EndElementHandler = s.end
-    xmlscan.run(p, buf)
+    s = _scan(buf, True)
+    span = _detail_span(buf, s) if s.d_open >= 0 else (0, 0)
+    if span is None:
+        s = _scan(buf, False)
+        span = _detail_span(buf, s)
+        assert span is not None
     if s.event is None:  # pragma: no cover - expat always reports the root
         raise CotError("no <event>")
     ea = s.event
@@ -121,24 +154,23 @@ def parse_event(data: bytes, max_bytes: int = MAX_EVENT_BYTES) -> Event:
         raise CotError("<event> without <point>")
     pa = s.point
     pt = {pa[i]: pa[i + 1] for i in range(0, len(pa), 2)}
-    detail = b""
-    if s.d_open >= 0:
-        j = xmlscan.tag_end(buf, s.d_open)
-        if buf[j - 1] != 0x2F:  # not `<detail/>`
-            detail = buf[j + 1 : s.d_close]
-            enc = (s.encoding or "").lower()
-            if buf[:2] in (b"\xff\xfe", b"\xfe\xff"):
-                enc = "utf-16"
-            if enc and enc not in _UTF8:
-                try:
-                    detail = detail.decode(enc).encode("utf-8")
-                except (LookupError, UnicodeError):
-                    raise CotError(f"detail not decodable as {enc[:20]}") from None
+    detail = buf[span[0] : span[1]]
+    if detail:
+        enc = (s.encoding or "").lower()
+        if buf[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            enc = "utf-16"
+        if enc and enc not in _UTF8:
+            try:
+                detail = detail.decode(enc).encode("utf-8")
+            except (LookupError, UnicodeError):
+                raise CotError(f"detail not decodable as {enc[:20]}") from None
+    t = parse_time(attrs["time"])
+    start = t if attrs["start"] == attrs["time"] else parse_time(attrs["start"])
     return Event(
         uid=attrs["uid"],
         type=attrs["type"],
-        time=parse_time(attrs["time"]),
-        start=parse_time(attrs["start"]),
+        time=t,
+        start=start,
         stale=parse_time(attrs["stale"]),
         how=attrs.get("how", ""),
         lat=_num(pt, "lat", None),

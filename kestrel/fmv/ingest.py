@@ -154,6 +154,7 @@ class VideoReader:
     """Iterate `Frame`s of a file, file object or `udp://host:port` stream.
 
     `klv_wait`: seconds of stream a frame waits for late KLV. `threads`: decoder threads (0 = auto).
+    `with_images=False` skips the BGR conversion (timing/metadata only; `image` is 0x0x3).
     After iteration, `stats` and `streams` describe what was read.
     """
 
@@ -170,7 +171,7 @@ class VideoReader:
         self.klv_wait = int(klv_wait * CLOCK)
         self.threads = threads
         self.idle_timeout = idle_timeout
-        self.with_images = with_images
+        self.with_images = with_images  # False: skip the BGR conversion, image is empty (0x0x3)
         self.stats = IngestStats()
         self.trailing: list[KlvPacket] = []  # KLV effective only after the last frame
         self.streams: dict[int, Stream] = {}
@@ -297,8 +298,13 @@ class VideoReader:
         origin = demux.origin if demux.origin is not None else ticks
         if self.stats.frames == 0:
             self.width, self.height = fr.width, fr.height
-        image = fr.to_ndarray(format="bgr24") if self.with_images else None
-        frame = Frame(self.stats.frames, (ticks - origin) / CLOCK, image, md, klv)  # type: ignore[arg-type]
+        if self.with_images:
+            image = fr.to_ndarray(format="bgr24")
+        else:
+            import numpy as np
+
+            image = np.empty((0, 0, 3), np.uint8)
+        frame = Frame(self.stats.frames, (ticks - origin) / CLOCK, image, md, klv)
         self.stats.frames += 1
         return frame
 

@@ -1,9 +1,10 @@
 """Write STANAG 4609 transport streams: H.264 video (libx264 via PyAV) + KLV.
 
 Carriage: asynchronous KLV with PTS (stream type 0x06, 'KLVA' registration descriptor, PES
-stream id 0xFC) — FFmpeg's mpegts muxer writes that for a `klv` data stream. Each KLV unit is
-stamped with the PTS of the frame it describes, so our demuxer (and KWIVER/FFmpeg-based readers)
-align it exactly. Thin I/O shell: one frame in, packets out; memory is bounded by the encoder.
+stream id 0xFC) — FFmpeg's mpegts muxer writes that for a `klv` data stream; or, with
+`sync=True`, synchronous carriage (stream type 0x15, metadata AU cells) by rewriting the file
+on close (`tssync.to_synchronous`). Each KLV unit is stamped with the PTS of the frame it
+describes, so our demuxer (and KWIVER/FFmpeg-based readers) align it exactly. Thin I/O shell: one frame in, packets out; memory is bounded by the encoder.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ class TsWriter:
         crf: int = 18,
         preset: str = "veryfast",
         klv: bool = True,
+        sync: bool = False,
         threads: int = 0,
     ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"H.264 4:2:0 needs even sizes, got {width}x{height}")
         self.path = str(path)
+        self.sync = sync
         self.width, self.height, self.fps = width, height, fps
         self._tb = Fraction(1, fps)
         self._container: Any = av.open(self.path, mode="w", format="mpegts")
@@ -84,6 +87,11 @@ class TsWriter:
             self._container.mux(pkt)
         self._container.close()
         self._container = None
+        if self.sync and self.klv_units:
+            from kestrel.fmv.tssync import to_synchronous
+
+            p = Path(self.path)
+            p.write_bytes(to_synchronous(p.read_bytes()))
 
     def __enter__(self) -> TsWriter:
         return self

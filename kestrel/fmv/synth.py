@@ -57,6 +57,7 @@ class Scenario:
     texture_res: float = 0.25  # m per texture pixel
     texture_half: float = 400.0  # m, texture covers [-half, half]^2 around the stare point
     crf: int = 18
+    sync_klv: bool = False  # synchronous carriage (0x15 AU cells) instead of async with PTS
 
 
 @dataclass(slots=True)
@@ -217,7 +218,7 @@ def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = No
     corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * [TARGET_LEN / 2, TARGET_WID / 2]
     n = int(round(sc.seconds * sc.fps))
     frames_truth: list[dict[str, Any]] = []
-    with TsWriter(out, w, h, fps=sc.fps, crf=sc.crf) as writer:
+    with TsWriter(out, w, h, fps=sc.fps, crf=sc.crf, sync=sc.sync_klv) as writer:
         for i in range(n):
             t = i / sc.fps
             t_us = EPOCH_US + round(t * 1e6)

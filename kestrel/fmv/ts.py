@@ -87,6 +87,7 @@ class _Pes:
     pos: int
     data: bytearray = field(default_factory=bytearray)
     broken: bool = False
+    last: int = 0  # byte offset of its latest TS packet (untimed rule)
 
 
 Event = DataUnit | VideoStart
@@ -173,7 +174,7 @@ class TsDemuxer:
         self._cc: dict[int, int] = {}
         self._ref: int | None = None  # unwrap reference
         self._untimed: list[DataUnit] = []  # waiting for the next video PES
-        self._recent_video: deque[int] = deque(maxlen=history)
+        self._recent_video: deque[tuple[int, int]] = deque(maxlen=history)  # (pos, effective ticks)
 
     # -- public -------------------------------------------------------------------------------
     def feed(self, data: bytes) -> list[Event]:
@@ -257,10 +258,8 @@ class TsDemuxer:
         return len(buf) >= 2 * PACKET or (len(buf) >= PACKET and buf[0] == SYNC)
 
     def _unwrap(self, t: int) -> int:
-        if self._ref is None:
-            self._ref = t
-            return t
-        t += (self._ref - t + _WRAP // 2) // _WRAP * _WRAP  # nearest to the reference
+        if self._ref is not None:
+            t += (self._ref - t + _WRAP // 2) // _WRAP * _WRAP  # nearest to the reference
         self._ref = t
         if self.last_ticks is None or t > self.last_ticks:
             self.last_ticks = t
@@ -317,6 +316,7 @@ class TsDemuxer:
             del self._pes[pid]
             return
         pes.data += payload
+        pes.last = pos
         self._finish(pid, out, final=False)
 
     def _video_start(self, st: Stream, payload: bytes, pos: int, out: list[Event]) -> None:
@@ -330,7 +330,7 @@ class TsDemuxer:
         st.units += 1
         at = pts if pts is not None else dts
         if at is not None:
-            self._recent_video.append(at)
+            self._recent_video.append((pos, at))
             for unit in self._untimed:
                 unit.at = at
             out.extend(self._untimed)
@@ -369,7 +369,14 @@ class TsDemuxer:
             st.units += 1
             unit = DataUnit(pid, pts, pts, cell, pes.pos, st.sync)
             if pts is None:
-                self._untimed.append(unit)
+                # a PES without declared length completes only at the PID's next start: stamp it
+                # with the first video PES after its last byte, if that one went by meanwhile
+                after = [at for vpos, at in self._recent_video if vpos > pes.last]
+                if after:
+                    unit.at = after[0]
+                    out.append(unit)
+                else:
+                    self._untimed.append(unit)
             else:
                 out.append(unit)
 

@@ -3,7 +3,12 @@
 Pure computation, no I/O. Conventions (pixels, rotation order, MSL vs HAE): docs/geo.md.
 """
 
-from kestrel.geo.check import FrameCenterSummary, frame_center_offsets, summarize_frame_center
+from kestrel.geo.check import (
+    FrameCenterSummary,
+    frame_center_offset,
+    frame_center_offsets,
+    summarize_frame_center,
+)
 from kestrel.geo.corners import PlaneModel, fit_corner_pose
 from kestrel.geo.geodesy import (
     LocalFrame,
@@ -22,6 +27,7 @@ from kestrel.geo.sensor import InsufficientMetadata, PinholeModel, SensorModel, 
 
 __all__ = [
     "FrameCenterSummary",
+    "frame_center_offset",
     "InsufficientMetadata",
     "LocalFrame",
     "PinholeModel",

@@ -158,8 +158,12 @@ def build_model(
                 return model
             except InsufficientMetadata as exc:
                 reasons.append(str(exc))
-        return PlaneModel(corners, width, height, elev)
-    reasons.append("no four frame corners")
+        try:
+            return PlaneModel(corners, width, height, elev)
+        except InsufficientMetadata as exc:
+            reasons.append(str(exc))
+    else:
+        reasons.append("no four frame corners")
     if _finite(md.frame_center_lat, md.frame_center_lon):
         reasons.append("only the frame centre is known: one ground point, no pixel geometry")
     raise InsufficientMetadata("; ".join(reasons))

@@ -178,10 +178,14 @@ def ray_hit_height(
     geodetic height (the inflated ellipsoid is not a constant-height surface; it is off by up to
     1.4e-6*h, 1.4 mm at 1 km), so the result lies on the ray and at the requested height to
     HEIGHT_TOL.
-    With a DEM (lat, lon) -> HAE: fixed-point iteration h_{k+1} = dem(hit_k) starting from the
-    DEM under the sensor, damped when it stops shrinking; rays that do not converge to 1 mm in
-    `max_iter` return NaN (grazing views over relief). Misses (sky, above the horizon) are NaN,
-    and so are rays whose origin is at or below the height it should hit.
+    With a DEM (lat, lon) -> HAE: the height h where dem(hit(h)) = h is bracketed between just
+    under the sensor and the DEM under the sensor minus 50/500/5000 m, then solved by false
+    position (Illinois) to 1 mm; robust on steep slopes and grazing views where a plain
+    fixed-point iteration diverges. Worst case: `max_iter` DEM lookups per ray; where relief hides
+    relief (several crossings) one crossing is returned, not necessarily the nearest. Rays with no
+    bracket (sky, sensor under the terrain, outside the DEM: NaN from `dem`) are NaN.
+    Misses (sky, above the horizon) are NaN, and so are rays whose origin is at or below the
+    height it should hit.
     """
     d = np.atleast_2d(np.asarray(dirs, dtype=float))
     n = d.shape[0]
@@ -193,32 +197,60 @@ def ray_hit_height(
     nadir = np.broadcast_to(ecef_to_geodetic(o_in), (n, 3)) if o_in.ndim == 1 else ecef_to_geodetic(o)
     if dem is None:
         return _hit_exact(o, dn, target, nadir[:, 2])
-    target[:] = np.asarray(dem(nadir[:, 0], nadir[:, 1]), dtype=float)
+    return _hit_dem(o, dn, nadir, dem, max_iter)
+
+
+def _dem_residual(o: Array, dn: Array, h: Array, origin_h: Array, dem: HeightFn) -> tuple[Array, Array]:
+    """F(h) = dem(hit at h) - h for each ray, and the hits; NaN where the ray or the DEM gives none."""
+    llh = _hit_exact(o, dn, h, origin_h)
+    f = np.full(h.shape, np.nan)
+    ok = np.isfinite(llh[:, 0])
+    if ok.any():
+        f[ok] = np.asarray(dem(llh[ok, 0], llh[ok, 1]), dtype=float) - h[ok]
+    return f, llh
+
+
+def _hit_dem(o: Array, dn: Array, nadir: Array, dem: HeightFn, max_iter: int) -> Array:
+    n = dn.shape[0]
     out = np.full((n, 3), np.nan)
-    active = np.ones(n, dtype=bool)
-    prev_err = np.full(n, np.inf)
-    damp = np.ones(n)
+    origin_h = np.ascontiguousarray(nadir[:, 2])
+    ground0 = np.asarray(dem(nadir[:, 0], nadir[:, 1]), dtype=float) * np.ones(n)
+    h_hi = origin_h - 0.01  # F < 0 just under a sensor that is above the terrain
+    f_hi, _ = _dem_residual(o, dn, h_hi, origin_h, dem)
+    h_lo = np.full(n, np.nan)
+    f_lo = np.full(n, np.nan)
+    need = f_hi < 0.0
+    for drop in (50.0, 500.0, 5000.0):
+        idx = np.flatnonzero(need)
+        if idx.size == 0:
+            break
+        h_try = np.minimum(ground0[idx] - drop, h_hi[idx] - 1.0)
+        f_try, _ = _dem_residual(o[idx], dn[idx], h_try, origin_h[idx], dem)
+        found = f_try > 0.0
+        h_lo[idx[found]], f_lo[idx[found]] = h_try[found], f_try[found]
+        need[idx[found | np.isnan(f_try)]] = False  # bracketed, or the ray left the earth
+    active = np.isfinite(f_lo) & (f_hi < 0.0)
+    side = np.zeros(n, dtype=np.int8)  # which end was replaced last: +1 hi, -1 lo
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        llh = _hit_exact(o[idx], dn[idx], target[idx], nadir[idx, 2])
-        out[idx] = llh
-        ok = np.isfinite(llh[:, 0])
-        new_target = np.full(idx.size, np.nan)
-        if ok.any():
-            new_target[ok] = np.asarray(dem(llh[ok, 0], llh[ok, 1]), dtype=float)
-        err = np.abs(new_target - target[idx])
-        no_data = ok & ~np.isfinite(new_target)  # outside the DEM's coverage: a miss
-        out[idx[no_data]] = np.nan
-        done = ~ok | no_data | (err < 1e-3)
-        worse = err > 0.9 * prev_err[idx]
-        damp[idx[worse]] *= 0.5
-        step = damp[idx] * (new_target - target[idx])
-        target[idx] = np.where(done, target[idx], target[idx] + np.nan_to_num(step))
-        prev_err[idx] = err
-        active[idx[done]] = False
-    out[active] = np.nan  # did not converge
+        lo, hi, flo, fhi = h_lo[idx], h_hi[idx], f_lo[idx], f_hi[idx]
+        h_new = lo - flo * (hi - lo) / (fhi - flo)
+        f_new, llh = _dem_residual(o[idx], dn[idx], h_new, origin_h[idx], dem)
+        done = np.abs(f_new) < 1e-3
+        out[idx[done]] = llh[done]
+        lost = np.isnan(f_new)
+        neg = (f_new < 0.0) & ~done & ~lost
+        pos = (f_new > 0.0) & ~done & ~lost
+        i_neg, i_pos = idx[neg], idx[pos]
+        h_hi[i_neg], f_hi[i_neg] = h_new[neg], f_new[neg]
+        f_lo[i_neg[side[i_neg] == 1]] *= 0.5  # Illinois: halve the end that keeps surviving
+        side[i_neg] = 1
+        h_lo[i_pos], f_lo[i_pos] = h_new[pos], f_new[pos]
+        f_hi[i_pos[side[i_pos] == -1]] *= 0.5
+        side[i_pos] = -1
+        active[idx[done | lost]] = False
     return out
 
 

@@ -24,7 +24,6 @@ from numpy.typing import ArrayLike
 from kestrel.geo.geodesy import (
     Array,
     HeightFn,
-    ecef_to_geodetic,
     geodetic_to_ecef,
     msl_to_hae,
     ned_basis,
@@ -67,8 +66,9 @@ def misb_camera_to_ned(
 class SensorModel:
     """Pixel <-> ground geometry of one frame. Build with `SensorModel.from_metadata`.
 
-    Subclasses: `PinholeModel` (kind "pose" from angles, "corners-pose" from corners + sensor
-    position) and `PlaneModel` (kind "corners-plane": a homography onto the ground, no camera).
+    Subclasses: `PinholeModel` (kind "pose" from relative angles, "pose-absolute" from
+    earth-referenced pointing, "corners-pose" from corners + sensor position) and `PlaneModel`
+    (kind "corners-plane": a homography onto the ground, no camera). docs/geo.md has the rules.
     Heights are metres above the WGS-84 ellipsoid. `height=None` means: the DEM if the model has
     one, else 0 m.
     """
@@ -379,21 +379,3 @@ def sensor_hae(md: SensorMetadata, geoid: HeightFn | None) -> float:
     """Sensor height above the ellipsoid from the MSL altitude in the metadata."""
     assert md.sensor_alt is not None and md.sensor_lat is not None and md.sensor_lon is not None
     return msl_to_hae(md.sensor_alt, md.sensor_lat, md.sensor_lon, geoid)
-
-
-def ecef_distance(a: LatLonH, b: LatLonH) -> float:
-    """Straight-line distance (m) between two geodetic points."""
-    pa = geodetic_to_ecef(*a)
-    pb = geodetic_to_ecef(*b)
-    return float(np.linalg.norm(pa - pb))
-
-
-__all__ = [
-    "InsufficientMetadata",
-    "PinholeModel",
-    "SensorModel",
-    "ecef_distance",
-    "ecef_to_geodetic",
-    "misb_camera_to_ned",
-    "sensor_hae",
-]

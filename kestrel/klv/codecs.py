@@ -256,3 +256,9 @@ class Func(Codec):
 
     def encode(self, v: Any) -> bytes:
         return self._enc(v)
+
+
+class Bytes(Codec):
+    """Opaque user bytes that the standard defines as such (not an uninterpreted item)."""
+
+    kind = "bytes"

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import eg0104, st0102, st0601, st0903
+from . import eg0104, st0102, st0601, st0806, st0903, st1002, st1206, st1601, st1602
 from .ber import UL_PREFIX, KlvError
 from .localset import SetSpec, decode_packet
 from .packet import KlvPacket
@@ -39,6 +39,8 @@ REGISTRY: dict[bytes, tuple[str, PacketDecoder]] = {
     _norm(st0903.KEY): ("ST0903", _spec_decoder(st0903.SPEC)),
     _norm(st0102.KEY): ("ST0102", _spec_decoder(st0102.SPEC)),
     _norm(eg0104.KEY): ("EG0104", eg0104.decode_packet),
+    # Standalone forms of sets usually nested in ST 0601 (their CRC checksums are not verified).
+    **{_norm(m.KEY): (m.SPEC.name, _spec_decoder(m.SPEC)) for m in (st0806, st1002, st1206, st1601, st1602)},
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .ber import KlvError, encode_ber_length, encode_tlv, read_ber_length, read_ber_oid
 from .codecs import Codec, Item
-from .mapping import checksum16
+from .mapping import Flint, checksum16
 from .packet import KlvPacket
 
 
@@ -24,10 +24,20 @@ class SetSpec:
     table: dict[int, Item]
     checksum_tag: int | None = None
     first_tags: tuple[int, ...] = ()  # encoded first (e.g. ST 0601 tag 2, the time stamp)
+    # Optional hooks: after decoding a body (cross-item context), and to order items for encoding.
+    finish: Callable[[dict[int, Any]], None] | None = None
+    arrange: Callable[[list[int], Mapping[int, Any]], list[int]] | None = None
     decoders: dict[int, Callable[[bytes], Any]] = field(default_factory=dict, repr=False)
+    # Hot path for linear mappings at their nominal length: tag -> (length, lo, scale, signed, error int)
+    flints: dict[int, tuple[int, float, float, bool, int]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.decoders = {tag: item.codec.fast() for tag, item in self.table.items()}
+        for tag, item in self.table.items():
+            m = getattr(item.codec, "map", None)
+            if isinstance(m, Flint):
+                err = -(1 << (8 * m.length - 1)) if m.signed else -1
+                self.flints[tag] = (m.length, 0.0 if m.signed else m.lo, m.scale, m.signed, err)
 
     def tag_name(self, tag: int) -> str:
         item = self.table.get(tag)
@@ -40,6 +50,8 @@ def decode_body(spec: SetSpec, buf: bytes, pos: int, end: int) -> dict[int, Any]
     Zero-length items decode to None; unknown tags and unreadable values keep raw bytes.
     """
     decoders = spec.decoders
+    flints = spec.flints
+    from_bytes = int.from_bytes
     tags: dict[int, Any] = {}
     while pos < end:
         tag = buf[pos]
@@ -57,6 +69,12 @@ def decode_body(spec: SetSpec, buf: bytes, pos: int, end: int) -> dict[int, Any]
             raise KlvError(f"{spec.name} tag {tag}: value runs past the end of the set")
         value = buf[pos:vend]
         pos = vend
+        f = flints.get(tag)
+        if f is not None and f[0] == n:  # inline FLINT at nominal length (the common case)
+            i = from_bytes(value, "big", signed=f[3])
+            if i != f[4]:
+                tags[tag] = f[1] + i * f[2]
+                continue
         if not n:
             tags[tag] = None
             continue
@@ -68,6 +86,8 @@ def decode_body(spec: SetSpec, buf: bytes, pos: int, end: int) -> dict[int, Any]
             tags[tag] = dec(value)
         except (ValueError, KlvError, IndexError, UnicodeDecodeError, OverflowError, TypeError):
             tags[tag] = value  # keep what we could not interpret, losslessly
+    if spec.finish is not None:
+        spec.finish(tags)
     return tags
 
 
@@ -75,6 +95,8 @@ def encode_body(spec: SetSpec, values: Mapping[int, Any]) -> bytes:
     """Encode {tag: value} (first_tags first, then in the given order); bytes values go raw."""
     order = [t for t in spec.first_tags if t in values]
     order += [t for t in values if t not in spec.first_tags and t != spec.checksum_tag]
+    if spec.arrange is not None:
+        order = spec.arrange(order, values)
     parts = []
     for tag in order:
         v = values[tag]
@@ -145,3 +167,35 @@ class Nested(Codec):
     def encode(self, v: Any) -> bytes:
         values = v.tags if isinstance(v, KlvPacket) else v
         return encode_body(self.spec, values)
+
+
+class SetSeries(Codec):
+    """A series of BER-length-prefixed local sets of one kind (ST 0903 algorithm/ontology series...)."""
+
+    kind = "series"
+
+    def __init__(self, spec_ref: Callable[[], SetSpec]) -> None:
+        self._spec_ref = spec_ref
+
+    @property
+    def spec(self) -> SetSpec:
+        return self._spec_ref()
+
+    def decode(self, b: bytes) -> list[KlvPacket]:
+        spec = self.spec
+        out: list[KlvPacket] = []
+        pos, end = 0, len(b)
+        while pos < end:
+            n, pos = read_ber_length(b, pos, end)
+            if pos + n > end:
+                raise KlvError(f"{spec.name} series element runs past the end")
+            out.append(KlvPacket(key=b"", set_name=spec.name, tags=decode_body(spec, b, pos, pos + n)))
+            pos += n
+        return out
+
+    def encode(self, v: Any) -> bytes:
+        parts = []
+        for x in v:
+            body = encode_body(self.spec, x.tags if isinstance(x, KlvPacket) else x)
+            parts.append(encode_ber_length(len(body)) + body)
+        return b"".join(parts)

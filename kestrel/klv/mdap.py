@@ -64,8 +64,8 @@ def decode_mdap(b: bytes, natural: Callable[[bytes], Any]) -> dict[str, Any]:
 
 def encode_mdap(v: dict[str, Any], natural: Callable[[Any, int], bytes]) -> bytes:
     sizes = list(v["sizes"])
-    esize = int(v["element-size"])
-    apa = int(v.get("apa", APA_NATURAL))
+    esize = int(v.get("element-size") or 8)  # 0 / missing = not chosen: 8-byte natural elements
+    apa = int(v.get("apa") or APA_NATURAL)
     out = encode_ber_oid(len(sizes)) + b"".join(encode_ber_oid(s) for s in sizes) + encode_ber_oid(esize)
     out += bytes((apa,))
     if apa == APA_IMAP:

@@ -2,9 +2,9 @@
 
 The table is data: tag -> Item(name, units, codec). Mappings and ranges follow ST 0601 §8
 (as also implemented by KWIVER `klv_0601.cxx` and jmisb `UasDatalinkTag`). Nested sets decode
-recursively (48 -> ST 0102, 74 -> ST 0903, 100/101 -> ST 1607 segment/amend sets of ST 0601
-items); ST 0806 (73), ST 1206 (95), ST 1002 (97), ST 1601 (98), ST 1602 (99), ST 1010 SDCC-FLP
-(102) and ST 0601.19's tag 143 are kept as raw bytes (lossless; re-encoded verbatim).
+recursively: 48 ST 0102, 73 ST 0806, 74 ST 0903, 95 ST 1206, 97 ST 1002, 98 ST 1601, 99 ST 1602,
+100/101 ST 1607 segment/amend (items of ST 0601 itself), 102 ST 1010 SDCC-FLP. Tag 66 (deprecated)
+and unknown tags keep raw bytes, which the encoder writes back verbatim.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import st0102
+from . import st0102, st1010
 from . import st0601_packs as P
 from .codecs import RAW, Bits, Enum, ImapCodec, Item, OidList, S, SInt, U, UInt, Utf8
 from .localset import Nested, SetSpec, encode_packet
@@ -124,7 +124,7 @@ TABLE: dict[int, Item] = {
     70: Item("Alternate Platform Name", "", _S),
     71: Item("Alternate Platform Heading", "deg", _HEAD),
     72: Item("Event Start Time", "us since 1970 (UTC)", UInt(8)),
-    73: Item("RVT Local Set", "ST 0806", RAW),
+    73: Item("RVT Local Set", "ST 0806", _nested("st0806")),
     74: Item("VMTI Local Set", "ST 0903", _nested("st0903")),
     75: Item("Sensor Ellipsoid Height", "m HAE", _ALT),
     76: Item("Alternate Platform Ellipsoid Height", "m HAE", _ALT),
@@ -148,12 +148,12 @@ TABLE: dict[int, Item] = {
     94: Item("MIIS Core Identifier", "ST 1204", P.MIIS),
     95: Item("SAR Motion Imagery Local Set", "ST 1206", _nested("st1206")),
     96: Item("Target Width Extended", "m", ImapCodec(0.0, 1.5e6, 3)),
-    97: Item("Range Image Local Set", "ST 1002", RAW),
-    98: Item("Geo-Registration Local Set", "ST 1601", RAW),
+    97: Item("Range Image Local Set", "ST 1002", _nested("st1002")),
+    98: Item("Geo-Registration Local Set", "ST 1601", _nested("st1601")),
     99: Item("Composite Imaging Local Set", "ST 1602", _nested("st1602")),
     100: Item("Segment Local Set", "ST 1607", _nested("st1607")),
     101: Item("Amend Local Set", "ST 1607", _nested("st1607")),
-    102: Item("SDCC-FLP", "ST 1010", RAW),
+    102: Item("SDCC-FLP", "ST 1010", st1010.SDCC),
     103: Item("Density Altitude Extended", "m", _HAE_X),
     104: Item("Sensor Ellipsoid Height Extended", "m HAE", _HAE_X),
     105: Item("Alternate Platform Ellipsoid Height Extended", "m HAE", _HAE_X),
@@ -197,7 +197,8 @@ TABLE: dict[int, Item] = {
     143: Item("Metadata Substream ID Pack", "pack", P.SUBSTREAM),
 }
 
-SPEC = SetSpec("ST0601", KEY, TABLE, checksum_tag=1, first_tags=(2,))
+SPEC = SetSpec("ST0601", KEY, TABLE, checksum_tag=1, first_tags=(2,), finish=st1010.fill_members,
+               arrange=st1010.arrange)
 VERSION = 19  # tag 65 written by `encode` unless the caller gives one
 
 

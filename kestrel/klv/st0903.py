@@ -4,7 +4,7 @@ Standalone (own key, checksum tag 1) or nested in ST 0601 tag 74. Targets travel
 Series (tag 101): each VTarget pack is a BER-OID target id followed by a local set (centroid,
 bounding box corners as pixel numbers, target location, rows/columns...). Pixel numbers are
 1-based row-major: n = row * frame_width + column + 1 with 0-based row/column (ST 0903 §8.2).
-VMask/VObject/VFeature/VTracker/VChip sub-sets, algorithm and ontology series stay raw bytes.
+VMask/VObject/VFeature/VTracker/VChip sub-sets and the algorithm/ontology series: st0903_sets.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import st0601_packs as P
+from . import st0903_sets
 from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv
-from .codecs import RAW, Func, ImapCodec, Item, UInt, Utf8
+from .codecs import Func, ImapCodec, Item, UInt, Utf8
 from .imapb import Imap
 from .localset import SetSpec, decode_body, encode_body, encode_packet
 
@@ -103,13 +104,7 @@ VTARGET_TABLE: dict[int, Item] = {
     20: Item("Centroid Pixel Column", "pixels", UInt()),
     21: Item("FPA Index Pack", "pack", Func(dec_fpa, lambda v: encode_ber_oid(v["row"]) + encode_ber_oid(v["column"]))),
     22: Item("Algorithm ID", "", UInt()),
-    101: Item("VMask Local Set", "", RAW),
-    102: Item("VObject Local Set", "", RAW),
-    103: Item("VFeature Local Set", "", RAW),
-    104: Item("VTracker Local Set", "", RAW),
-    105: Item("VChip Local Set", "", RAW),
-    106: Item("VChip Series", "", RAW),
-    107: Item("VObject Series", "", RAW),
+    **st0903_sets.VTARGET_ITEMS,
 }
 VTARGET_SPEC = SetSpec("VTarget", b"", VTARGET_TABLE)
 
@@ -167,8 +162,7 @@ TABLE: dict[int, Item] = {
     12: Item("VMTI Vertical FOV", "deg", ImapCodec(0.0, 180.0, 2)),
     13: Item("MIIS ID", "ST 1204", P.MIIS),
     101: Item("VTarget Series", "list", Func(dec_vtargets, enc_vtargets)),
-    102: Item("Algorithm Series", "", RAW),
-    103: Item("Ontology Series", "", RAW),
+    **st0903_sets.VMTI_ITEMS,
 }
 SPEC = SetSpec("ST0903", KEY, TABLE, checksum_tag=1, first_tags=(2,))
 VERSION = 6

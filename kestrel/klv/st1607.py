@@ -5,4 +5,4 @@ from __future__ import annotations
 from . import st0601
 from .localset import SetSpec
 
-SPEC = SetSpec("ST1607", b"", st0601.TABLE)
+SPEC = SetSpec("ST1607", b"", st0601.TABLE, finish=st0601.SPEC.finish, arrange=st0601.SPEC.arrange)

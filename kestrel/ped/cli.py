@@ -87,8 +87,9 @@ def _run(args: argparse.Namespace) -> int:
         callsign=args.callsign, stale_s=args.stale,
     )
     geo = "geolocated" if report["geolocated"] else f"NOT geolocated ({report['geolocation_reason']})"
-    print(f"{args.out}: {report['frames']} frames ({report['frames_dropped']} dropped), "
-          f"{report['tracks']} tracks, {geo}")
+    dropped = report["frames_dropped"]
+    print(f"{args.out}: {report['frames']} frames ({dropped if dropped is not None else '?'} dropped), "
+          f"{report['tracks']} tracks, {geo}{', INTERRUPTED' if report.get('interrupted') else ''}")
     push = report.get("push")
     if push:
         print(_push_line(push))

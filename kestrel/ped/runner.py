@@ -86,10 +86,16 @@ class _Recorder:
         self._flush_t = 0.0
         self._push_wall = 0.0
         self._tracks: dict[int, Any] = {}
+        self.detections: list[Any] = []
+        self.frames = 0
+        self.geolocated = False
 
     def __call__(self, u: Any) -> None:
         pts = float(u.pts) if u.pts is not None else 0.0
         md = u.metadata
+        self.frames += 1
+        self.detections.append(u.detections)
+        self.geolocated = self.geolocated or u.sensor is not None
         for t in u.tracks:
             self._tracks[t.id] = t
         if md is not None:
@@ -123,6 +129,12 @@ class _Recorder:
             st.first_utc = a / 1e6 if a is not None else None
             st.last_utc = b / 1e6 if b is not None else None
         return st
+
+    def interrupted_report(self) -> dict[str, Any]:
+        """What report.json can say when the pipeline never returned (Ctrl-C on a live run)."""
+        return {"interrupted": True, "frames": self.frames, "frames_dropped": None,
+                "detections": int(sum(len(d) for d in self.detections)), "geolocated": self.geolocated,
+                "geolocation_reason": None if self.geolocated else "no usable sensor model before the interrupt"}
 
     def final_platform(self) -> None:
         """Make sure the last frame's footprint is stored (that is what dissemination shows)."""
@@ -163,21 +175,35 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
     failed: str | None = None
     batch: Batch | None = None
     try:
+        result: Any = None
         try:
             result = pipeline.run(source, detector=detector, model=model, max_frames=max_frames, live=live,
                                   on_frame=rec)
+        except KeyboardInterrupt:  # Ctrl-C is how a live run ends: keep and publish what was seen
+            if rec.frames == 0:
+                failed = "interrupted"
+                raise
         except FmvInputError as exc:
             failed = str(exc)
             raise _bad(failed) from None
+        except BaseException as exc:  # bad model (BadInput), interrupted, ...: cleaned up below
+            failed = f"{type(exc).__name__}: {exc}"
+            raise
         rec.final_platform()
         rec.flush()
-        store.upsert_tracks([rec.stored(t) for t in result.tracks])
-        store.set_meta(finished=utc_now(), geolocated=result.geolocated,
-                       geolocation_reason=result.geolocation_reason, width=result.width, height=result.height)
-        write_detections_csv(out / "detections.csv", result.detections)
-        report = result.report()
+        if result is not None:
+            store.upsert_tracks([rec.stored(t) for t in result.tracks])
+            store.set_meta(finished=utc_now(), geolocated=result.geolocated,
+                           geolocation_reason=result.geolocation_reason, width=result.width, height=result.height)
+            report = result.report()
+        else:
+            report = rec.interrupted_report()
+        write_detections_csv(out / "detections.csv", rec.detections)
         report.update(source=source, run_id=run_id, started=store.meta()["started"], finished=utc_now())
-        if vmti and not live:
+        report["tracks"] = len(store.tracks(points=False))
+        if result is None:
+            report["vmti"] = {"skipped": "run interrupted"}
+        elif vmti and not live:
             try:
                 report["vmti"] = write_vmti(source, out, result, rec.utc_us)
             except Exception as exc:  # a product failing must not lose the run's other results
@@ -192,9 +218,9 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
         push_report = pusher.close() if pusher is not None else None
         if push_report is not None and batch is not None:
             _record(store, batch, set(push_report.uids))
-        empty = failed is not None and not store.tracks(points=False)
+        empty = failed is not None and not store.tracks(points=False) and not store.platform()
         store.close()
-        if empty:  # unreadable input: leave no half run behind, so the same --out works next time
+        if empty:  # failed before any result: leave no half run behind, so the same --out works again
             for suffix in ("", "-wal", "-shm"):
                 (out / f"ped.sqlite{suffix}").unlink(missing_ok=True)
     if push_report is not None:

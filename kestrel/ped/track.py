@@ -37,6 +37,10 @@ class TrackerConfig:
     n_hits: int = 4
     m_window: int = 6
     max_coast_s: float = 1.5
+    # A mover moves: confirmation also needs this much travel since birth (parallax on masts,
+    # trees and roofs gives blobs that flicker in place; they never confirm).
+    min_travel_m: float = 3.0
+    min_travel_px: float = 6.0
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
     accel_std_m: float = 15.0  # vehicles turn: ~10 m/s² on a 30 m circle at 17 m/s
@@ -59,6 +63,7 @@ class _Live:
     t: float  # time of x
     last_hit_t: float
     window: deque[bool] = field(default_factory=deque)
+    z0: F64 | None = None  # birth position
     wh: tuple[float, float] = (0.0, 0.0)  # smoothed pixel box size
     hae: float = 0.0
 
@@ -194,7 +199,9 @@ class Tracker:
         self._trim(lv)
         self._append_point(lv, dets, di)
         tr = lv.track
-        if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits:
+        travel = self.cfg.min_travel_m if self.mode == "ground" else self.cfg.min_travel_px
+        moved = lv.z0 is None or float(np.hypot(*(lv.x[:2] - lv.z0))) >= travel
+        if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and moved:
             tr.state = TrackState.CONFIRMED
             tr.id = self._next_id
             self._next_id += 1
@@ -238,7 +245,7 @@ class Tracker:
         _a, r, v0, _vmax = self._params()
         x = np.array([z[0], z[1], 0.0, 0.0])
         P = np.diag([r * r, r * r, v0 * v0, v0 * v0])
-        lv = _Live(Track(id=0), x, P, t, t, deque([True]))
+        lv = _Live(Track(id=0), x, P, t, t, deque([True]), z0=np.array(z, np.float64))
         self._append_point(lv, dets, di)
         self._live.append(lv)
         self.births += 1

@@ -74,45 +74,74 @@ def write_vmti_ts(source: str | Path, out: Path, detections: Sequence[Any], trac
     ids = track_box_ids(tracks)
     tmp = out.with_name(f".{out.name}.tmp")
     packets_in = klv_out = 0
+    copied = {"klv": 0, "errors": 0}
     with av.open(str(source)) as ic:
         if not ic.streams.video:
             raise ValueError(f"{source}: no video stream to re-mux")
         vs = ic.streams.video[0]
         tb = vs.time_base
         assert tb is not None
+        data_in = [s for s in ic.streams if s.type == "data"]
         with av.open(str(tmp), "w", format="mpegts") as oc:
             ov = oc.add_stream_from_template(vs)
             ds = oc.add_data_stream("klv")
+            # The source's own KLV (ST 0601, EG 0104, ...) is kept, one output stream per input one.
+            copies = {s.index: oc.add_data_stream("klv") for s in data_in}
+            last_dts: dict[int, int] = {}
             pending: list[tuple[int, int, bytes]] = []  # (ticks, seq, packet) min-heap
             queued = False
-            last_dts = -(1 << 62)
+            video_dts = 0
+
+            def put(pkt: Any, stream: Any, ticks: int) -> None:
+                ticks = max(ticks, last_dts.get(stream.index, -(1 << 62)))  # monotonic per stream
+                pkt.stream = stream
+                pkt.time_base = tb
+                pkt.pts = pkt.dts = ticks
+                oc.mux(pkt)
+                last_dts[stream.index] = ticks
 
             def mux_klv(upto: int | None) -> None:
-                nonlocal klv_out, last_dts
+                nonlocal klv_out
                 while pending and (upto is None or pending[0][0] <= upto):
                     ticks, _, data = heapq.heappop(pending)
-                    ticks = max(ticks, last_dts)
-                    pkt = av.Packet(data)
-                    pkt.stream = ds
-                    pkt.time_base = tb
-                    pkt.pts = pkt.dts = ticks
-                    oc.mux(pkt)
-                    last_dts = ticks
+                    put(av.Packet(data), ds, ticks)
                     klv_out += 1
 
-            for pkt in ic.demux(vs):
-                if pkt.size == 0 or pkt.dts is None:
+            for pkt in _packets(ic, [vs, *data_in], copied):
+                if pkt.stream.index in copies:  # untimed KLV keeps its place after the last video
+                    put(pkt, copies[pkt.stream.index], pkt.pts if pkt.pts is not None else video_dts)
+                    copied["klv"] += 1
+                    continue
+                if pkt.dts is None:
                     continue
                 if not queued and pkt.pts is not None:  # the first video PES fixes the origin
                     queued = _queue(pending, detections, ids, utc, width, height, pkt.pts, tb)
                 if queued:
                     mux_klv(pkt.dts)
+                video_dts = pkt.dts
                 pkt.stream = ov
                 oc.mux(pkt)
                 packets_in += 1
             mux_klv(None)
     tmp.replace(out)
-    return {"path": str(out), "video_packets": packets_in, "vmti_packets": klv_out}
+    return {"path": str(out), "video_packets": packets_in, "vmti_packets": klv_out,
+            "source_klv_packets": copied["klv"], "demux_errors": copied["errors"]}
+
+
+def _packets(ic: Any, streams: list[Any], counts: dict[str, int]) -> Iterable[Any]:
+    """Packets of `streams`; a demux error (damaged input) is skipped and demuxing resumes."""
+    import av
+
+    for _ in range(1000):
+        try:
+            for pkt in ic.demux(streams):
+                if pkt.size:
+                    yield pkt
+            return
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError:
+            counts["errors"] += 1
 
 
 def _queue(pending: list[tuple[int, int, bytes]], detections: Sequence[Any],

@@ -381,6 +381,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
         p, new_ca = init(args.data, args.hostname, force=args.force, password=_password(args))
     except ValueError as exc:
         raise BadInput(f"--hostname: {exc}") from None
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or args.data}: {exc.strerror or exc}") from None
     print(f"{'created' if new_ca else 'kept existing'} CA: {p.ca_cert}")
     print(f"server certificate: {p.server_cert} (key {p.server_key}, mode 0600)")
     print(f"ATAK trust store: {p.truststore}")
@@ -399,6 +401,8 @@ def _cmd_client(args: argparse.Namespace) -> int:
         c = issue_client(args.data, args.name, password=_password(args))
     except FileNotFoundError as exc:
         raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or args.data}: {exc.strerror or exc}") from None
     p = paths(args.data)
     print(f"client certificate: {c.cert} (key {c.key}, mode 0600)")
     print(f"PKCS#12 for ATAK/iTAK/WinTAK: {c.p12} (with the CA; trust store {p.truststore})")

@@ -54,6 +54,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
     logs.setup(cfg.log_level)
+    _raise_fd_limit()
     try:
         _run(cfg)
     except FileNotFoundError as exc:
@@ -62,6 +63,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _raise_fd_limit() -> None:
+    """One socket per client: lift the soft open-files limit to the hard one (often 1024 -> 1M)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return
+    from kestrel.server import logs
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    logs.info("server.fd_limit", open_files=soft)
 
 
 def _run(cfg: ServerConfig) -> None:

@@ -94,6 +94,10 @@ class Router:
         self.retained: dict[str, Retained] = {}  # uid -> latest retained event
         self.stats = Stats()
 
+    def attach_store(self, store: Store) -> None:
+        """Persist retained items from now on (the server opens the store at start)."""
+        self._store = store
+
     # -- peers ---------------------------------------------------------------------------------
 
     def join(self, peer: Peer) -> list[Retained]:

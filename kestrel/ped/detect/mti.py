@@ -50,9 +50,11 @@ class MtiConfig:
     max_size_m: float = 30.0
     min_area_px: int = 8  # full-resolution pixels (always applied)
     max_size_px: int = 160  # longest side, full-resolution pixels (only without a GSD)
+    max_aspect: float = 5.0  # longest / shortest box side (vehicles, people, boats: < 5)
     border_px: int = 3  # working pixels ignored along every warped border
     chroma: bool = True  # also difference colour (Cr, Cb): a red car on brown soil has little luma contrast
-    chroma_gain: float = 2.0  # chroma differences are smaller than luma ones for the same contrast
+    box_refine: float = 0.3  # box = pixels above this fraction of the blob's peak difference (0: off)
+    chroma_gain: float = 1.0  # chroma differences are smaller than luma ones for the same contrast
     default_fps: float = 30.0  # used when frames carry no PTS
 
 
@@ -298,7 +300,8 @@ class MtiDetector:
         x, y, bw, bh, area = (stats[:, i].astype(np.float64) for i in range(5))
         xyxy = np.stack([x * s, y * s, (x + bw) * s, (y + bh) * s], axis=1)
         longest_px = np.maximum(bw, bh) * s
-        keep = area * s * s >= self.cfg.min_area_px
+        keep = (area * s * s >= self.cfg.min_area_px) & (np.minimum(bw, bh) * s >= 2)
+        keep &= np.maximum(bw, bh) <= self.cfg.max_aspect * np.minimum(bw, bh)  # no lines/edge strips
         gsd = self._gsd(slot.sensor, xyxy)
         if gsd is not None:
             longest_m = longest_px * gsd
@@ -308,8 +311,14 @@ class MtiDetector:
         xyxy, stats = xyxy[keep], stats[keep]
         conf = np.empty(len(stats), np.float32)
         for i, (bx, by, bw_, bh_, _a) in enumerate(stats):
-            peak = float(diff[by:by + bh_, bx:bx + bw_].max())
+            sub = diff[by:by + bh_, bx:bx + bw_]
+            peak = float(sub.max())
             conf[i] = min(1.0, peak / (3.0 * thr))
+            if self.cfg.box_refine > 0:  # tight box: pixels above a fraction of the blob's peak
+                ys, xs = np.nonzero(sub >= max(thr, self.cfg.box_refine * peak))
+                if len(xs):
+                    xyxy[i] = ((bx + xs.min()) * s, (by + ys.min()) * s, (bx + xs.max() + 1) * s,
+                               (by + ys.max() + 1) * s)
         return Detections(xyxy=xyxy.astype(np.float32), confidence=conf, class_id=np.zeros(len(conf), np.int64),
                           frame_index=slot.index, pts=slot.pts)
 

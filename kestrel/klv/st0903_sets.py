@@ -1,0 +1,161 @@
+"""ST 0903 sub-sets: VMask, VObject, VFeature, VTracker, VChip (VTarget tags 101-107) and the
+Algorithm / Ontology series (VMTI tags 102, 103). Tables as data; packs as small functions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv
+from .codecs import Bytes, Enum, Func, ImapCodec, Item, Oid, UInt, Utf8
+from .imapb import Imap
+from .localset import Nested, SetSeries, SetSpec
+
+_S = Utf8()
+DETECTION_STATUS = {0: "Inactive", 1: "Active", 2: "Dropped"}
+_VA = Imap(-900.0, 900.0, 2)
+_SIGMA = Imap(0.0, 650.0, 2)
+_RHO = Imap(-1.0, 1.0, 2)
+
+
+def _series(b: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(b):
+        rec, pos = read_lv(b, pos, len(b))
+        out.append(rec)
+    return out
+
+
+def dec_polygon(b: bytes) -> list[int]:
+    return [int.from_bytes(r, "big") for r in _series(b)]
+
+
+def enc_polygon(v: list[int]) -> bytes:
+    return b"".join(encode_lv(int(x).to_bytes(max(1, (int(x).bit_length() + 7) // 8), "big")) for x in v)
+
+
+def dec_bitmask(b: bytes) -> list[dict[str, int]]:
+    out = []
+    for rec in _series(b):
+        idx, p = read_lv(rec, 0, len(rec))
+        run, _ = read_ber_oid(rec, p, len(rec))
+        out.append({"index": int.from_bytes(idx, "big"), "length": run})
+    return out
+
+
+def enc_bitmask(v: list[dict[str, int]]) -> bytes:
+    out = b""
+    for r in v:
+        i = int(r["index"])
+        out += encode_lv(encode_lv(i.to_bytes(max(1, (i.bit_length() + 7) // 8), "big")) + encode_ber_oid(int(r["length"])))
+    return out
+
+
+def dec_velacc(b: bytes) -> dict[str, Any]:
+    """Velocity / acceleration pack: east, north, up (IMAPB +-900, 2 bytes) [+ sigma [+ rho]]."""
+    if len(b) not in (6, 12, 18):
+        raise KlvError("velocity/acceleration pack length")
+    out: dict[str, Any] = {"east": _VA.decode(b[0:2]), "north": _VA.decode(b[2:4]), "up": _VA.decode(b[4:6]),
+                           "sigma": None, "rho": None}
+    if len(b) >= 12:
+        out["sigma"] = {"east": _SIGMA.decode(b[6:8]), "north": _SIGMA.decode(b[8:10]), "up": _SIGMA.decode(b[10:12])}
+    if len(b) == 18:
+        out["rho"] = {"east-north": _RHO.decode(b[12:14]), "east-up": _RHO.decode(b[14:16]),
+                      "north-up": _RHO.decode(b[16:18])}
+    return out
+
+
+def enc_velacc(v: dict[str, Any]) -> bytes:
+    out = _VA.encode(v["east"]) + _VA.encode(v["north"]) + _VA.encode(v["up"])
+    if v.get("sigma"):
+        s = v["sigma"]
+        out += _SIGMA.encode(s["east"]) + _SIGMA.encode(s["north"]) + _SIGMA.encode(s["up"])
+        if v.get("rho"):
+            r = v["rho"]
+            out += _RHO.encode(r["east-north"]) + _RHO.encode(r["east-up"]) + _RHO.encode(r["north-up"])
+    return out
+
+
+def _uuid_dec(b: bytes) -> str:
+    if len(b) != 16:
+        raise KlvError("UUID length")
+    return str(uuid.UUID(bytes=b))
+
+
+def _dec_locations(b: bytes) -> list[dict[str, Any]]:
+    from .st0903 import dec_location  # late: st0903 imports this module
+
+    return [dec_location(r) for r in _series(b)]
+
+
+def _enc_locations(v: list[dict[str, Any]]) -> bytes:
+    from .st0903 import enc_location
+
+    return b"".join(encode_lv(enc_location(x)) for x in v)
+
+
+def _locations() -> Func:
+    return Func(_dec_locations, _enc_locations)
+
+
+VMASK = SetSpec("VMask", b"", {
+    1: Item("Polygon", "pixel numbers", Func(dec_polygon, enc_polygon)),
+    2: Item("Bitmask Series", "runs", Func(dec_bitmask, enc_bitmask)),
+})
+VOBJECT = SetSpec("VObject", b"", {
+    1: Item("Ontology", "URI", _S),
+    2: Item("Ontology Class", "", _S),
+    3: Item("Ontology ID", "", Oid()),
+    4: Item("Confidence", "%", ImapCodec(0.0, 100.0, 3)),
+})
+VFEATURE = SetSpec("VFeature", b"", {
+    1: Item("Schema", "URI", _S),
+    2: Item("Schema Feature", "", _S),
+})
+VTRACKER = SetSpec("VTracker", b"", {
+    1: Item("Track ID", "UUID", Func(_uuid_dec, lambda v: uuid.UUID(str(v)).bytes)),
+    2: Item("Detection Status", "enum", Enum(DETECTION_STATUS)),
+    3: Item("Start Time", "us since 1970 (UTC)", UInt(8)),
+    4: Item("End Time", "us since 1970 (UTC)", UInt(8)),
+    5: Item("Boundary Series", "locations", _locations()),
+    6: Item("Algorithm", "", _S),
+    7: Item("Confidence Level", "%", UInt(1)),
+    8: Item("Number of Track Points", "", Oid()),
+    9: Item("Track History Series", "locations", _locations()),
+    10: Item("Velocity", "m/s", Func(dec_velacc, enc_velacc)),
+    11: Item("Acceleration", "m/s^2", Func(dec_velacc, enc_velacc)),
+    12: Item("Algorithm ID", "", Oid()),
+})
+VCHIP = SetSpec("VChip", b"", {
+    1: Item("Image Type", "", _S),
+    2: Item("Image URI", "", _S),
+    3: Item("Embedded Image", "bytes", Bytes()),
+})
+ALGORITHM = SetSpec("Algorithm", b"", {
+    1: Item("ID", "", Oid()),
+    2: Item("Name", "", _S),
+    3: Item("Version", "", _S),
+    4: Item("Class", "", _S),
+    5: Item("Number of Frames", "", Oid()),
+})
+ONTOLOGY = SetSpec("Ontology", b"", {
+    1: Item("ID", "", Oid()),
+    2: Item("Parent ID", "", Oid()),
+    3: Item("URI", "", _S),
+    4: Item("Class", "", _S),
+})
+
+# VTarget tags 101-107 and VMTI tags 102-103.
+VTARGET_ITEMS: dict[int, Item] = {
+    101: Item("Target Mask", "VMask LS", Nested(lambda: VMASK)),
+    102: Item("Target Object", "VObject LS", Nested(lambda: VOBJECT)),
+    103: Item("Target Features", "VFeature LS", Nested(lambda: VFEATURE)),
+    104: Item("Target Tracker", "VTracker LS", Nested(lambda: VTRACKER)),
+    105: Item("Target Chip", "VChip LS", Nested(lambda: VCHIP)),
+    106: Item("Chip Series", "VChip series", SetSeries(lambda: VCHIP)),
+    107: Item("Object Series", "VObject series", SetSeries(lambda: VOBJECT)),
+}
+VMTI_ITEMS: dict[int, Item] = {
+    102: Item("Algorithm Series", "series", SetSeries(lambda: ALGORITHM)),
+    103: Item("Ontology Series", "series", SetSeries(lambda: ONTOLOGY)),
+}

@@ -1,0 +1,177 @@
+"""Listening sockets: plain TCP, TLS with client certificates, UDP datagrams.
+
+TLS has its own small accept loop: each accepted socket gets its handshake through
+`loop.connect_accepted_socket(ssl=…)` in its own task, so a refused handshake (no certificate,
+wrong CA, timeout) is logged as `client.tls_refused` and costs only that socket. (asyncio's
+`start_server(ssl=…)` drops those silently; `StreamWriter.start_tls` races with the first bytes
+under uvloop.) Worst case per pending handshake: one task and one socket until
+`handshake_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kestrel.server import logs
+
+OnClient = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+BACKLOG = 1024
+
+
+def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """TLS 1.2+ server context that requires a client certificate signed by `ca`."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(str(cert), str(key))
+    ctx.load_verify_locations(cafile=str(ca))
+    return ctx
+
+
+def common_name(peercert: dict[str, Any] | None) -> str | None:
+    """Subject CN of a verified peer certificate (`getpeercert()`), or None."""
+    for rdn in (peercert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return str(v)
+    return None
+
+
+class Listener:
+    """A bound listening socket; `port` is the real port (the config may say 0)."""
+
+    port: int
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+class TcpListener(Listener):
+    def __init__(self, server: asyncio.Server) -> None:
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
+
+    @classmethod
+    async def start(cls, host: str, port: int, on_client: OnClient, limit: int) -> TcpListener:
+        srv = await asyncio.start_server(on_client, host, port, limit=limit, backlog=BACKLOG)
+        return cls(srv)
+
+    def close(self) -> None:
+        self._server.close()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+
+
+class TlsListener(Listener):
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, on_client: OnClient, *, name: str,
+                 limit: int, handshake_timeout: float) -> None:
+        self._sock, self._ctx, self._on_client = sock, ctx, on_client
+        self.name, self._limit, self._timeout = name, limit, handshake_timeout
+        self.port = sock.getsockname()[1]
+        self.refused = 0
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._task = asyncio.create_task(self._accept_loop(), name=f"kestrel-accept-{name}")
+
+    @classmethod
+    async def start(cls, host: str, port: int, ctx: ssl.SSLContext, on_client: OnClient, *, name: str,
+                    limit: int, handshake_timeout: float) -> TlsListener:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, ctx, on_client, name=name, limit=limit, handshake_timeout=handshake_timeout)
+
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(self._sock)
+            except asyncio.CancelledError:
+                raise
+            except OSError as exc:  # e.g. out of file descriptors: say so, back off, go on
+                logs.warning("listener.accept_error", name=self.name, reason=exc.strerror or repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            t = asyncio.create_task(self._handshake(conn, addr))
+            self._handshakes.add(t)
+            t.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: socket.socket, addr: Any) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=self._limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, conn, ssl=self._ctx, ssl_handshake_timeout=self._timeout
+            )
+        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
+            self.refused += 1
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            logs.warning("client.tls_refused", listener=self.name, peer=f"{addr[0]}:{addr[1]}", reason=reason)
+            conn.close()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._on_client(reader, writer)
+
+    def close(self) -> None:
+        self._task.cancel()
+        for t in list(self._handshakes):
+            t.cancel()
+        self._sock.close()
+
+
+class UdpListener(Listener, asyncio.DatagramProtocol):
+    """Decodes each datagram with `decode` and hands the event to `deliver`; bad ones are skipped."""
+
+    def __init__(self, name: str, decode: Callable[[bytes], Any], deliver: Callable[[Any], object]) -> None:
+        self.name, self._decode, self._deliver = name, decode, deliver
+        self.received = self.errors = 0
+        self._transport: asyncio.DatagramTransport | None = None
+
+    @classmethod
+    async def start(cls, host: str, port: int, name: str, decode: Callable[[bytes], Any],
+                    deliver: Callable[[Any], object]) -> UdpListener:
+        proto = cls(name, decode, deliver)
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: proto, local_addr=(host, port)
+        )
+        proto._transport = transport
+        proto.port = transport.get_extra_info("sockname")[1]
+        return proto
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            event = self._decode(data)
+        except Exception as exc:  # CotError, or whatever a hostile datagram provokes: skip it
+            self.errors += 1
+            if self.errors <= 10 or self.errors % 1000 == 0:
+                logs.warning(
+                    "udp.bad_input", listener=self.name, peer=f"{addr[0]}:{addr[1]}",
+                    reason=str(exc) or type(exc).__name__, errors=self.errors, head=logs.preview(data),
+                )
+            return
+        self.received += 1
+        self._deliver(event)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
