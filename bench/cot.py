@@ -12,6 +12,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +61,17 @@ def main() -> None:
         ev = parse_event(raw)
         payload = encode_payload(ev)
         cases: list[tuple[str, Callable[[], object]]] = [
-            ("kestrel XML parse", lambda raw=raw: parse_event(raw)),
-            ("kestrel XML encode", lambda ev=ev: encode_event(ev)),
-            ("kestrel proto encode", lambda ev=ev: encode_payload(ev)),
-            ("kestrel proto decode", lambda p=payload: decode_payload(p)),
+            ("kestrel XML parse", partial(parse_event, raw)),
+            ("kestrel XML encode", partial(encode_event, ev)),
+            ("kestrel proto encode", partial(encode_payload, ev)),
+            ("kestrel proto decode", partial(decode_payload, payload)),
         ]
         if etree is not None and takproto is not None:
             msg = takproto.parse_proto(bytearray(b"\xbf\x01\xbf" + payload))
             cases += [
-                ("baseline lxml fromstring", lambda raw=raw: etree.fromstring(raw)),
-                ("baseline takproto xml2proto", lambda raw=raw: takproto.xml2proto(raw)),
-                ("baseline google-protobuf parse", lambda p=payload: msg.ParseFromString(p)),
+                ("baseline lxml fromstring", partial(etree.fromstring, raw)),
+                ("baseline takproto xml2proto", partial(takproto.xml2proto, raw)),
+                ("baseline google-protobuf parse", partial(msg.ParseFromString, payload)),
             ]
         for label, fn in cases:
             rows.append((name, label, statistics.median(rate(fn, args.seconds) for _ in range(5))))

@@ -205,3 +205,36 @@ def test_any_chunking_of_a_mixed_stream_gives_the_same_events(sizes: list[int]) 
         pos += n
         i += 1
     assert [e.uid for e in got if isinstance(e, Event)] == ["A", "B"] and c.pings == 1 and c.errors == 0
+
+
+def test_unnegotiated_tak_frames_are_read_replies_stay_xml() -> None:
+    """pytak with TAK_PROTO=1 sends takproto stream frames without negotiating, and reads XML."""
+    c, _ = _started()
+    sa = encode_event(_ev("A", detail=b'<contact callsign="A"/>'))
+    frames = (bytes(takproto.xml2proto(sa, takproto.TAKProtoVer.STREAM))
+              + bytes(takproto.xml2proto(encode_event(_ev("A-ping", "t-x-c-t")), takproto.TAKProtoVer.STREAM)))
+    got = c.receive_data(frames[:7], NOW) + c.receive_data(frames[7:] + encode_event(_ev("B")), NOW)
+    assert [e.uid for e in got if isinstance(e, Event)] == ["A", "B"]
+    assert got[0].detail == b'<contact callsign="A"/>'  # type: ignore[union-attr]
+    (pong,) = _xml_events(c.data_to_send())
+    assert pong.get("type") == "t-x-c-t-r" and c.format == "xml" and c.unnegotiated == 2
+
+
+def test_pytak_generated_events_stream_in() -> None:
+    """pytak (an outside CoT generator) writes microsecond times and ` />`; all of it comes through."""
+    import datetime as dt
+
+    import pytak
+
+    raw = [pytak.gen_cot(lat=38.5, lon=-77.25, uid=f"pytak-{i}", cot_type="a-f-G-U-C", callsign=f"P{i}",
+                         stale=120) for i in range(3)]
+    c = Connection()
+    got = c.receive_data(b"".join(r for r in raw if r), NOW)
+    assert [e.uid for e in got if isinstance(e, Event)] == ["pytak-0", "pytak-1", "pytak-2"]
+    for r, ev in zip(raw, got, strict=True):
+        assert r is not None and isinstance(ev, Event)
+        root = etree.fromstring(r)
+        when = dt.datetime.strptime(root.get("time") or "", "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        assert ev.time == (when - epoch) // dt.timedelta(milliseconds=1)  # truncated to the millisecond
+        assert (ev.lat, ev.lon) == (38.5, -77.25) and b'callsign="P' in ev.detail

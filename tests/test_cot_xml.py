@@ -111,6 +111,8 @@ def test_entities_and_dtds_are_refused_not_expanded(doc: bytes) -> None:
     [
         (b"", "empty"),
         (b"<event", "malformed"),
+        (b"<?xml version='1.0' encoding='klingon'?><event/>", "undecodable"),
+        (b"<?xml version='1.0' encoding='utf-16'?><event/>", "XML"),
         (b"<foo/>", "not <event>"),
         (b"<event uid='u' type='a' time='2020-01-01T00:00:00Z' start='2020-01-01T00:00:00Z'><point lat='0' lon='0'/></event>",
          "stale"),
@@ -178,6 +180,8 @@ def test_time_variants() -> None:
         with pytest.raises(CotError):
             parse_time(bad)
     assert parse_time("2024-02-29T00:00:00Z") > 0
+    with pytest.raises(CotError, match="9999"):
+        format_time(253402300800000)
 
 
 # -- property: any Event we can build survives XML ------------------------------------------------------
@@ -206,3 +210,35 @@ def test_bomb_is_refused_fast() -> None:
     with pytest.raises(CotError, match="DOCTYPE"):
         parse_event(BOMB)
     assert time.perf_counter() - t0 < 1.0  # refused at the DOCTYPE; nothing expanded
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_mutated_atak_events_only_ever_raise_cot_error(data: st.DataObject) -> None:
+    raw = bytearray(_SAMPLE)
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        op = data.draw(st.sampled_from(["flip", "cut", "dup"]))
+        if op == "flip":
+            raw[i] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del raw[i : i + data.draw(st.integers(1, 40))]
+        else:
+            raw[i:i] = raw[i : i + data.draw(st.integers(1, 40))]
+    try:
+        ev = parse_event(bytes(raw))
+    except CotError:
+        return
+    again = parse_event(encode_event(ev))  # whatever parses, re-encodes to itself
+    assert again.attrs.pop("version") == ev.attrs.pop("version", "2.0")  # (the encoder adds the default)
+    assert again == ev
+
+
+_SAMPLE = (
+    b"<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n<event version='2.0' uid='ANDROID-1' "
+    b"type='a-f-G-U-C' time='2024-05-01T12:00:00.000Z' start='2024-05-01T12:00:00.000Z' "
+    b"stale='2024-05-01T12:06:00.000Z' how='h-e'><point lat='38.84' lon='-77.05' hae='12.5' ce='9.9' "
+    b"le='9999999.0'/><detail><takv os='33' version='4.10' device='PIXEL' platform='ATAK-CIV'/>"
+    b"<contact endpoint='*:-1:stcp' callsign='HOPE'/><__group role='Team Member' name='Cyan'/>"
+    b"<status battery='88'/><track course='132.5' speed='1.25'/><remarks>a &amp; b</remarks></detail></event>"
+)

@@ -99,3 +99,18 @@ def test_check_reports_median_and_p90(shared_data: Path, capsys: pytest.CaptureF
     assert "median_m" in lines[0] and "p90_m" in lines[0]
     cols = lines[1].split()
     assert cols[1] == "300" and cols[2] == "300" and float(cols[3]) > 0  # a figure, not a pass/fail
+
+
+def test_centre_sampler_is_bounded_and_even(shared_data: Path) -> None:
+    from kestrel.fmv.report import CentreSampler, frame_centre_check
+    from kestrel.fmv.scan import scan_klv
+
+    scan = scan_klv(shared_data / "fmv" / "aphill_klv_10s.ts")
+    full = frame_centre_check(scan)
+    small = CentreSampler(cap=40)
+    for p in scan.packets:
+        small.add(p)
+    s = small.summary()
+    assert full["compared"] == 300 and full["sampled_every"] == 1
+    assert s["compared"] <= 40 and s["sampled_every"] == 8 and s["records"] == len(small.kept)
+    assert s["median_m"] == pytest.approx(full["median_m"], abs=2.0)

@@ -124,3 +124,34 @@ def test_severely_truncated_raises(shared_data: Path, tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(FmvInputError, match="No such file"):
         list(read_frames(tmp_path / "nope.ts"))
+
+
+def test_same_klv_per_frame_in_h264_and_mpeg2_samples(shared_data: Path) -> None:
+    """KWIVER muxed the same KLV into its H.264 and MPEG-2 (DTS != PTS) samples: the untimed
+    rule must put the same packet on the same frame in both."""
+    a = [[p.raw for p in f.klv] for f in read_frames(shared_data / "fmv" / "h264_klv.ts")]
+    b = [[p.raw for p in f.klv] for f in read_frames(shared_data / "fmv" / "mpeg2_klv.ts")]
+    assert a == b and all(len(x) == 1 for x in a) and len({x[0] for x in a}) == 30
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_damage_never_escapes(shared_data: Path, tmp_path: Path, seed: int) -> None:
+    """Flipped bytes anywhere (headers, PSI, PES, KLV, video): frames or FmvInputError, nothing else."""
+    name = ["h265_tricky_klv.ts", "h264_klv.ts", "aphill_klv_10s.ts"][seed % 3]
+    data = bytearray((shared_data / "fmv" / name).read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos in rng.integers(0, len(data), len(data) // 500):
+        data[pos] = int(rng.integers(0, 256))
+    path = tmp_path / "flipped.ts"
+    path.write_bytes(bytes(data))
+    try:
+        reader = VideoReader(path)
+        frames = list(reader)
+        assert frames and reader.stats.frames == len(frames)
+    except FmvInputError:
+        pass
+    try:
+        scan = scan_klv(path)
+        assert scan.stats.packets == len(scan.packets)
+    except FmvInputError:
+        pass

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.fmv.ts import DataUnit, TsDemuxer, VideoStart, crc32_mpeg, split_au_cells
+from kestrel.fmv.psi import crc32_mpeg
+from kestrel.fmv.ts import DataUnit, TsDemuxer, VideoStart, split_au_cells
 
 
 def run(data: bytes, chunk: int) -> tuple[TsDemuxer, list]:

@@ -11,7 +11,7 @@ import pytest
 from kestrel.klv import decode, st0601
 from kestrel.klv.ber import UL_PREFIX
 
-from .klv_gold_compare import compare_set
+from .test_klv_gold_compare import compare_set
 
 # Items whose nested standard we keep as raw bytes (lossless, not interpreted yet), as
 # "/"-joined tag paths below ST 0601 (list indices dropped). Everything else must equal the gold.
@@ -94,3 +94,50 @@ def test_our_encoder_reproduces_every_gold_packet(gold: list[dict], ours: dict[i
             errors += compare_set(g["value"], again.tags, st0601.SPEC, f"re-encoded s{stream}#{i}")
     assert not errors, f"{len(errors)} mismatches, first: " + "\n".join(errors[:15])
     assert identical >= 60  # the small packets come back byte for byte
+
+
+def test_json_view_of_every_packet(ours: dict[int, list]) -> None:
+    """`to_jsonable` (what `kestrel fmv info --json` prints) is plain JSON for every nested type."""
+    from kestrel.klv import to_jsonable
+
+    for pkts in ours.values():
+        for p in (p for ps in pkts for p in ps):
+            j = json.loads(json.dumps(to_jsonable(p), allow_nan=False))
+            assert j["set"] == "ST0601" and j["checksum_ok"] is True and "2" in j["tags"]
+            if "74" in j["tags"]:
+                targets = j["tags"]["74"]["101"]
+                assert targets[1]["id"] == 1234 and targets[1]["tags"]["19"] == 872
+
+
+def _raw_paths(v: object, path: str = "") -> set[str]:
+    from kestrel.klv import KlvPacket
+    from kestrel.klv.st0903 import VTarget
+
+    if isinstance(v, bytes):
+        return {path}
+    out: set[str] = set()
+    if isinstance(v, KlvPacket | VTarget):
+        for k, x in v.tags.items():
+            out |= _raw_paths(x, f"{path}/{k}")
+    elif isinstance(v, list):
+        for x in v:
+            out |= _raw_paths(x, path)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            out |= _raw_paths(x, f"{path}.{k}")
+    return out
+
+
+@pytest.mark.parametrize("name", ["h264_klv.ts", "mpeg2_klv.ts"])
+def test_kwiver_sample_files_decode_fully(shared_data: Path, name: str) -> None:
+    """KWIVER's 30-frame samples (139 ST 0601 items with every nested set): no errors, valid
+    checksums, and nothing left uninterpreted but the two items the standards define as opaque
+    bytes (ST 0806 user data, ST 0903 VChip embedded image)."""
+    [bufs] = klv_payloads(shared_data / "fmv" / name).values()
+    pkts = [p for b in bufs for p in decode(b)]
+    assert len(pkts) == 30
+    assert all(p.set_name == "ST0601" and p.error is None and p.checksum_ok for p in pkts)
+    assert max(len(p.tags) for p in pkts) >= 139
+    raw = set().union(*(_raw_paths(p) for p in pkts))
+    assert raw == {"/73/11/2", "/74/101/105/3"}
+    assert st0601.TABLE[73].codec.spec.table[11].codec.spec.table[2].codec.kind == "bytes"  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from kestrel.klv.codecs import Bits, Codec
 from kestrel.klv.imapb import ImapSpecial
 from kestrel.klv.localset import Nested, SetSpec
 
-from .klv_gold_compare import compare_set, compare_value
+from .test_klv_gold_compare import compare_set, compare_value
 
 _KINDS = {0: "user", 1: "qnan", 2: "snan", 3: "below_min", 5: "above_max"}
 

@@ -135,3 +135,27 @@ def test_flint_signed_round_trip(v: float, n: int) -> None:
     f = Flint(-20.0, 20.0, n, True)
     assert abs(f.decode(f.encode(v, n)) - v) <= f.resolution(n) / 2 + 1e-12
     assert math.isnan(f.decode(f.encode(None, n)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(sorted(st0601.TABLE)), st.binary(max_size=60)), max_size=25))
+def test_random_item_values_never_raise(items: list[tuple[int, bytes]]) -> None:
+    """A well-formed ST 0601 packet whose item values (nested sets and packs included) are junk:
+    it decodes, the checksum holds, unreadable items keep their raw bytes."""
+    from kestrel.klv.ber import encode_ber_length, encode_tlv
+    from kestrel.klv.mapping import checksum16
+
+    body = b"".join(encode_tlv(t, v) for t, v in items if t != 1) + b"\x01\x02"
+    head = st0601.KEY + encode_ber_length(len(body) + 2) + body
+    [p] = decode(head + checksum16(head).to_bytes(2, "big"))
+    assert p.error is None and p.checksum_ok is True
+
+
+def test_deep_nesting_is_not_fatal() -> None:
+    from kestrel.klv.ber import encode_tlv
+
+    inner = b""
+    for _ in range(3000):  # ST 1607 amend sets nested 3000 deep
+        inner = encode_tlv(101, inner)
+    [p] = decode(st0601.encode({101: inner}, timestamp_us=0))
+    assert p.set_name == "ST0601"

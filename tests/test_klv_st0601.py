@@ -160,3 +160,12 @@ def test_tags_above_127_use_two_byte_ber_oid() -> None:
     raw = st0601.encode({129: "T1", 143: {"local-id": 1, "universal-id": None}}, timestamp_us=5)
     assert b"\x81\x01\x02T1" in raw and b"\x81\x0f\x01\x01" in raw
     assert decode(raw)[0].tags[129] == "T1"
+
+
+def test_ellipsoid_heights_kept_apart_from_msl() -> None:
+    md = to_metadata(decode(st0601.encode({15: 1000.0, 75: 1030.0, 78: 55.0}, timestamp_us=1))[0])
+    assert md is not None
+    assert md.sensor_alt == pytest.approx(1000.0, abs=0.2) and md.sensor_hae == pytest.approx(1030.0, abs=0.2)
+    assert md.frame_center_elev is None and md.frame_center_hae == pytest.approx(55.0, abs=0.2)
+    md = to_metadata(decode(st0601.encode({104: 25000.0}, timestamp_us=1))[0])
+    assert md is not None and md.sensor_hae == pytest.approx(25000.0, abs=0.01)

@@ -203,11 +203,13 @@ def test_live_udp_with_push(clip: Path, tmp_path: Path) -> None:
     def send() -> None:
         time.sleep(1.0)  # let the receiver bind
         data = clip.read_bytes()
+        t0 = time.monotonic()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            for i in range(0, len(data), 1316):  # 7 TS packets per datagram, about real time
+            for i in range(0, len(data), 1316):  # 7 TS packets per datagram, paced to the clip's 3 s
                 tx.sendto(data[i : i + 1316], ("127.0.0.1", port))
-                if i % (1316 * 40) == 0:
-                    time.sleep(0.04)
+                ahead = t0 + 3.0 * i / len(data) - time.monotonic()
+                if ahead > 0.01:
+                    time.sleep(ahead)
 
     async def scenario() -> None:
         async with server_running(make_config(tmp_path / "ten")) as server:

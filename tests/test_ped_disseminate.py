@@ -171,3 +171,39 @@ def test_dry_run_prints_what_would_be_sent(tmp_path: Path, capsys: pytest.Captur
     assert cli("disseminate", str(tmp_path), "--push", "tcp://127.0.0.1:1", "--dry-run") == 0
     out = capsys.readouterr().out
     assert out.count("<event") == 3 and uid["t2"] in out and uid["t1"] not in out
+
+
+def test_bounded_queue_drops_oldest_and_sink_gets_xml_stream(shared_data: Path) -> None:
+    """Against a bare TCP sink: a burst larger than the queue keeps the newest events, the stream
+    is plain CoT XML that MITRE's schema accepts, and close() ends the connection cleanly."""
+    import threading
+
+    from lxml import etree
+
+    from kestrel.cot.event import Event
+    from kestrel.ped.disseminate import Pusher, parse_target
+
+    received = bytearray()
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def sink() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            while chunk := conn.recv(65536):  # returns b"" once the client closed cleanly
+                received.extend(chunk)
+
+    t = threading.Thread(target=sink)
+    t.start()
+    evs = [Event(uid=f"u{i}", type="a-u-G", time=1, start=1, stale=2, lat=1.0, lon=2.0) for i in range(10)]
+    pusher = Pusher(parse_target(f"tcp://127.0.0.1:{srv.getsockname()[1]}"), queue_max=3)
+    pusher.offer(evs)  # one call holds the queue lock: the worker cannot take any before the drops
+    report = pusher.close()
+    t.join(10)
+    srv.close()
+    assert not t.is_alive() and report.dropped == 7 and report.sent == 3 and report.uids == ["u7", "u8", "u9"]
+    docs = [b"<?xml" + part for part in bytes(received).split(b"<?xml")[1:]]
+    xsd = etree.XMLSchema(etree.parse(str(shared_data / "cot/schema/cot-base-event.xsd")))
+    assert [etree.fromstring(d).get("uid") for d in docs] == ["u7", "u8", "u9"]
+    assert all(xsd.validate(etree.fromstring(d)) for d in docs)

@@ -55,7 +55,7 @@ def test_birth_needs_n_of_m_and_clutter_never_confirms() -> None:
 
 def test_coasting_keeps_the_id_and_long_gaps_end_the_track() -> None:
     frames = []
-    for i in range(120):
+    for i in range(160):
         gone = 30 <= i < 45 or 60 <= i < 115  # 0.5 s gap (coasted), then a 1.8 s gap (lost)
         frames.append(dets(i, [] if gone else [(40 + 2 * i, 120.0)]))
     tracks = run(frames)
@@ -83,14 +83,37 @@ def test_ground_mode_speed_heading_and_positions() -> None:
     assert tr.speed_mps == pytest.approx(9.9, abs=1.0)
     assert tr.heading_deg == pytest.approx(45.0, abs=5.0)
     g = tr.ground_history
-    err = [np.hypot(*(lf.ground_to_enu(a[0], a[1]) - lf.ground_to_enu(b[0], b[1]))) for a, b in zip(g[20:], truth[20:])]
+    err = [np.hypot(*(lf.ground_to_enu(a[0], a[1]) - lf.ground_to_enu(b[0], b[1]))) for a, b in zip(g[20:], truth[20:], strict=True)]
     assert np.median(err) < 0.8  # filtered positions beat the 1 m measurement noise
+
+
+def test_flicker_in_place_never_confirms_but_a_mover_under_a_panning_camera_does() -> None:
+    """Parallax-like blobs that jitter in place (relative to the ground) and a blob hopping between
+    random places are not movers; a real mover is confirmed even though the camera pans faster
+    than the mover moves (the detector's homography tells the tracker how the camera moved)."""
+    rng = np.random.default_rng(5)
+    frames = []
+    pan = 4.0  # px per frame, camera motion
+    for i in range(90):
+        H = np.array([[1, 0, -pan], [0, 1, 0], [0, 0, 1]], float)  # scene shifts left on screen
+        flicker = (200 - pan * i + rng.normal(0, 1.5), 60 + rng.normal(0, 1.5))  # static on the ground
+        hopper = tuple(rng.uniform(0, 300, 2))
+        mover = (100 - pan * i + 1.5 * i, 150.0)  # 1.5 px/frame relative to the ground
+        d = dets(i, [flicker, hopper, mover])
+        d.homography = H if i else None
+        frames.append(d)
+    tracks = run(frames)
+    assert len(tracks) == 1
+    pts = tracks[0].points
+    assert len(pts) >= 80
+    for p in pts:  # every point is the mover's
+        assert abs((p.xyxy[0] + p.xyxy[2]) / 2 - (100 - pan * p.frame_index + 1.5 * p.frame_index)) < 0.01
 
 
 def test_empty_frames_and_no_pts() -> None:
     trk = Tracker()
     for i in range(10):
-        d = dets(i, [(10 + i, 10)]) if i % 3 else Detections.empty(i)
+        d = dets(i, [(10 + 3 * i, 10)]) if i % 3 else Detections.empty(i)
         d.pts = None
         trk.update(d)
     assert trk.mode == "pixel"

@@ -106,12 +106,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path) -> None:
-    data = tmp_path / "fresh"  # does not exist yet
+@pytest.mark.parametrize("with_certs", [False, True])
+def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path, with_certs: bool) -> None:
+    data = tmp_path / "fresh"  # does not exist yet (or holds only certs)
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    extra: list[str] = []
+    if with_certs:
+        from kestrel.server import certs
+
+        certs.init(data)
+        certs.issue_client(data, "alice")
+        extra = ["--tls-port", str(_free_port())]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kestrel", "serve", "--data", str(data), "--tcp-port", str(port)],
+        [sys.executable, "-m", "kestrel", "serve", "--data", str(data), "--tcp-port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
     )
     try:
@@ -135,8 +143,12 @@ def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
-    assert f"tcp://127.0.0.1:{port}" in out and "kestrel certs init" in out
-    assert "event=listener.skipped name=tls" in err
+    assert f"tcp://127.0.0.1:{port}" in out
+    if with_certs:
+        assert "tls://127.0.0.1:" in out and "clients/alice.p12" in out and "PYTAK_TLS_CLIENT_CAFILE=" in out
+        assert "event=listener.open name=tls" in err
+    else:
+        assert "kestrel certs init" in out and "event=listener.skipped name=tls" in err
     assert "event=server.stopping signal=SIGTERM" in err and "event=store.closed" in err
     assert (data / "kestrel.db").is_file()
     assert all(" level=" in line and "event=" in line for line in err.splitlines())
@@ -145,3 +157,14 @@ def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path) -> None:
 def test_listener_config_is_plain_data() -> None:
     li = ListenerConfig("x", "tcp", "127.0.0.1", 0)
     assert li.groups is None and li.required
+
+
+def test_documented_example_config_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "server.md").read_text()
+    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    f = tmp_path / "doc.toml"
+    f.write_text(block)
+    cfg = load(f)
+    assert [li.name for li in cfg.listeners] == ["tcp", "tls", "red-tcp"]
+    assert cfg.groups_for(cfg.listeners[1], "bob") == {"Blue", "Red"}
+    assert cfg.groups_for(cfg.listeners[2]) == {"Red"}

@@ -17,7 +17,7 @@ import takproto
 from takproto.constants import TAKProtoVer
 
 from tests.test_server_store import _fresh
-from tests.test_server_support import Client, make_config, parse, ping, run, sa, server_running, uid_of
+from tests.test_server_support import Client, chat, make_config, parse, ping, run, sa, server_running, uid_of
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "shared/data/cot/atak-examples").glob("*.cot"))
 
@@ -149,6 +149,10 @@ def test_negotiation_then_xml_and_proto_clients_see_each_other(tmp_path: Path) -
             assert [m.cotEvent.uid for m in await p.recv_until_uid("X-uid")] == ["X-uid"]
             seen = await x.recv_until(lambda e: e.find("point").get("lat") == "1.0")  # type: ignore[union-attr]
             assert [e.get("type") for e in seen] == ["a-f-G-U-C"]  # no pong leaked to X
+            # The contact learned from P's protobuf SA routes an XML chat to P, in protobuf.
+            await x.send(chat("X-uid", "XRAY", "PAPA", "to papa"))
+            dm = await p.recv()
+            assert dm.cotEvent.type == "b-t-f" and "to papa" in dm.cotEvent.detail.xmlDetail
 
     run(scenario())
 
@@ -168,6 +172,7 @@ def test_atak_example_through_server_to_xml_and_protobuf(path: Path, tmp_path: P
             y = await Client.connect(f"tcp://127.0.0.1:{port}")
             await x.send(sent)
             got = (await y.recv_until(lambda e: uid_of(e) == orig.get("uid")))[-1]
+            raw = y.last_raw
             msg = (await p.recv_until_uid(orig.get("uid", "")))[-1]
         # XML -> server -> XML: attributes (times compared as instants), point, detail verbatim.
         for k in ("uid", "type", "how", "version"):
@@ -180,6 +185,11 @@ def test_atak_example_through_server_to_xml_and_protobuf(path: Path, tmp_path: P
         od, gd = orig.find("detail"), got.find("detail")
         assert od is not None and gd is not None
         assert [_canon(c) for c in gd] == [_canon(c) for c in od]
+
+        def inner(b: bytes) -> bytes:
+            return b.split(b"<detail>", 1)[1].rsplit(b"</detail>", 1)[0]
+
+        assert inner(raw) == inner(sent)  # byte for byte, whitespace included
         # XML -> server -> protobuf, read by takproto: same fields, same detail (order may differ).
         ev = msg.cotEvent
         assert (ev.uid, ev.type, ev.how) == (orig.get("uid"), orig.get("type"), orig.get("how"))

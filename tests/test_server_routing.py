@@ -3,6 +3,7 @@ certificates: SA relay with the detail intact, ping/pong, join snapshot, marti d
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -214,5 +215,34 @@ def test_groups_are_isolated(net: Net, tmp_path: Path) -> None:
             for red in (r1, r2):
                 assert await red.drain(0.3) == []
             assert all(uid_of(e) != "R2-uid" for e in await b.drain(0.2))
+
+    run(scenario())
+
+
+def test_many_clients_all_to_all_lose_nothing_and_keep_order(tmp_path: Path) -> None:
+    n_clients, n_msgs = 20, 10
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path)) as server:
+            url = f"tcp://127.0.0.1:{server.ports['tcp']}"
+            clients = [await Client.connect(url) for _ in range(n_clients)]
+            await eventually(lambda: len(server.sessions) == n_clients)
+
+            async def talk(i: int, c: Client) -> list[str]:
+                for k in range(n_msgs):
+                    await c.send(sa(f"c{i}-{k}", f"C{i}"))
+                got: list[str] = []
+                while len(got) < (n_clients - 1) * n_msgs:
+                    ev = await c.recv_events(10)
+                    if not ev.get("type", "").startswith("t-x-takp"):
+                        got.append(uid_of(ev))
+                return got
+
+            results = await asyncio.gather(*(talk(i, c) for i, c in enumerate(clients)))
+            for i, got in enumerate(results):
+                assert not any(u.startswith(f"c{i}-") for u in got)  # no echo
+                for j in range(n_clients):
+                    if j != i:  # everything from j, in j's order
+                        assert [u for u in got if u.startswith(f"c{j}-")] == [f"c{j}-{k}" for k in range(n_msgs)]
 
     run(scenario())

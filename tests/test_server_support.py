@@ -75,6 +75,7 @@ class Client:
         self.reader, self.writer = reader, writer
         self.tx = pytak.TXWorker(asyncio.Queue(), section, writer)
         self.rx = _Rx(asyncio.Queue(), section, reader)
+        self.last_raw = b""  # bytes of the last event received, as pytak split them
 
     @classmethod
     async def connect(cls, url: str, **settings: str) -> Client:
@@ -90,7 +91,8 @@ class Client:
     async def recv(self, timeout: float = 5.0) -> bytes | None:
         """Next event as pytak split it, or None on EOF."""
         data = await asyncio.wait_for(self.rx.readcot(), timeout)
-        return None if data is None else bytes(data)
+        self.last_raw = b"" if data is None else bytes(data)
+        return None if data is None else self.last_raw
 
     async def recv_events(self, timeout: float = 5.0) -> ET.Element:
         data = await self.recv(timeout)

@@ -13,6 +13,8 @@ Behaviour (TAK Server / ATAK-CIV "TAK Protocol" text):
 - ping `t-x-c-t` -> a `t-x-c-t-r` pong queued to this sender only; the ping is not returned (never relayed).
   Other control types (pong, v, r, a q after the switch) are consumed, not routed.
 - A leading `<auth>` element is dropped (its content is never kept or logged).
+- Interop: in XML mode a message starting with 0xBF (never valid XML) is read as a TAK stream frame —
+  pytak with TAK_PROTO=1 sends that way without negotiating; replies stay XML (what it reads).
 - A bad event -> ProtocolError(fatal=False), counted, the stream goes on. Framing lost or the pending
   message over `max_event_bytes` -> ProtocolError(fatal=True) once; the connection is `closed` and ignores
   further input.
@@ -31,6 +33,7 @@ from kestrel.cot.framing import ProtoFramer, XmlFramer, split_auth
 from kestrel.cot.proto import decode_mesh, decode_message, encode_stream, message_to_event
 from kestrel.cot.xml import MAX_EVENT_BYTES, encode_event, parse_event
 
+__all__ = ["FORMATS", "Connection", "CotError", "Event", "ProtocolError", "decode_datagram", "encode_for"]
 FORMATS = ("xml", "proto")
 
 
@@ -65,6 +68,7 @@ class Connection:
         self.errors = 0  # bad events skipped + fatal errors
         self.pings = 0
         self.controls = 0  # other control messages consumed (v, q, r, pongs, auth)
+        self.unnegotiated = 0  # 0xBF frames received before/without negotiation (accepted)
         self._framer: XmlFramer | ProtoFramer = XmlFramer(max_event_bytes)
         self._out = bytearray()
         self._offer_uid: str | None = None
@@ -96,8 +100,15 @@ class Connection:
         out: list[Event | ProtocolError] = []
         self._framer.feed(data)
         while True:
+            fr = self._framer
+            proto = self.format == "proto"
             try:
-                frame = self._framer.next_frame()
+                if not proto and isinstance(fr, XmlFramer) and fr.tak_frame_next():
+                    proto = True  # TAK protocol without negotiation: accepted inbound, replies stay XML
+                    frame = fr.next_tak_frame()
+                    self.unnegotiated += frame is not None
+                else:
+                    frame = fr.next_frame()
             except CotError as e:
                 self.closed = True
                 self.errors += 1
@@ -106,7 +117,7 @@ class Connection:
             if frame is None:
                 return out
             try:
-                ev = self._decode(frame)
+                ev = self._decode(frame, proto)
             except CotError as e:
                 self.errors += 1
                 out.append(ProtocolError(str(e), fatal=False))
@@ -119,8 +130,8 @@ class Connection:
             self.events_in += 1
             out.append(ev)
 
-    def _decode(self, frame: bytes) -> Event | None:
-        if self.format == "proto":
+    def _decode(self, frame: bytes, proto: bool) -> Event | None:
+        if proto:
             msg = decode_message(frame)
             if "cotEvent" not in msg and "takControl" in msg:
                 self.controls += 1  # TakControl-only message: nothing to route

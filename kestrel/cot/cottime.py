@@ -15,6 +15,8 @@ from kestrel.cot.errors import CotError
 _ISO = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?(?:([Zz])|([+-])(\d\d):?(\d\d))?"
 )
+MIN_MS = -62135596800000  # 0001-01-01T00:00:00.000Z
+MAX_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -53,7 +55,7 @@ def parse_time(text: str) -> int:
         except ValueError:
             pass
         else:
-            if (text[4] == text[7] == "-" and text[13] == text[16] == ":" and text[:19].isascii()
+            if (y > 0 and text[4] == text[7] == "-" and text[13] == text[16] == ":" and text[:19].isascii()
                     and text[0:4].isdigit() and 1 <= mo <= 12 and hh < 24 and mi < 60 and ss <= 60
                     and 1 <= d <= (29 if mo == 2 and _leap(y) else _MDAYS[mo - 1])
                     and text[20:23].isdigit() and text[5:7].isdigit() and text[8:10].isdigit()
@@ -73,11 +75,15 @@ def parse_time(text: str) -> int:
     if m.group(9):
         off = (int(m.group(10)) * 60 + int(m.group(11))) * 60_000
         total -= off if m.group(9) == "+" else -off
+    if not MIN_MS <= total <= MAX_MS:
+        raise CotError(f"CoT time outside years 1..9999: {text[:40]!r}")
     return total
 
 
 def format_time(ms: int) -> str:
-    """ms since epoch -> `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC)."""
+    """ms since epoch -> `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). CotError outside years 1..9999."""
+    if not MIN_MS <= ms <= MAX_MS:
+        raise CotError(f"time {ms} ms is outside years 1..9999")
     days, rem = divmod(int(ms), 86_400_000)
     y, mo, d = _civil_from_days(days)
     sec, milli = divmod(rem, 1000)

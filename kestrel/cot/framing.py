@@ -51,6 +51,21 @@ class XmlFramer:
         self._scan = 0
         return frame
 
+    def tak_frame_next(self) -> bool:
+        """True when the next pending message starts with 0xBF: a client sending TAK protocol stream
+        frames without negotiating (pytak with TAK_PROTO=1 does). 0xBF can never start XML."""
+        buf = self._buf
+        i = 0
+        n = len(buf)
+        while i < n and buf[i] in _WS:
+            i += 1
+        return i < n and buf[i] == 0xBF
+
+    def next_tak_frame(self) -> bytes | None:
+        """Take one TAK stream frame from the front (see `tak_frame_next`); CotError as ProtoFramer."""
+        self._scan = 0
+        return take_tak_frame(self._buf, self.cap)
+
     def take_rest(self) -> bytes:
         """Bytes received but not yet framed (used when the stream switches to TAK protocol)."""
         rest = bytes(self._buf)
@@ -96,6 +111,33 @@ def _try_varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
     return None
 
 
+def take_tak_frame(buf: bytearray, cap: int) -> bytes | None:
+    """Remove and return one `0xBF <varint len> <payload>` payload from the front of `buf` (leading
+    whitespace skipped); None until complete. CotError: bad magic, bad varint, length over cap."""
+    i = 0
+    n = len(buf)
+    while i < n and buf[i] in _WS:
+        i += 1
+    if i:
+        del buf[:i]
+        n -= i
+    if n == 0:
+        return None
+    if buf[0] != 0xBF:
+        raise CotError(f"TAK stream lost framing: expected 0xBF, got 0x{buf[0]:02x}")
+    got = _try_varint(buf, 1)
+    if got is None:
+        return None
+    length, pos = got
+    if length > cap:
+        raise CotError(f"TAK message of {length} bytes exceeds the {cap}-byte cap")
+    if n - pos < length:
+        return None
+    frame = bytes(buf[pos : pos + length])
+    del buf[: pos + length]
+    return frame
+
+
 class ProtoFramer:
     """Feed bytes, pull complete TAK protocol stream payloads (header removed)."""
 
@@ -108,29 +150,7 @@ class ProtoFramer:
 
     def next_frame(self) -> bytes | None:
         """The next payload, or None until more bytes arrive. CotError: framing lost (fatal)."""
-        buf = self._buf
-        i = 0
-        n = len(buf)
-        while i < n and buf[i] in _WS:
-            i += 1
-        if i:
-            del buf[:i]
-            n -= i
-        if n == 0:
-            return None
-        if buf[0] != 0xBF:
-            raise CotError(f"TAK stream lost framing: expected 0xBF, got 0x{buf[0]:02x}")
-        got = _try_varint(buf, 1)
-        if got is None:
-            return None
-        length, pos = got
-        if length > self.cap:
-            raise CotError(f"TAK message of {length} bytes exceeds the {self.cap}-byte cap")
-        if n - pos < length:
-            return None
-        frame = bytes(buf[pos : pos + length])
-        del buf[: pos + length]
-        return frame
+        return take_tak_frame(self._buf, self.cap)
 
     @property
     def pending(self) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.cot import protowire
+from kestrel.cot.cottime import MAX_MS
 from kestrel.cot.errors import CotError
 from kestrel.cot.event import Event
 from kestrel.cot.typed_detail import has_typed, merge_detail, split_detail
@@ -103,6 +104,9 @@ def message_to_event(msg: dict[str, Any]) -> Event:
     for key in ("uid", "type"):
         if not cot.get(key):
             raise CotError(f"CotEvent without {key}")
+    for key in ("sendTime", "startTime", "staleTime"):
+        if cot.get(key, 0) > MAX_MS:
+            raise CotError(f"CotEvent.{key} beyond year 9999")
     detail = cot.get("detail") or {}
     typed = {k: detail[k] for k in _DETAIL_FIELDS if k in detail}
     attrs = {"version": "2.0"}

@@ -10,7 +10,8 @@ optional endpoint only if non-empty). Everything not moved is kept as the origin
 byte span is cut out of the detail, with the whitespace before it).
 On decode, typed elements are appended after xmlDetail unless xmlDetail already has that element (then
 xmlDetail wins, as detail.proto says). So element *order* can change across a protobuf hop.
-Worst case: O(n) in the detail bytes (one expat pass).
+Worst case: O(n) in the detail bytes: one libxml2 pass (lxml, no DTD/entities/network), plus one exact
+expat pass when libxml2 refuses the fragment or a typed name also occurs elsewhere (nested, comment).
 """
 
 from __future__ import annotations
@@ -209,4 +210,4 @@ def has_typed(typed: dict[str, dict[str, Any]]) -> bool:
     return any(field in typed for _, field, _ in TYPED)
 
 
-__all__ = ["TYPED", "split_detail", "merge_detail", "has_typed", "CotError"]
+__all__ = ["TYPED", "has_typed", "merge_detail", "split_detail"]

@@ -8,7 +8,7 @@ times as ISO-8601 UTC with milliseconds and `Z`.
 
 Limits (documented in docs/cot.md): other children of `<event>` besides `<point>`/`<detail>` are ignored;
 `<point>` attributes other than lat/lon/hae/ce/le are dropped; namespace declarations made on `<event>`
-are not carried into the detail slice; time below 1 ms is truncated.
+stay in `attrs` (re-emitted on encode, not carried by protobuf); time below 1 ms is truncated.
 Worst case: O(n) in the event's bytes, n <= max_bytes (default 1 MiB).
 """
 

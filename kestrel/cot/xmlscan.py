@@ -40,6 +40,10 @@ def run(p: expat.XMLParserType, data: bytes) -> None:
         p.Parse(data, True)
     except expat.ExpatError as e:
         raise CotError(f"malformed XML: {expat.ErrorString(e.code)} at line {e.lineno} col {e.offset}") from None
+    except CotError:
+        raise
+    except (LookupError, UnicodeError, ValueError) as e:  # e.g. an unknown encoding in `<?xml?>`
+        raise CotError(f"undecodable XML: {str(e)[:80]}") from None
     except RecursionError:  # pragma: no cover - expat is iterative; defensive only
         raise CotError("XML nested too deeply") from None
 

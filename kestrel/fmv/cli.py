@@ -46,12 +46,26 @@ def register(subparsers: Any) -> None:
 
 def _scan(path: str) -> Any:
     from kestrel.fmv.frame import FmvInputError
-    from kestrel.fmv.ingest import scan_klv
+    from kestrel.fmv.scan import scan_klv
 
     try:
         return scan_klv(path)
     except FmvInputError as exc:
         raise BadInput(str(exc)) from None
+
+
+def _stream(path: str, each: Any) -> Any:
+    """Run a streaming KLV scan, calling `each(pkt, at)` per packet; returns the scanner."""
+    from kestrel.fmv.frame import FmvInputError
+    from kestrel.fmv.scan import KlvScanner
+
+    scanner = KlvScanner(path)
+    try:
+        for pkt, at in scanner:
+            each(pkt, at)
+    except FmvInputError as exc:
+        raise BadInput(str(exc)) from None
+    return scanner
 
 
 def _truncation(scan: Any) -> str | None:
@@ -66,30 +80,35 @@ def _truncation(scan: Any) -> str | None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from kestrel.fmv.report import CentreSampler
     from kestrel.klv import to_jsonable
 
-    scan = _scan(args.file)
     if args.json:
         out = sys.stdout
+
+        def emit(pkt: Any, at: float | None) -> None:
+            obj = to_jsonable(pkt)
+            obj["at"] = at  # effective time (seconds); differs from pts for untimed KLV
+            out.write(json.dumps(obj, allow_nan=False, default=str) + "\n")
+
         try:
-            for pkt, at in zip(scan.packets, scan.at, strict=True):
-                obj = to_jsonable(pkt)
-                obj["at"] = at  # effective time (seconds); differs from pts for untimed KLV
-                out.write(json.dumps(obj, allow_nan=False, default=str) + "\n")
+            scan = _stream(args.file, emit)
             out.flush()
         except BrokenPipeError:  # `| head`: the reader has what it wanted
             sys.stdout = None  # type: ignore[assignment]
             return 0
     else:
-        _print_info(args.file, scan, check=not args.no_check)
+        sampler = CentreSampler()
+        scan = _stream(args.file, lambda pkt, _at: sampler.add(pkt))
+        _print_info(args.file, scan, sampler.summary() if not args.no_check else None)
     reason = _truncation(scan)
     if reason:
         raise BadInput(reason)
     return 0
 
 
-def _print_info(path: str, scan: Any, check: bool) -> None:
-    from kestrel.fmv.report import frame_centre_check, probe_video
+def _print_info(path: str, scan: Any, fc: dict[str, Any] | None) -> None:
+    from kestrel.fmv.report import probe_video
 
     probe = probe_video(path)
     p = print
@@ -100,9 +119,10 @@ def _print_info(path: str, scan: Any, check: bool) -> None:
             extra = f" {probe['width']}x{probe['height']} @ {probe['fps'] or '?'} fps"
         carriage = " synchronous (0x15, AU cells)" if s.sync else (" asynchronous (0x06)" if s.kind == "klv" else "")
         p(f"  pid 0x{s.pid:04x} type 0x{s.stream_type:02x} {s.kind:<7} {s.codec}{carriage}{extra} units={s.units}")
-    if scan.first_video is not None:
+    times = scan.video_times
+    if times:
         fps = (probe or {}).get("fps") or 0
-        dur = scan.last_video - scan.first_video + (1.0 / fps if fps else 0.0)
+        dur = times[-1] - times[0] + (1.0 / fps if fps else 0.0)
         p(f"duration: {dur:.3f} s, video access units: {scan.video_pes}")
     st = scan.stats
     p(f"klv packets: {st.packets} in {st.units} units ({st.untimed} untimed)")
@@ -112,13 +132,17 @@ def _print_info(path: str, scan: Any, check: bool) -> None:
     ts = scan.ts
     p(f"transport: {ts.packets} packets, sync bytes skipped {ts.bytes_skipped}, cc errors {ts.cc_errors}, "
       f"transport errors {ts.transport_errors}, bad data PES {ts.bad_pes}")
-    if check and st.packets:
-        fc = frame_centre_check(scan)
-        if fc["compared"]:
-            p(f"frame centre vs ray-traced image centre: median {fc['median_m']:.1f} m, p90 {fc['p90_m']:.1f} m "
-              f"(max {fc['max_m']:.1f} m, {fc['compared']} of {fc['records']} records)")
-        else:
-            p(f"frame centre vs ray-traced image centre: not comparable ({fc['skipped'] or 'no records'})")
+    if fc is not None and st.packets:
+        p(_centre_line(fc))
+
+
+def _centre_line(fc: dict[str, Any]) -> str:
+    head = "frame centre vs ray-traced image centre"
+    if not fc["compared"]:
+        return f"{head}: not comparable ({fc['skipped'] or 'no frame-centre tags'})"
+    sampled = f", every {fc['sampled_every']}th" if fc.get("sampled_every", 1) > 1 else ""
+    return (f"{head}: median {fc['median_m']:.1f} m, p90 {fc['p90_m']:.1f} m "
+            f"(max {fc['max_m']:.1f} m, {fc['compared']} of {fc['records']} records{sampled})")
 
 
 def _footprint(args: argparse.Namespace) -> int:
@@ -139,11 +163,13 @@ def _footprint(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from kestrel.fmv.report import frame_centre_check
+    from kestrel.fmv.report import CentreSampler
 
     print(f"{'file':<40} {'records':>8} {'compared':>8} {'median_m':>10} {'p90_m':>10} {'max_m':>10}")
     for path in args.files:
-        fc = frame_centre_check(_scan(path))
+        sampler = CentreSampler()
+        _stream(path, lambda pkt, _at, s=sampler: s.add(pkt))
+        fc = sampler.summary()
 
         def f(v: float | None) -> str:
             return f"{v:10.1f}" if v is not None else f"{'-':>10}"

@@ -17,93 +17,23 @@ stream, has no video, or yields no frame raises `FmvInputError` (one line, names
 
 from __future__ import annotations
 
-import heapq
-import itertools
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from kestrel.fmv.align import SNIFF, KlvStats, KlvTimeline, looks_like_ts
 from kestrel.fmv.frame import FmvInputError, Frame
 from kestrel.fmv.live import ByteSource, open_source
+from kestrel.fmv.scan import KlvScan, KlvScanner, scan_klv
 from kestrel.fmv.ts import CLOCK, DataUnit, Stream, TsDemuxer, TsStats, VideoStart
-from kestrel.klv.metadata import SensorMetadata
 from kestrel.klv.packet import KlvPacket
 
-SNIFF = 188 * 8
-
-
-@dataclass(slots=True)
-class KlvStats:
-    units: int = 0  # KLV access units (PES payloads / AU cells)
-    packets: int = 0  # KLV sets decoded (top level)
-    by_set: Counter[str] = field(default_factory=Counter)
-    checksum_failures: int = 0
-    errors: int = 0  # packets the decoder could not read (error records)
-    untimed: int = 0
-
-
-def _klv_api() -> tuple[Callable[[bytes], list[KlvPacket]], Callable[[KlvPacket], SensorMetadata | None]]:
-    from kestrel.klv import decode, to_metadata
-
-    return decode, to_metadata
-
-
-class KlvTimeline:
-    """Sans-I/O: KLV units in (any order), per-frame metadata out (frames in PTS order).
-
-    O(log n) per unit; holds only units not yet taken by a frame.
-    """
-
-    def __init__(self) -> None:
-        self._decode, self._to_md = _klv_api()
-        self._heap: list[tuple[int, int, list[KlvPacket]]] = []
-        self._seq = itertools.count()
-        self._late: list[KlvPacket] = []  # untimed units after the last video PES
-        self.state: SensorMetadata | None = None
-        self.stats = KlvStats()
-
-    def decode_unit(self, unit: DataUnit, demux: TsDemuxer) -> list[KlvPacket]:
-        pkts = self._decode(unit.payload)
-        t = demux.seconds(unit.pts)
-        st = self.stats
-        st.units += 1
-        st.untimed += unit.pts is None
-        for p in pkts:
-            p.pts, p.stream = t, unit.pid
-            st.packets += 1
-            st.by_set[p.set_name] += 1
-            st.checksum_failures += p.checksum_ok is False
-            st.errors += p.error is not None
-        return pkts
-
-    def push(self, unit: DataUnit, demux: TsDemuxer) -> None:
-        pkts = self.decode_unit(unit, demux)
-        if unit.at is None:
-            self._late.extend(pkts)
-        else:
-            heapq.heappush(self._heap, (unit.at, next(self._seq), pkts))
-
-    def rest(self) -> list[KlvPacket]:
-        """Packets that never became effective for a frame (after the last one), in time order."""
-        out = [p for _at, _seq, pkts in sorted(self._heap) for p in pkts] + self._late
-        self._heap, self._late = [], []
-        return out
-
-    def take(self, ticks: int) -> tuple[SensorMetadata | None, list[KlvPacket]]:
-        """Every packet effective at or before `ticks`, and the merged metadata state."""
-        out: list[KlvPacket] = []
-        while self._heap and self._heap[0][0] <= ticks:
-            out.extend(heapq.heappop(self._heap)[2])
-        for p in out:
-            if p.error is not None:
-                continue
-            md = self._to_md(p)
-            if md is not None:
-                self.state = md if self.state is None else self.state.merged(md)
-        return self.state, out
-
+__all__ = [
+    "Frame", "FmvInputError", "KlvScan", "KlvScanner", "KlvStats", "KlvTimeline", "VideoReader", "read_frames",
+    "scan_klv",
+]
 
 @dataclass(slots=True)
 class IngestStats:
@@ -140,14 +70,6 @@ class _Tee:
             self.eof = True
             self.events.extend(self.demux.close())
         return data
-
-
-def looks_like_ts(head: bytes) -> bool:
-    """At least three sync bytes one packet apart within the first packets."""
-    for i in range(min(len(head), 188)):
-        if head[i] == 0x47 and all(head[i + k * 188] == 0x47 for k in range(1, 3) if i + k * 188 < len(head)):
-            return len(head) - i > 2 * 188 or len(head) < 3 * 188
-    return False
 
 
 class VideoReader:
@@ -289,7 +211,9 @@ class VideoReader:
                 return
             except av.error.EOFError:
                 return
-            except av.error.FFmpegError:
+            # IndexError: PyAV meets a stream FFmpeg added mid-file (e.g. a damaged PMT) that is
+            # not in its stream list; the packet is not video, skip it like any demux error.
+            except (av.error.FFmpegError, IndexError):
                 self.stats.demux_errors += 1
                 failures += 1
 
@@ -314,63 +238,3 @@ def read_frames(source: str | Path | IO[bytes], **kw: Any) -> Iterator[Frame]:
     return iter(VideoReader(source, **kw))
 
 
-@dataclass(slots=True)
-class KlvScan:
-    """Result of the KLV-only fast path (no video decode)."""
-
-    name: str
-    streams: dict[int, Stream]
-    packets: list[KlvPacket]
-    stats: KlvStats
-    ts: TsStats
-    video_pes: int
-    first_video: float | None
-    last_video: float | None
-    video_times: list[float]  # PTS (seconds) of every video PES, sorted
-    at: list[float | None]  # effective time of each packet (seconds), parallel to `packets`
-
-    @property
-    def truncated(self) -> bool:
-        return self.ts.partial_tail > 0 or self.ts.cut_pes > 0
-
-
-def scan_klv(source: str | Path | IO[bytes], chunk: int = 1 << 20) -> KlvScan:
-    """Every KLV packet of a stream with its time, without decoding any video. O(bytes)."""
-    src, name, owned = open_source(source)
-    demux = TsDemuxer()
-    timeline = KlvTimeline()
-    packets: list[KlvPacket] = []
-    at: list[float | None] = []
-    vpts: list[int] = []
-    head = b""
-    try:
-        while True:
-            data = src.read(chunk)
-            if len(head) < SNIFF:
-                head += data[: SNIFF - len(head)]
-            events = demux.feed(data) if data else demux.close()
-            for ev in events:
-                if isinstance(ev, VideoStart):
-                    if ev.pts is not None:
-                        vpts.append(ev.pts)
-                    continue
-                pkts = timeline.decode_unit(ev, demux)
-                packets.extend(pkts)
-                at.extend([demux.seconds(ev.at)] * len(pkts))
-            if not data:
-                break
-    finally:
-        if owned:
-            src.close()  # type: ignore[attr-defined]
-    if not head:
-        raise FmvInputError(f"{name}: empty input")
-    if not looks_like_ts(head) or demux.stats.packets == 0:
-        raise FmvInputError(f"{name}: not an MPEG transport stream (no 0x47 sync pattern)")
-    if not demux.streams:
-        raise FmvInputError(f"{name}: no program map (PAT/PMT) found: not a usable transport stream")
-    if not any(s.kind == "video" for s in demux.streams.values()):
-        raise FmvInputError(f"{name}: no video stream in the transport stream")
-    times = sorted(demux.seconds(t) or 0.0 for t in vpts)
-    first, last = (times[0], times[-1]) if times else (None, None)
-    nvid = sum(s.units for s in demux.streams.values() if s.kind == "video")
-    return KlvScan(name, demux.streams, packets, timeline.stats, demux.stats, nvid, first, last, times, at)

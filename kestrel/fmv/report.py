@@ -1,6 +1,6 @@
 """Products of a KLV scan (no video decode): metadata series, footprints, frame-centre check.
 
-All functions take a `KlvScan` and are pure (the CLI does the I/O). O(packets).
+Pure functions of a `KlvScan` (or, for the check, a packet stream); the CLI does the I/O.
 """
 
 from __future__ import annotations
@@ -10,14 +10,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kestrel.fmv.ingest import KlvScan
+from kestrel.fmv.scan import KlvScan
 from kestrel.klv.metadata import SensorMetadata, to_metadata
+from kestrel.klv.packet import KlvPacket
 
 
 def probe_video(path: str | Path) -> dict[str, Any]:
-    """Codec, size and frame rate of the first video stream (PyAV probe, no full decode)."""
+    """Codec, size and frame rate of the first video stream (PyAV probe, no full decode).
+
+    Files only: a live URL would be a second listener on the same port, so it gets {}."""
     import av
 
+    if "://" in str(path):
+        return {}
     try:
         with av.open(str(path), options={"probesize": "2000000"}) as c:
             if not c.streams.video:
@@ -109,10 +114,44 @@ def footprints(scan: KlvScan, width: int, height: int, per_frame: bool = False) 
                            "width": width, "height": height, "skipped": skipped}}
 
 
-def frame_centre_check(scan: KlvScan) -> dict[str, Any]:
-    """Distance between ray-traced image centre and the KLV frame-centre tag (median, p90)."""
-    from kestrel.geo.check import summarize_frame_center
+class CentreSampler:
+    """Streaming input for the frame-centre check: packets in arrival order, merged metadata of
+    those whose own packet carries the frame-centre tag kept, thinned to at most `cap` records
+    (every 2nd, 4th, ... evenly over the stream) so hours of KLV cost bounded memory and time."""
 
-    # only records whose own packet carried the frame-centre tag (not one inherited by merging)
-    mds = [merged for _t, own, merged in _series(scan) if own.frame_center_lat is not None]
-    return summarize_frame_center(mds).as_dict()
+    def __init__(self, cap: int = 2000) -> None:
+        self.cap, self.stride, self.seen = cap, 1, 0
+        self.kept: list[SensorMetadata] = []
+        self._state: SensorMetadata | None = None
+
+    def add(self, pkt: KlvPacket) -> None:
+        if pkt.error is not None:
+            return
+        md = to_metadata(pkt)
+        if md is None:
+            return
+        self._state = md if self._state is None else self._state.merged(md)
+        if md.frame_center_lat is None:  # not one inherited by merging: the packet's own tag
+            return
+        if self.seen % self.stride == 0:
+            self.kept.append(self._state)
+            if len(self.kept) > self.cap:
+                self.kept = self.kept[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def summary(self) -> dict[str, Any]:
+        """Distance between ray-traced image centre and the KLV frame-centre tag (median, p90)."""
+        from kestrel.geo.check import summarize_frame_center
+
+        out = summarize_frame_center(self.kept).as_dict()
+        out["sampled_every"] = self.stride
+        return out
+
+
+def frame_centre_check(scan: KlvScan) -> dict[str, Any]:
+    """`CentreSampler` over a collected scan."""
+    sampler = CentreSampler()
+    for p in scan.packets:
+        sampler.add(p)
+    return sampler.summary()

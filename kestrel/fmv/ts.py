@@ -1,11 +1,12 @@
-"""Sans-I/O MPEG-TS demultiplexer for what PyAV does not hand us well: KLV data PIDs with timing.
+"""Sans-I/O MPEG-TS demultiplexer for the KLV side of STANAG 4609: data PIDs with their timing.
 
 Bytes in (`feed`), events out: `DataUnit` (one KLV access unit with its PTS, or the time it takes
 effect when untimed) and `VideoStart` (a video PES header: PTS/DTS and byte position). PyAV
 decodes the pictures; this module only reads PSI (PAT/PMT), data PES and video PES headers.
 
-Goal: O(n) in bytes fed, never rescans. Whole 188-byte packets are classified with numpy; only
-PSI, data packets and video packets that start a PES reach Python. Every buffer is bounded
+PSI tables are parsed by `kestrel.fmv.psi`. Goal: O(n) in bytes fed, never rescans. Whole
+188-byte packets are classified with numpy; only PSI, data packets and video packets that start
+a PES reach Python (video payload is never copied into Python objects). Every buffer is bounded
 (`max_pes` per PES, one partial packet of carry-over). Damage (lost sync, continuity errors,
 transport errors, short PES) is counted in `stats` and skipped; nothing raises.
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kestrel.fmv.psi import PsiParser, Stream
+
 PACKET = 188
 SYNC = 0x47
 NULL_PID = 0x1FFF
@@ -35,21 +38,7 @@ UL_PREFIX = b"\x06\x0e\x2b\x34"
 CLOCK = 90_000  # PTS ticks per second
 _WRAP = 1 << 33
 
-VIDEO_TYPES: dict[int, str] = {
-    0x01: "mpeg1video", 0x02: "mpeg2video", 0x10: "mpeg4", 0x1B: "h264", 0x24: "hevc",
-    0x33: "vvc", 0x42: "cavs", 0xD1: "dirac", 0xEA: "vc1",
-}
 _NO_OPTIONAL_HEADER = {0xBC, 0xBE, 0xBF, 0xF0, 0xF1, 0xF2, 0xF8, 0xFF}
-
-
-@dataclass(slots=True)
-class Stream:
-    pid: int
-    stream_type: int
-    kind: str  # "video" | "klv" | "private" (0x06 not yet known to be KLV) | "other"
-    codec: str  # "h264", "klv", ... or "0x.." for unknown stream types
-    sync: bool = False  # KLV carried in metadata AU cells (stream type 0x15)
-    units: int = 0  # access units emitted (KLV) or PES headers seen (video)
 
 
 @dataclass(slots=True)
@@ -91,27 +80,6 @@ class _Pes:
 
 
 Event = DataUnit | VideoStart
-
-
-def _crc32_table() -> list[int]:
-    table = []
-    for i in range(256):
-        c = i << 24
-        for _ in range(8):
-            c = ((c << 1) ^ 0x04C11DB7) if c & 0x80000000 else (c << 1)
-        table.append(c & 0xFFFFFFFF)
-    return table
-
-
-_CRC_TABLE = _crc32_table()
-
-
-def crc32_mpeg(data: bytes) -> int:
-    """CRC-32/MPEG-2 as used by PSI sections (0 over a section including its CRC = valid)."""
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ _CRC_TABLE[((crc >> 24) ^ b) & 0xFF]
-    return crc
 
 
 def _ts(b: bytes, i: int) -> int:
@@ -160,16 +128,14 @@ class TsDemuxer:
 
     def __init__(self, max_pes: int = 4 << 20, history: int = 256) -> None:
         self.max_pes = max_pes
-        self.streams: dict[int, Stream] = {}
         self.stats = TsStats()
         self.origin: int | None = None  # ticks of the first video PES (the time origin)
         self.last_ticks: int | None = None  # largest timestamp seen so far (watermark)
         self._buf = bytearray()
         self._pos = 0  # absolute byte offset of _buf[0]
-        self._pmt_pids: set[int] = set()
+        self.psi = PsiParser()
+        self.streams = self.psi.streams  # the same dict, kept current by `psi`
         self._video_pids: np.ndarray = np.zeros(0, dtype=np.int32)
-        self._sections: dict[int, bytearray] = {}
-        self._last_section: dict[int, bytes] = {}
         self._pes: dict[int, _Pes] = {}
         self._cc: dict[int, int] = {}
         self._ref: int | None = None  # unwrap reference
@@ -229,11 +195,12 @@ class TsDemuxer:
                 idx = np.flatnonzero(keep)
             else:
                 idx = np.flatnonzero(pids != NULL_PID)
-            chunk = bytes(buf[: k * PACKET])
-            del arr, rows
+            del arr, rows  # release the exported buffer before `buf` is resized below
+            with memoryview(buf) as mv:
+                picked = [(i, bytes(mv[i * PACKET : (i + 1) * PACKET])) for i in idx.tolist()]
             base = self._pos
-            for i in idx.tolist():
-                self._packet(chunk[i * PACKET : (i + 1) * PACKET], base + i * PACKET, out)
+            for i, pkt in picked:
+                self._packet(pkt, base + i * PACKET, out)
             self.stats.packets += k
             del buf[: k * PACKET]
             self._pos += k * PACKET
@@ -283,8 +250,11 @@ class TsDemuxer:
                 self.stats.transport_errors += 1
                 return
         payload = pkt[off:]
-        if pid == 0 or pid in self._pmt_pids:
-            self._psi(pid, pusi, payload)
+        if pid == 0 or pid in self.psi.pmt_pids:
+            if self.psi.feed(pid, pusi, payload):
+                vids = [p for p, s in self.streams.items() if s.kind == "video"]
+                self._video_pids = np.array(sorted(vids), dtype=np.int32)
+            self.stats.crc_errors = self.psi.crc_errors
             return
         st = self.streams.get(pid)
         if st is None:
@@ -379,92 +349,3 @@ class TsDemuxer:
                     self._untimed.append(unit)
             else:
                 out.append(unit)
-
-    # -- PSI ----------------------------------------------------------------------------------
-    def _psi(self, pid: int, pusi: bool, payload: bytes) -> None:
-        if pusi:
-            if not payload:
-                return
-            ptr = payload[0]
-            sec = self._sections.get(pid)
-            if sec is not None and ptr:  # tail of the previous section
-                sec += payload[1 : 1 + ptr]
-                self._section_done(pid)
-            self._sections[pid] = bytearray(payload[1 + ptr :])
-        elif pid in self._sections:
-            self._sections[pid] += payload
-        self._section_done(pid)
-
-    def _section_done(self, pid: int) -> None:
-        sec = self._sections.get(pid)
-        if sec is None or len(sec) < 3:
-            return
-        if sec[0] == 0xFF:  # stuffing
-            del self._sections[pid]
-            return
-        length = ((sec[1] & 0x0F) << 8) | sec[2]
-        if len(sec) < 3 + length:
-            if len(sec) > 4096:
-                del self._sections[pid]
-            return
-        section = bytes(sec[: 3 + length])
-        del self._sections[pid]
-        if self._last_section.get(pid) == section:
-            return
-        if length < 9 or crc32_mpeg(section) != 0:
-            self.stats.crc_errors += 1
-            return
-        self._last_section[pid] = section
-        if section[0] == 0x00 and pid == 0:
-            self._pat(section)
-        elif section[0] == 0x02:
-            self._pmt(section)
-
-    def _pat(self, sec: bytes) -> None:
-        pmts = set()
-        for i in range(8, len(sec) - 4, 4):
-            program = int.from_bytes(sec[i : i + 2], "big")
-            if program:
-                pmts.add(((sec[i + 2] & 0x1F) << 8) | sec[i + 3])
-        self._pmt_pids = pmts
-
-    def _pmt(self, sec: bytes) -> None:
-        pil = ((sec[10] & 0x0F) << 8) | sec[11]
-        i = 12 + pil
-        end = len(sec) - 4
-        while i + 5 <= end:
-            stype = sec[i]
-            pid = ((sec[i + 1] & 0x1F) << 8) | sec[i + 2]
-            il = ((sec[i + 3] & 0x0F) << 8) | sec[i + 4]
-            desc = sec[i + 5 : i + 5 + il]
-            i += 5 + il
-            old = self.streams.get(pid)
-            if old is not None and old.stream_type == stype:
-                continue
-            self.streams[pid] = _classify(pid, stype, desc)
-        vids = [p for p, s in self.streams.items() if s.kind == "video"]
-        self._video_pids = np.array(sorted(vids), dtype=np.int32)
-
-
-def _descriptors(desc: bytes) -> list[tuple[int, bytes]]:
-    out = []
-    i = 0
-    while i + 2 <= len(desc):
-        tag, n = desc[i], desc[i + 1]
-        out.append((tag, desc[i + 2 : i + 2 + n]))
-        i += 2 + n
-    return out
-
-
-def _classify(pid: int, stype: int, desc: bytes) -> Stream:
-    if stype in VIDEO_TYPES:
-        return Stream(pid, stype, "video", VIDEO_TYPES[stype])
-    ds = _descriptors(desc)
-    klva = any(
-        (tag == 0x05 and body[:4] == b"KLVA") or (tag == 0x26 and b"KLVA" in body[:8]) for tag, body in ds
-    )
-    if stype == 0x15:
-        return Stream(pid, stype, "klv", "klv", sync=True)
-    if stype == 0x06:
-        return Stream(pid, stype, "klv" if klva else "private", "klv" if klva else "0x06")
-    return Stream(pid, stype, "other", f"0x{stype:02x}")

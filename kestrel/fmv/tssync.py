@@ -10,7 +10,8 @@ rebuilt PES is placed where the original one ended. O(n) in bytes, one pass afte
 
 from __future__ import annotations
 
-from kestrel.fmv.ts import PACKET, SYNC, TsDemuxer, crc32_mpeg, parse_pes_header
+from kestrel.fmv.psi import crc32_mpeg
+from kestrel.fmv.ts import PACKET, SYNC, TsDemuxer, parse_pes_header
 
 # Descriptors for a synchronous KLV ES (registration 'KLVA', metadata_descriptor, metadata_STD)
 KLVA_REGISTRATION = bytes.fromhex("05044b4c5641")
@@ -79,7 +80,7 @@ def to_synchronous(ts: bytes) -> bytes:
     scan.feed(ts)
     scan.close()
     klv_pids = {p for p, s in scan.streams.items() if s.kind == "klv" and not s.sync}
-    pmt_pids = set(scan._pmt_pids)  # noqa: SLF001 - same package
+    pmt_pids = set(scan.psi.pmt_pids)
     if not klv_pids:
         return ts
     out = bytearray()

@@ -3,8 +3,9 @@
 Sans-I/O: `KlvDecoder().feed(bytes) -> list[KlvPacket]`, `flush()` at end of stream, and the
 one-shot `decode(bytes)`. Bytes that are not KLV are skipped up to the next key prefix and
 reported as one error record; a truncated or oversize packet becomes an error record; a decoder
-never raises on input bytes. Buffers are bounded by `max_packet` (default 1 MiB): O(n) in bytes
-fed, each byte examined a bounded number of times (no rescans of a pending packet's head).
+never raises on input bytes. Buffers are bounded by `max_packet` (default 1 MiB). O(n) in bytes
+fed: once a pending packet's key and length are in, later chunks are only appended until it is
+complete (no re-parse per chunk).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import eg0104, st0102, st0601, st0806, st0903, st1002, st1206, st1601, st1602
-from .ber import UL_PREFIX, KlvError
+from .ber import UL_PREFIX
 from .localset import SetSpec, decode_packet
 from .packet import KlvPacket
 
@@ -95,7 +96,7 @@ def _read_packet(data: bytes, pos: int, end: int, final: bool, max_packet: int) 
         return KlvPacket(key=key, set_name="unknown", raw=bytes(data[pos:stop])), stop
     try:
         pkt = entry[1](data, pos, p, stop)
-    except (KlvError, ValueError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+    except Exception as exc:  # noqa: BLE001 - policy: no exception escapes the decoder on any bytes
         pkt = KlvPacket(key=key, set_name=name, error=str(exc) or type(exc).__name__, raw=bytes(data[pos:stop]))
     return pkt, stop
 
@@ -110,6 +111,7 @@ class KlvDecoder:
         self._buf = bytearray()
         self._junk = bytearray()  # first bytes of the current run of non-KLV bytes (bounded sample)
         self._junk_n = 0
+        self._need = 0  # total size of the pending packet once its key and length are in
 
     def _skip(self, data: bytes, start: int, stop: int) -> None:
         self._junk_n += stop - start
@@ -126,12 +128,16 @@ class KlvDecoder:
 
     def feed(self, data: bytes) -> list[KlvPacket]:
         """Add bytes; return every packet completed by them."""
+        if self._buf and len(self._buf) + len(data) < self._need:
+            self._buf += data  # still short of the pending packet's known size: no re-parse
+            return []
         if not self._buf:
-            out, rest = self._parse(data, final=False)
+            out, rest = self._parse(bytes(data), final=False)
         else:
             self._buf += data
             out, rest = self._parse(bytes(self._buf), final=False)
         self._buf = bytearray(rest)
+        self._need = _packet_size(rest) if rest else 0
         return out
 
     def flush(self) -> list[KlvPacket]:
@@ -186,6 +192,19 @@ class KlvDecoder:
         return out, bytes(rest)
 
 
+def _packet_size(data: bytes) -> int:
+    """Size of the packet starting at data[0] if its key and BER length are complete, else 0."""
+    if len(data) < 17 or data[:4] != UL_PREFIX:
+        return 0
+    first = data[16]
+    if first < 0x80:
+        return 17 + first
+    nb = first & 0x7F
+    if nb == 0 or nb > 8 or len(data) < 17 + nb:
+        return 0
+    return 17 + nb + int.from_bytes(data[17 : 17 + nb], "big")
+
+
 def decode(data: bytes, *, drop_bad_checksum: bool = False) -> list[KlvPacket]:
     """Decode every KLV set in a complete buffer (e.g. one PES payload or a .klv file)."""
     dec = KlvDecoder(drop_bad_checksum=drop_bad_checksum)
@@ -194,6 +213,8 @@ def decode(data: bytes, *, drop_bad_checksum: bool = False) -> list[KlvPacket]:
 
 def decode_one(data: bytes) -> KlvPacket:
     """Fast path for a buffer holding exactly one packet (the benchmark's unit)."""
+    if type(data) is not bytes:
+        data = bytes(data)
     if data[:4] != UL_PREFIX:
         return KlvPacket(key=b"", set_name="unknown", error="no KLV key", raw=bytes(data))
     pkt, _ = _read_packet(data, 0, len(data), True, 1 << 20)

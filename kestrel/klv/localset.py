@@ -84,7 +84,7 @@ def decode_body(spec: SetSpec, buf: bytes, pos: int, end: int) -> dict[int, Any]
             continue
         try:
             tags[tag] = dec(value)
-        except (ValueError, KlvError, IndexError, UnicodeDecodeError, OverflowError, TypeError):
+        except (ValueError, KlvError, IndexError, ArithmeticError, TypeError, RecursionError):
             tags[tag] = value  # keep what we could not interpret, losslessly
     if spec.finish is not None:
         spec.finish(tags)

@@ -40,6 +40,9 @@ class SensorMetadata:
     # "Obliquity Angle"); ST 0601 leaves these None and gives the relative angles above.
     sensor_abs_az: float | None = None  # deg from true north
     sensor_abs_el: float | None = None  # deg, negative = below the horizon
+    # Heights above the WGS-84 ellipsoid when the source carries them (ST 0601 tags 75/104, 78).
+    sensor_hae: float | None = None  # m
+    frame_center_hae: float | None = None  # m
 
     def merged(self, newer: SensorMetadata) -> SensorMetadata:
         """A copy with every field `newer` has overriding ours (for partial/delta packets)."""
@@ -86,10 +89,10 @@ def _from_st0601(tags: dict[Any, Any]) -> SensorMetadata:
         v = _num(tags.get(tag))
         if v is not None:
             setattr(md, name, v)
-    if md.sensor_alt is None:  # no MSL altitude: fall back to the ellipsoid height
-        md.sensor_alt = _num(tags.get(75))
-    if md.frame_center_elev is None:
-        md.frame_center_elev = _num(tags.get(78))
+    md.sensor_hae = _num(tags.get(75))
+    if md.sensor_hae is None:
+        md.sensor_hae = _num(tags.get(104))  # the extended-range form
+    md.frame_center_hae = _num(tags.get(78))
     full = [(_num(tags.get(a)), _num(tags.get(b))) for a, b in _FULL_CORNERS]
     if all(la is not None and lo is not None for la, lo in full):
         md.corners = tuple((float(la), float(lo)) for la, lo in full)  # type: ignore[arg-type]

@@ -102,6 +102,8 @@ def _push_line(push: dict[str, Any]) -> str:
     line = f"pushed to {push['target']}: {push['sent']} events ({kinds})"
     if push["dropped"]:
         line += f"; {push['dropped']} NOT sent"
+    if push.get("not_geolocated"):
+        line += f"; {push['not_geolocated']} releasable tracks have no ground position (not sent)"
     if push["errors"]:
         line += f"; last error: {push['errors'][-1]}"
     return line

@@ -18,13 +18,15 @@ Choices, checked against ATAK-CIV's detail handlers:
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from kestrel.cot.event import UNKNOWN, Event
-from kestrel.ped.review import PlatformState, StoredTrack
+from kestrel.ped.review import PlatformState, StoredTrack, ground_distance
 
 PLATFORM_TYPE = "a-f-A-M-F-Q"
 FOOTPRINT_TYPE = "u-d-f"
@@ -33,7 +35,6 @@ UNVALIDATED_PREFIX = "UNVALIDATED"
 AFFILIATION_CODE = {"friend": "f", "hostile": "h", "neutral": "n", "unknown": "u", "suspect": "s"}
 # Function part of the type by label (MIL-STD-2525 as CoT): ground vehicle, sea surface, ground.
 LABEL_FUNCTION = {"vehicle": "G-E-V", "vessel": "S", "person": "G", "unknown": "G"}
-EARTH_R = 6_371_008.8  # mean radius, m; ranges here only size a drawing
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +71,6 @@ def _ev(uid: str, type_: str, how: str, lat: float, lon: float, now_ms: int, opt
                  detail=detail.encode(), attrs={"version": "2.0"})
 
 
-def ground_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance in metres (haversine, mean radius)."""
-    la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
-    return 2 * EARTH_R * math.asin(min(1.0, math.sqrt(h)))
-
-
 def centroid(poly: Sequence[tuple[float, float]]) -> tuple[float, float]:
     return (sum(p[0] for p in poly) / len(poly), sum(p[1] for p in poly) / len(poly))
 
@@ -94,6 +88,16 @@ def sensor_range(p: PlatformState) -> float | None:
     if p.alt and el is not None and el < -1.0:
         return p.alt / math.sin(math.radians(-el))
     return None
+
+
+def _shared_stream(url: str) -> bool:
+    """A live source other clients can also receive: a multicast udp:// group (a unicast or
+    loopback address is only where this machine listens, useless to anyone else)."""
+    u = urlsplit(url)
+    try:
+        return u.scheme == "udp" and ipaddress.ip_address(u.hostname or "").is_multicast
+    except ValueError:
+        return False
 
 
 def platform_event(p: PlatformState, opts: CotOptions, now_ms: int) -> Event | None:
@@ -114,7 +118,7 @@ def platform_event(p: PlatformState, opts: CotOptions, now_ms: int) -> Event | N
     if p.heading is not None:  # speed from the KLV position track when known (ATAK orients the icon)
         speed = f" speed={_a(p.speed, 1)}" if p.speed is not None else ""
         parts.append(f"<track course={_a(p.heading, 1)}{speed}/>")
-    if opts.video_url and "://" in opts.video_url and not opts.video_url.startswith("file:"):
+    if opts.video_url and _shared_stream(opts.video_url):  # ATAK's VideoDetailHandler: a video alias
         parts.append(f"<__video url={quoteattr(opts.video_url)}/>")
     parts.append(f"<remarks>{escape('Kestrel PED sensor platform (position from KLV).')}</remarks>")
     parts.append('<precisionlocation altsrc="GPS" geopointsrc="GPS"/>')

@@ -24,6 +24,7 @@ from kestrel.cot.event import Event
 
 QUEUE_MAX = 1024  # events waiting to be sent; beyond this the oldest is dropped
 READ_CHUNK = 65536
+RETRY_DOWN_S = 2.0  # while the server is down, how often to try again
 
 
 class PushError(ValueError):
@@ -91,6 +92,7 @@ class Pusher:
         self._write_timeout = write_timeout
         self._max_attempts = max_attempts
         self._down = False
+        self._down_since = 0.0
         self._thread = threading.Thread(target=self._main, name=f"cot-push {target}", daemon=True)
         self._thread.start()
 
@@ -143,7 +145,11 @@ class Pusher:
                     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Task[None]] | None
                     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Task[None]] | None:
         ev, data = item
-        # While the server is unreachable, later events get one try each, not a full back-off.
+        # While the server is unreachable: one reconnect try per RETRY_DOWN_S, events in between
+        # are dropped and counted (fresh ones follow; a finite batch fails fast, never hangs).
+        if self._down and time.monotonic() - self._down_since < RETRY_DOWN_S:
+            self.report.dropped += 1
+            return conn
         for attempt in range(1 if self._down else self._max_attempts):
             try:
                 if conn is None or conn[1].is_closing() or conn[2].done():
@@ -166,7 +172,7 @@ class Pusher:
                     conn = None
                 await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
         self.report.dropped += 1
-        self._down = True
+        self._down, self._down_since = True, time.monotonic()
         return conn
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Task[None]]:

@@ -32,6 +32,9 @@ class Detections:
     ground: F64 | None = None  # [N, 3] lat, lon, height; NaN rows where the ray missed the ground
     frame_index: int = 0
     pts: float | None = None  # seconds
+    # 3x3 homography mapping the previous frame's pixels to this frame's (the detector's ego-motion
+    # estimate), or None when unknown. Lets the tracker tell a mover from the camera's motion.
+    homography: F64 | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4)
@@ -63,6 +66,7 @@ class Detections:
             ground=None if self.ground is None else self.ground[index],
             frame_index=self.frame_index,
             pts=self.pts,
+            homography=self.homography,
         )
 
     @property

@@ -370,12 +370,12 @@ class ReviewStore:
             (last.t - 0.9,),
         ).fetchone()
         if prev is not None and last.lat is not None and last.lon is not None and last.t > prev[0]:
-            last.speed = _distance((prev[1], prev[2]), (last.lat, last.lon)) / (last.t - prev[0])
+            last.speed = ground_distance((prev[1], prev[2]), (last.lat, last.lon)) / (last.t - prev[0])
         return last
 
 
-def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle metres (haversine, mean Earth radius): enough for a speed shown on a map."""
+def ground_distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle metres (haversine, mean Earth radius): enough for a speed or a cone on a map."""
     la1, lo1, la2, lo2 = map(math.radians, (a[0], a[1], b[0], b[1]))
     h = math.sin((la2 - la1) / 2) ** 2 + math.cos(la1) * math.cos(la2) * math.sin((lo2 - lo1) / 2) ** 2
     return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))

@@ -259,6 +259,7 @@ class Batch:
     events: list[Any]
     shown: dict[int, tuple[str, str]]  # track id -> (uid, type)
     retracted: list[int]
+    unlocated: int = 0  # releasable tracks not sent: no ground position
 
 
 def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None = None) -> Batch:
@@ -266,7 +267,8 @@ def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None =
     is no longer releasable (rejected since, or pending without release auto)."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     states = ["confirmed", "pending"] if opts.release_auto else ["confirmed"]
-    events = cot.run_events(store.latest_platform(), store.tracks(states, points=False), opts, now_ms)
+    tracks = store.tracks(states, points=False)
+    events = cot.run_events(store.latest_platform(), tracks, opts, now_ms)
     shown: dict[int, tuple[str, str]] = {}
     prefix = opts.track_uid(0)[:-1]
     for ev in events:
@@ -275,7 +277,7 @@ def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None =
     retracted = [tid for tid in store.disseminated() if tid not in shown]
     before = store.disseminated()
     events += [cot.delete_event(before[tid][0], before[tid][1], opts, now_ms) for tid in retracted]
-    return Batch(events, shown, retracted)
+    return Batch(events, shown, retracted, sum(1 for t in tracks if not t.geolocated))
 
 
 def disseminate_run(store: ReviewStore, push: str | None, *, ssl_ctx: ssl.SSLContext | None = None,
@@ -292,6 +294,7 @@ def disseminate_run(store: ReviewStore, push: str | None, *, ssl_ctx: ssl.SSLCon
     rep = push_events(push, batch.events, ssl_ctx)
     _record(store, batch, set(rep.uids))
     report = rep.as_dict()
+    report["not_geolocated"] = batch.unlocated
     store.set_meta(last_push={"at": dt.datetime.now(dt.UTC).isoformat(), **report})
     return report
 

@@ -37,10 +37,14 @@ class TrackerConfig:
     n_hits: int = 4
     m_window: int = 6
     max_coast_s: float = 1.5
-    # A mover moves: confirmation also needs this much travel since birth (parallax on masts,
-    # trees and roofs gives blobs that flicker in place; they never confirm).
-    min_travel_m: float = 3.0
-    min_travel_px: float = 6.0
+    # A mover moves: confirmation also needs the track to have travelled, relative to the ground
+    # as the image shows it (birth point carried along by the detector's ego-motion homography),
+    # at least `min_travel_boxes` of its own box length and `min_travel_px`. Parallax on masts,
+    # trees and roofs and compression flicker stay in place; they never confirm. Independent of
+    # the KLV (real metadata can drift metres per second).
+    min_travel_boxes: float = 1.0
+    min_travel_px: float = 4.0
+    max_path_rms_boxes: float = 0.5  # hits must fit constant velocity to this many box lengths
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
     accel_std_m: float = 15.0  # vehicles turn: ~10 m/s² on a 30 m circle at 17 m/s
@@ -63,7 +67,9 @@ class _Live:
     t: float  # time of x
     last_hit_t: float
     window: deque[bool] = field(default_factory=deque)
-    z0: F64 | None = None  # birth position
+    # Tentative tracks: (time, box centre) of every hit, carried into the current frame's pixels
+    # by the camera motion (so in "ground as the image shows it" coordinates).
+    hist: list[tuple[float, F64]] = field(default_factory=list)
     wh: tuple[float, float] = (0.0, 0.0)  # smoothed pixel box size
     hae: float = 0.0
 
@@ -87,6 +93,8 @@ class Tracker:
         if self.mode is None and len(dets):
             self._choose_mode(dets)
         z, keep = self._measurements(dets)
+        if dets.homography is not None:
+            self._follow_camera(np.asarray(dets.homography, np.float64))
         for lv in self._live:
             self._predict(lv, t)
         matches, unmatched_d = self._assign(z)
@@ -196,12 +204,13 @@ class Tracker:
         lv.P = (np.eye(4) - K @ Hm) @ lv.P
         lv.last_hit_t = t
         lv.window.append(True)
+        if lv.track.state is TrackState.TENTATIVE:
+            lv.hist.append((t, dets.centers[di].astype(np.float64)))
         self._trim(lv)
         self._append_point(lv, dets, di)
         tr = lv.track
-        travel = self.cfg.min_travel_m if self.mode == "ground" else self.cfg.min_travel_px
-        moved = lv.z0 is None or float(np.hypot(*(lv.x[:2] - lv.z0))) >= travel
-        if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and moved:
+        if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di):
+            lv.hist = []
             tr.state = TrackState.CONFIRMED
             tr.id = self._next_id
             self._next_id += 1
@@ -229,6 +238,37 @@ class Tracker:
         while len(lv.window) > self.cfg.m_window:
             lv.window.popleft()
 
+    def _is_mover(self, lv: _Live, dets: Detections, di: int) -> bool:
+        """Travelled (see `min_travel_boxes`) and moved consistently: the hits fit a straight line
+        at constant speed to within half a box (clutter hopping between blobs does not)."""
+        if len(lv.hist) < 2:
+            return True
+        box = dets.xyxy[di]
+        size = float(max(box[2] - box[0], box[3] - box[1]))
+        need = max(self.cfg.min_travel_px, self.cfg.min_travel_boxes * size)
+        ts = np.array([h[0] for h in lv.hist])
+        ps = np.array([h[1] for h in lv.hist])
+        if float(np.hypot(*(ps[-1] - ps[0]))) < need:
+            return False
+        A = np.stack([np.ones_like(ts), ts - ts[0]], axis=1)
+        coef, *_ = np.linalg.lstsq(A, ps, rcond=None)
+        rms = float(np.sqrt(np.mean(np.sum((A @ coef - ps) ** 2, axis=1))))
+        return rms <= max(2.0, self.cfg.max_path_rms_boxes * size)
+
+    def _follow_camera(self, H: F64) -> None:
+        """The camera moved by H (previous frame pixels -> this frame's): carry birth anchors, and
+        in pixel mode the filter states (position through H, velocity and covariance through its
+        Jacobian), so pixel tracks follow the ground, not the screen."""
+        for lv in self._live:
+            lv.hist = [(t, _apply(H, p)) for t, p in lv.hist]
+            if self.mode == "pixel":
+                J = _jacobian(H, lv.x[:2])
+                lv.x[:2] = _apply(H, lv.x[:2])
+                lv.x[2:] = J @ lv.x[2:]
+                T = np.zeros((4, 4))
+                T[:2, :2] = T[2:, 2:] = J
+                lv.P = T @ lv.P @ T.T
+
     def _near_live(self, z: F64) -> bool:
         """A detection inside a live confirmed track's gate is a fragment of it, not a new mover."""
         r = self._params()[1]
@@ -245,7 +285,8 @@ class Tracker:
         _a, r, v0, _vmax = self._params()
         x = np.array([z[0], z[1], 0.0, 0.0])
         P = np.diag([r * r, r * r, v0 * v0, v0 * v0])
-        lv = _Live(Track(id=0), x, P, t, t, deque([True]), z0=np.array(z, np.float64))
+        lv = _Live(Track(id=0), x, P, t, t, deque([True]))
+        lv.hist.append((t, dets.centers[di].astype(np.float64)))
         self._append_point(lv, dets, di)
         self._live.append(lv)
         self.births += 1
@@ -268,3 +309,18 @@ class Tracker:
                 continue
             keep.append(lv)
         self._live = keep
+
+
+def _apply(H: F64, p: F64) -> F64:
+    q = H @ np.array([p[0], p[1], 1.0])
+    return np.asarray(q[:2] / q[2], np.float64)
+
+
+def _jacobian(H: F64, p: F64) -> F64:
+    """d(H(p))/dp, 2x2, of the projective map at p."""
+    x, y = float(p[0]), float(p[1])
+    w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+    u = H[0, 0] * x + H[0, 1] * y + H[0, 2]
+    v = H[1, 0] * x + H[1, 1] * y + H[1, 2]
+    return np.array([[H[0, 0] * w - u * H[2, 0], H[0, 1] * w - u * H[2, 1]],
+                     [H[1, 0] * w - v * H[2, 0], H[1, 1] * w - v * H[2, 1]]]) / (w * w)

@@ -34,6 +34,7 @@ class Server:
         self.ports: dict[str, int] = {}
         self.listening: list[tuple[ListenerConfig, int]] = []
         self._listeners: list[Listener] = []
+        self.dropped_slow = 0
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -117,6 +118,8 @@ class Server:
             await session.run()
         finally:
             self.sessions.discard(session)
+            if session.close_reason == "slow":
+                self.dropped_slow += 1
 
     async def _housekeep(self) -> None:
         every = self.config.store_flush_seconds
@@ -132,6 +135,11 @@ class Server:
                     self.store.flush(int(time.time() * 1000))
                 if expired:
                     logs.debug("retained.expired", count=expired)
+                if tick % 60 == 0:
+                    st = self.router.stats
+                    logs.info("server.stats", clients=len(self.sessions), retained=len(self.router.retained),
+                              routed=st.routed, delivered=st.delivered, addressed=st.addressed,
+                              dropped_slow=self.dropped_slow, store_pending=self.store.pending if self.store else 0)
             except Exception as exc:  # a full disk must not stop routing; say so and retry
                 logs.warning("store.error", reason=repr(exc))
 

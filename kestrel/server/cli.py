@@ -132,9 +132,14 @@ def connect_help(server: Any) -> str:
         elif li.kind == "tls":
             ca = cfg.cert_paths()[0]
             cdir = ca.parent / "clients"
+            names = sorted(p.stem for p in cdir.glob("*.p12")) if cdir.is_dir() else []
+            name = names[0] if names else "NAME"
+            if names:
+                more = " …" if len(names) > 8 else ""
+                lines.append(f"  client certificates in {cdir}: {', '.join(names[:8])}{more}")
             lines.append(
-                f"  {url:28} ATAK: SSL, import {cdir}/NAME.p12 and {ca.parent}/truststore-root.p12;  pytak: "
-                f"COT_URL={url} PYTAK_TLS_CLIENT_CERT={cdir}/NAME.pem PYTAK_TLS_CLIENT_KEY={cdir}/NAME.key "
+                f"  {url:28} ATAK: SSL, import {cdir}/{name}.p12 and {ca.parent}/truststore-root.p12;  pytak: "
+                f"COT_URL={url} PYTAK_TLS_CLIENT_CERT={cdir}/{name}.pem PYTAK_TLS_CLIENT_KEY={cdir}/{name}.key "
                 f"PYTAK_TLS_CLIENT_CAFILE={ca}"
             )
         else:

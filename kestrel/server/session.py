@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,6 +33,19 @@ _ids = itertools.count(1)
 WRITE_BATCH = 256 * 1024  # bytes joined into one transport write
 DIRECT_LIMIT = 64 * 1024  # write straight to the transport while its buffer holds less than this
 LOG_FIRST_ERRORS = 10  # per client; after that one line per 1000 errors
+
+
+def _keepalive(sock: socket.socket | None) -> None:
+    """TCP keepalive: a peer that vanished (radio out of range) is noticed after ~2 min idle."""
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for opt, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+    except OSError:  # pragma: no cover - not a TCP socket on this platform
+        pass
 
 
 class Session:
@@ -69,6 +83,7 @@ class Session:
         self.errors = 0
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        _keepalive(writer.get_extra_info("socket"))
 
     @property
     def format(self) -> str:
@@ -78,7 +93,7 @@ class Session:
 
     def send(self, data: bytes) -> bool:
         """Queue bytes for this client; drop the client if its queue is over the limits."""
-        if self.closed:
+        if self.closed or self._transport.is_closing():
             return False
         out = self._out
         if not out and self._direct and self._transport.get_write_buffer_size() < DIRECT_LIMIT:

@@ -84,7 +84,7 @@ class OnnxDetector:
         return []
 
     # ------------------------------------------------------------------ work
-    def letterbox(self, image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], float, float, float]:
+    def letterbox(self, image: npt.NDArray[Any]) -> tuple[npt.NDArray[np.float32], float, float, float]:
         """Image -> (NCHW float32 tensor, scale, pad x, pad y)."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
