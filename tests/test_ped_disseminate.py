@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -207,3 +208,46 @@ def test_bounded_queue_drops_oldest_and_sink_gets_xml_stream(shared_data: Path) 
     xsd = etree.XMLSchema(etree.parse(str(shared_data / "cot/schema/cot-base-event.xsd")))
     assert [etree.fromstring(d).get("uid") for d in docs] == ["u7", "u8", "u9"]
     assert all(xsd.validate(etree.fromstring(d)) for d in docs)
+
+
+def test_reconnects_after_the_server_restarts() -> None:
+    import threading
+
+    from kestrel.cot.event import Event
+    from kestrel.ped.disseminate import Pusher, parse_target
+
+    def listener(port: int = 0) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+        return s
+
+    def serve_one(srv: socket.socket, got: list[bytes]) -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while b"</event>" not in buf and (chunk := conn.recv(65536)):
+                buf += chunk
+            got.append(buf)
+        srv.close()  # the "server" goes away after one event
+
+    first = listener()
+    port = first.getsockname()[1]
+    got1: list[bytes] = []
+    t1 = threading.Thread(target=serve_one, args=(first, got1))
+    t1.start()
+    pusher = Pusher(parse_target(f"tcp://127.0.0.1:{port}"))
+    ev = [Event(uid=f"u{i}", type="a-u-G", time=1, start=1, stale=2) for i in range(2)]
+    pusher.offer(ev[:1])
+    t1.join(10)
+    second = listener(port)  # the server is back on the same port
+    got2: list[bytes] = []
+    t2 = threading.Thread(target=serve_one, args=(second, got2))
+    t2.start()
+    time.sleep(0.3)  # the client notices the EOF of the first connection
+    pusher.offer(ev[1:])
+    report = pusher.close()
+    t2.join(10)
+    assert b'uid="u0"' in got1[0] and b'uid="u1"' in got2[0]
+    assert report.sent == 2 and report.connects == 2 and report.dropped == 0

@@ -35,7 +35,8 @@ def _finite(*values: float | None) -> bool:
 
 def _position_ok(md: SensorMetadata) -> bool:
     return (
-        _finite(md.sensor_lat, md.sensor_lon, md.sensor_alt)
+        _finite(md.sensor_lat, md.sensor_lon)
+        and (_finite(md.sensor_alt) or _finite(md.sensor_hae))
         and md.sensor_lat is not None
         and -90.0 <= md.sensor_lat <= 90.0
     )
@@ -51,9 +52,10 @@ def _fov_ok(v: float | None) -> bool:
 
 
 def _ground_elev(md: SensorMetadata, geoid: HeightFn | None) -> float:
-    """Corner/frame-centre ground height HAE: frame-centre elevation (MSL) + geoid, else 0."""
+    """Corner/frame-centre ground height HAE: frame-centre elevation (MSL) + geoid, else the
+    frame-centre HAE (ST 0601 tag 78) as carried, else 0."""
     if md.frame_center_elev is None or not math.isfinite(md.frame_center_elev):
-        return 0.0
+        return md.frame_center_hae if _finite(md.frame_center_hae) else 0.0  # type: ignore[return-value]
     lat = md.frame_center_lat if md.frame_center_lat is not None else (md.corners or [(0.0, 0.0)])[0][0]
     lon = md.frame_center_lon if md.frame_center_lon is not None else (md.corners or [(0.0, 0.0)])[0][1]
     return msl_to_hae(md.frame_center_elev, lat, lon, geoid)

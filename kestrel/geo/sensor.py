@@ -376,6 +376,9 @@ class PinholeModel(SensorModel):
 
 
 def sensor_hae(md: SensorMetadata, geoid: HeightFn | None) -> float:
-    """Sensor height above the ellipsoid from the MSL altitude in the metadata."""
+    """Sensor height above the ellipsoid: from the MSL altitude in the metadata (plus the geoid
+    hook), or, when only an ellipsoid height was carried (ST 0601 tags 75/104), that height as is."""
+    if (md.sensor_alt is None or not math.isfinite(md.sensor_alt)) and md.sensor_hae is not None:
+        return md.sensor_hae
     assert md.sensor_alt is not None and md.sensor_lat is not None and md.sensor_lon is not None
     return msl_to_hae(md.sensor_alt, md.sensor_lat, md.sensor_lon, geoid)
