@@ -88,3 +88,23 @@ def test_synchronous_carriage_round_trip(tmp_path: Path) -> None:
         pkts = [p for p in c.demux(c.streams.data[0]) if p.size]
         assert [bytes(p) for p in pkts] == [_packet(i) for i in range(12)]
         assert [p.pts for p in pkts] == [i * 3600 for i in range(12)]
+
+
+@pytest.mark.parametrize("sync", [False, True])
+def test_timed_klv_lands_on_its_frame_with_b_frames(tmp_path: Path, sync: bool) -> None:
+    """With B-frames, decode order != presentation order: timed KLV must follow the PTS."""
+    out = tmp_path / "bf.ts"
+    with TsWriter(out, 160, 96, fps=25, bframes=2, sync=sync) as w:
+        for i in range(30):
+            img = np.zeros((96, 160, 3), np.uint8)
+            img[:, : 5 * i + 5] = 255
+            w.write(img, _packet(i))
+    demux = TsDemuxer()
+    ev = demux.feed(out.read_bytes()) + demux.close()
+    vpts = [e.pts for e in ev if e.__class__.__name__ == "VideoStart"]
+    assert vpts != sorted(vpts)  # really reordered on the wire
+    frames = list(read_frames(out))
+    assert len(frames) == 30
+    for f in frames:
+        assert abs(int((f.image[48, :, 0] > 128).sum()) - (5 * f.index + 5)) <= 2
+        assert [p.raw for p in f.klv] == [_packet(f.index)]

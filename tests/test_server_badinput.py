@@ -13,8 +13,16 @@ import pytest
 
 from kestrel.server.app import Server
 from kestrel.server.config import Limits
-from tests.test_server_proto import ProtoClient
-from tests.test_server_support import Client, eventually, make_config, run, sa, server_running, uid_of
+from tests.test_server_support import (
+    Client,
+    ProtoClient,
+    eventually,
+    make_config,
+    run,
+    sa,
+    server_running,
+    uid_of,
+)
 
 BOMB = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">

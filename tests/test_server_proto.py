@@ -5,81 +5,28 @@ XML -> server -> XML and XML -> server -> protobuf. Protobuf bytes are built and
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import pytak
 import pytest
-import takproto
-from takproto.constants import TAKProtoVer
 
-from tests.test_server_store import _fresh
-from tests.test_server_support import Client, chat, make_config, parse, ping, run, sa, server_running, uid_of
+from tests.test_server_support import (
+    Client,
+    ProtoClient,
+    chat,
+    fresh,
+    make_config,
+    parse,
+    ping,
+    run,
+    sa,
+    server_running,
+    uid_of,
+)
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "shared/data/cot/atak-examples").glob("*.cot"))
-
-
-class ProtoClient:
-    """A client that negotiates TAK protocol v1 and then speaks 0xBF <varint> <TakMessage>."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int) -> ProtoClient:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def read_xml(self, timeout: float = 5.0) -> ET.Element:
-        return parse(await asyncio.wait_for(self.reader.readuntil(b"</event>"), timeout))
-
-    async def negotiate(self, version: str = "1") -> tuple[ET.Element, ET.Element]:
-        while (offer := await self.read_xml()).get("type") != "t-x-takp-v":
-            pass
-        detail = pytak.cot_detail(flow_tag=False)
-        ctl = ET.SubElement(detail, "TakControl")
-        ET.SubElement(ctl, "TakRequest", {"version": version})
-        req = pytak.cot_event(uid=offer.get("uid"), cot_type="t-x-takp-q", flow_tag=False, detail=detail)
-        self.writer.write(pytak.serialize_cot(req))
-        while (resp := await self.read_xml()).get("type") != "t-x-takp-r":
-            pass
-        return offer, resp
-
-    def send_xml_as_proto(self, xml: bytes) -> None:
-        self.writer.write(bytes(takproto.xml2proto(xml.split(b"?>", 1)[-1].strip(), TAKProtoVer.STREAM)))
-
-    async def recv(self, timeout: float = 5.0) -> Any:
-        """One 0xBF frame, parsed by takproto."""
-
-        async def one() -> bytes:
-            magic = await self.reader.readexactly(1)
-            assert magic == b"\xbf", f"expected 0xBF, got {magic!r}"
-            head = b""
-            while True:
-                b = await self.reader.readexactly(1)
-                head += b
-                if b[0] < 0x80:
-                    break
-            n, shift = 0, 0
-            for byte in head:
-                n |= (byte & 0x7F) << shift
-                shift += 7
-            return magic + head + await self.reader.readexactly(n)
-
-        frame = await asyncio.wait_for(one(), timeout)
-        msg = takproto.parse_proto(bytearray(frame))
-        assert msg is not None and msg != -1
-        return msg
-
-    async def recv_until_uid(self, uid: str) -> list[Any]:
-        out = []
-        while True:
-            msg = await self.recv()
-            out.append(msg)
-            if msg.cotEvent.uid == uid:
-                return out
 
 
 def _iso_ms(text: str) -> int:
@@ -160,7 +107,7 @@ def test_negotiation_then_xml_and_proto_clients_see_each_other(tmp_path: Path) -
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_atak_example_through_server_to_xml_and_protobuf(path: Path, tmp_path: Path) -> None:
     assert len(EXAMPLES) == 8
-    sent = _fresh(path.read_bytes())
+    sent = fresh(path.read_bytes())
     orig = parse(sent)
 
     async def scenario() -> None:

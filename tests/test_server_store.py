@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 from kestrel.server.app import DB_NAME
 from kestrel.server.store import Row, Store
-from tests.test_server_support import Client, make_config, run, sa, server_running, uid_of
+from tests.test_server_support import Client, fresh, make_config, run, sa, server_running, uid_of
 
 ATAK = Path("cot/atak-examples")
 
@@ -50,7 +49,7 @@ def test_retained_picture_survives_restart(tmp_path: Path, shared_data: Path) ->
             a = await Client.connect(f"tcp://127.0.0.1:{server.ports['tcp']}")
             b = await Client.connect(f"tcp://127.0.0.1:{server.ports['tcp']}")
             await a.send(sa("A-uid", "ALPHA", stale=3600))
-            await a.send(_fresh(marker))
+            await a.send(fresh(marker))
             await b.recv_until(lambda e: e.get("type") == "b-m-p-s-m")
         # stop() flushed the store
 
@@ -64,12 +63,3 @@ def test_retained_picture_survives_restart(tmp_path: Path, shared_data: Path) ->
     assert (data / DB_NAME).is_file()
     uids = run(second_life())
     assert uids == ["A-uid", "9405e320-9356-41c4-8449-f46990aa17f8"]  # SA first, then the marker
-
-
-def _fresh(cot: bytes) -> bytes:
-    """The ATAK example with its stale time moved into the future (its own is 2021)."""
-    stale = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
-    text = cot.decode()
-    i = text.index("stale='") + len("stale='")
-    j = text.index("'", i)
-    return (text[:i] + stale + text[j:]).encode()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
 from configparser import ConfigParser
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytak
+import takproto
+from takproto.constants import TAKProtoVer
 
 from kestrel.server.app import Server
 from kestrel.server.config import Limits, ListenerConfig, ServerConfig
@@ -185,3 +188,72 @@ def is_type(t: str) -> Callable[[ET.Element], bool]:
 def detail_children(ev: ET.Element) -> list[str]:
     d = ev.find("detail")
     return [] if d is None else [c.tag for c in d]
+
+
+def fresh(cot: bytes) -> bytes:
+    """The ATAK example with its stale time moved into the future (its own is 2021)."""
+    stale = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 3600))
+    text = cot.decode()
+    i = text.index("stale='") + len("stale='")
+    j = text.index("'", i)
+    return (text[:i] + stale + text[j:]).encode()
+
+
+class ProtoClient:
+    """A client that negotiates TAK protocol v1 and then speaks 0xBF <varint> <TakMessage>."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> ProtoClient:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def read_xml(self, timeout: float = 5.0) -> ET.Element:
+        return parse(await asyncio.wait_for(self.reader.readuntil(b"</event>"), timeout))
+
+    async def negotiate(self, version: str = "1") -> tuple[ET.Element, ET.Element]:
+        while (offer := await self.read_xml()).get("type") != "t-x-takp-v":
+            pass
+        detail = pytak.cot_detail(flow_tag=False)
+        ctl = ET.SubElement(detail, "TakControl")
+        ET.SubElement(ctl, "TakRequest", {"version": version})
+        req = pytak.cot_event(uid=offer.get("uid"), cot_type="t-x-takp-q", flow_tag=False, detail=detail)
+        self.writer.write(pytak.serialize_cot(req))
+        while (resp := await self.read_xml()).get("type") != "t-x-takp-r":
+            pass
+        return offer, resp
+
+    def send_xml_as_proto(self, xml: bytes) -> None:
+        self.writer.write(bytes(takproto.xml2proto(xml.split(b"?>", 1)[-1].strip(), TAKProtoVer.STREAM)))
+
+    async def recv(self, timeout: float = 5.0) -> Any:
+        """One 0xBF frame, parsed by takproto."""
+
+        async def one() -> bytes:
+            magic = await self.reader.readexactly(1)
+            assert magic == b"\xbf", f"expected 0xBF, got {magic!r}"
+            head = b""
+            while True:
+                b = await self.reader.readexactly(1)
+                head += b
+                if b[0] < 0x80:
+                    break
+            n, shift = 0, 0
+            for byte in head:
+                n |= (byte & 0x7F) << shift
+                shift += 7
+            return magic + head + await self.reader.readexactly(n)
+
+        frame = await asyncio.wait_for(one(), timeout)
+        msg = takproto.parse_proto(bytearray(frame))
+        assert msg is not None and msg != -1
+        return msg
+
+    async def recv_until_uid(self, uid: str) -> list[Any]:
+        out = []
+        while True:
+            msg = await self.recv()
+            out.append(msg)
+            if msg.cotEvent.uid == uid:
+                return out

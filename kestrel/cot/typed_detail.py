@@ -63,24 +63,26 @@ def _convert(kind: str, text: str) -> str | int | float | None:
     return v if math.isfinite(v) and repr(v) == text else None
 
 
-def _map(spec: tuple[tuple[str, str, str, bool], ...], attrs: list[str]) -> dict[str, Any] | None:
-    given = {attrs[i]: attrs[i + 1] for i in range(0, len(attrs), 2)}
-    if len(given) * 2 != len(attrs):
-        return None
+def _map(spec: tuple[tuple[str, str, str, bool], ...], given: dict[str, str]) -> dict[str, Any] | None:
+    """Typed values for an element's attributes, or None if the element does not map exactly."""
+    if len(given) > len(spec):
+        return None  # an attribute outside the typed form: keep the element as XML
+    used = 0
     out: dict[str, Any] = {}
     for xml_name, field, kind, required in spec:
-        text = given.pop(xml_name, None)
+        text = given.get(xml_name)
         if text is None:
             if required:
                 return None
             continue
         if not required and text == "":
             return None  # an empty optional attribute would not come back
-        v = _convert(kind, text)
+        used += 1
+        v = text if kind == "str" else _convert(kind, text)
         if v is None:
             return None
         out[field] = v
-    return None if given else out  # an attribute outside the typed form: keep the element as XML
+    return out if used == len(given) else None  # another attribute: keep the element as XML
 
 
 def _lxml_root(raw: bytes) -> etree._Element | None:
@@ -120,7 +122,7 @@ def _split_fast(detail: bytes, root: etree._Element) -> tuple[list[tuple[int, in
         if counts[name] != 1 or c.text is not None or len(c):
             continue
         spec = _BY_ELEMENT[name]
-        values = _map(spec[2], [x for kv in c.attrib.items() for x in kv])
+        values = _map(spec[2], dict(c.attrib))
         if values is None:
             continue
         hits = [m.start() for m in _START[name].finditer(detail)]
@@ -165,7 +167,8 @@ def split_detail(detail: bytes) -> tuple[str, dict[str, dict[str, Any]]]:
         spec = _BY_ELEMENT.get(c.name)
         if spec is None or counts[c.name] != 1 or not c.empty:
             continue
-        values = _map(spec[2], c.attrs)
+        a = c.attrs
+        values = _map(spec[2], {a[i]: a[i + 1] for i in range(0, len(a), 2)})
         if values is None:
             continue
         typed[spec[1]] = values

@@ -22,7 +22,8 @@ class TsWriter:
     """`with TsWriter("out.ts", 720, 480, fps=30) as w: w.write(image_bgr, klv_bytes)`.
 
     Frames get PTS index/fps; `write(image, klv, index=None)` may carry one KLV buffer (one or
-    more whole KLV sets) for that frame. `crf`/`preset` tune libx264 (no B-frames, GOP = 1 s).
+    more whole KLV sets) for that frame. `crf`/`preset` tune libx264 (GOP = 1 s; no B-frames
+    unless `bframes` > 0, which reorders decode vs presentation order).
     """
 
     def __init__(
@@ -36,6 +37,7 @@ class TsWriter:
         preset: str = "veryfast",
         klv: bool = True,
         sync: bool = False,
+        bframes: int = 0,
         threads: int = 0,
     ) -> None:
         if width % 2 or height % 2:
@@ -45,7 +47,7 @@ class TsWriter:
         self.width, self.height, self.fps = width, height, fps
         self._tb = Fraction(1, fps)
         self._container: Any = av.open(self.path, mode="w", format="mpegts")
-        opts = {"crf": str(crf), "preset": preset, "bf": "0", "g": str(fps), "keyint_min": str(fps)}
+        opts = {"crf": str(crf), "preset": preset, "bf": str(bframes), "g": str(fps), "keyint_min": str(fps)}
         vs = self._container.add_stream("libx264", rate=fps, options=opts)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         if threads:

@@ -123,10 +123,16 @@ class TlsListener(Listener):
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, conn, ssl=self._ctx, ssl_handshake_timeout=self._timeout
             )
-        except (ssl.SSLError, ConnectionError, TimeoutError, OSError) as exc:
+        except ssl.SSLError as exc:  # no certificate, wrong CA, bad protocol: worth a warning
             self.refused += 1
             reason = getattr(exc, "reason", None) or type(exc).__name__
             logs.warning("client.tls_refused", listener=self.name, peer=f"{addr[0]}:{addr[1]}", reason=reason)
+            conn.close()
+            return
+        except (ConnectionError, TimeoutError, OSError) as exc:  # hung up or stalled (port probes)
+            self.refused += 1
+            logs.info("client.tls_abandoned", listener=self.name, peer=f"{addr[0]}:{addr[1]}",
+                      reason=type(exc).__name__)
             conn.close()
             return
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)

@@ -39,7 +39,7 @@ M33 = npt.NDArray[np.float64]
 
 @dataclass(slots=True)
 class MtiConfig:
-    lag_s: float = 0.7  # time between compared frames; targets should move ~their length in it
+    lag_s: float = 1.0  # time between compared frames: a target must move its own length in it
     work_width: int = 720  # change detection runs at most this wide (full size / an integer)
     feature_width: int = 360  # ego-motion runs at most this wide
     max_features: int = 200
