@@ -36,9 +36,9 @@ def main() -> None:
         ground = model.pixels_to_ground(uv)
         xyz = geodetic_to_ecef(ground[:, 0], ground[:, 1], ground[:, 2])
         rep = 200 if n <= 100 else 20 if n <= 10_000 else 5
-        floor = median_us(lambda: ecef_to_geodetic(xyz), rep)
-        for name, fn in (("pixels_to_ground", lambda: model.pixels_to_ground(uv)),
-                         ("grounds_to_pixels", lambda: model.grounds_to_pixels(ground))):
+        floor = median_us(lambda xyz=xyz: ecef_to_geodetic(xyz), rep)
+        for name, fn in (("pixels_to_ground", lambda uv=uv: model.pixels_to_ground(uv)),
+                         ("grounds_to_pixels", lambda ground=ground: model.grounds_to_pixels(ground))):
             t = median_us(fn, rep)
             print(f"{name:<34}{n:>8}{t:>12.1f}{t / n:>10.3f}{t / floor:>16.1f}")
 
