@@ -155,3 +155,15 @@ def test_proto_incomplete_header_waits() -> None:
     f = ProtoFramer(1 << 20)
     f.feed(b"\xbf\x80\x80")
     assert f.next_frame() is None and f.pending == 3
+
+
+def test_whitespace_flood_byte_by_byte_stays_linear() -> None:
+    f = XmlFramer(1 << 20)
+    n = 50_000
+    for _ in range(n):
+        f.feed(b" ")
+        assert not f.tak_frame_next()
+        assert f.next_frame() is None
+    assert f.pending == 0 and f.scanned <= 2 * n
+    f.feed(encode_event(_ev("A")))
+    assert not f.tak_frame_next() and _uids([f.next_frame() or b""]) == ["A"]

@@ -1,11 +1,16 @@
-"""`pipeline.run` over frames rendered in the tests (no KLV: pixel tracks, geolocation refused)."""
+"""`pipeline.run`: frames rendered in the tests, and real TS files / a live UDP stream from `kestrel fmv synth`."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from kestrel.cli import main as kestrel
 from kestrel.ped.detect.mti import MtiDetector
 from kestrel.ped.pipeline import FrameUpdate, run
 from kestrel.ped.records import TrackState
@@ -73,3 +78,96 @@ def test_detections_are_numpy_records() -> None:
     assert d.xyxy.dtype == np.float32 and d.xyxy.shape == (len(d), 4)
     sub = d[d.confidence > 2.0]
     assert len(sub) == 0 and sub.frame_index == d.frame_index
+
+
+# ---- real transport streams (kestrel fmv synth) -------------------------------------------------
+
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("clip") / "c.ts"
+    assert kestrel(["fmv", "synth", str(out), "--seconds", "4", "--targets", "2", "--seed", "5"]) == 0
+    return out
+
+
+def test_ts_without_klv_gives_pixel_tracks_and_says_why(clip: Path, tmp_path: Path) -> None:
+    from kestrel.fmv.ingest import read_frames
+    from kestrel.fmv.mux import TsWriter
+
+    bare = tmp_path / "noklv.ts"
+    with TsWriter(bare, 720, 480, fps=30, klv=False) as w:
+        for f in read_frames(clip):
+            w.write(f.image)
+    res = run(bare)
+    assert res.frames == 120
+    assert res.geolocated is False and "no KLV" in (res.geolocation_reason or "")
+    assert len(res.tracks) == 2
+    assert all(p.lat is None for t in res.tracks for p in t.points)
+    assert all(d.ground is None for d in res.detections)
+
+
+def test_corrupted_ts_keeps_going(clip: Path, tmp_path: Path) -> None:
+    data = bytearray(clip.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 40_000] = np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8).tobytes()
+    bad = tmp_path / "bad.ts"
+    bad.write_bytes(bytes(data))
+    res = run(bad)
+    assert 60 < res.frames <= 120  # decoding went on past the damage
+    assert res.detections[-1].pts is not None and res.detections[-1].pts > 3.0
+    assert res.geolocated and len(res.tracks) >= 2
+
+
+def test_live_udp_stream(clip: Path) -> None:
+    """The TS sent over loopback UDP at real-time pace; the pipeline keeps up (30 fps source)."""
+    from kestrel.fmv.ingest import read_frames
+    from kestrel.fmv.live import UdpSource
+
+    src = UdpSource("127.0.0.1", 0, idle_timeout=1.0)
+    data = clip.read_bytes()
+    chunk = 7 * 188
+    rate = len(data) / 4.0  # bytes per second for a 4 s clip
+
+    def send() -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t0 = time.perf_counter()
+        for i in range(0, len(data), chunk):
+            lag = i / rate - (time.perf_counter() - t0)
+            if lag > 0:
+                time.sleep(lag)
+            s.sendto(data[i:i + chunk], src.address)
+        s.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        res = run(read_frames(src), live=True)
+    finally:
+        sender.join()
+        src.close()
+    assert res.frames + res.frames_dropped >= 110
+    assert res.frames_dropped <= 0.2 * (res.frames + res.frames_dropped)
+    assert res.geolocated and len(res.tracks) == 2
+
+
+def test_stop_event_ends_a_run_cleanly() -> None:
+    stop = threading.Event()
+    frames = make_clip(n=90, targets=2, seed=6)
+
+    def endless():  # a live source that never ends by itself
+        i = 0
+        while True:
+            f = frames[i % 90]
+            yield type(f)(i, i / 30.0, f.image, None, f.truth)
+            i += 1
+
+    def on_frame(u: FrameUpdate) -> None:
+        if u.frame_index >= 60:
+            stop.set()
+
+    res = run(endless(), stop=stop, on_frame=on_frame, detector=MtiDetector(lag_s=0.3))
+    assert res.interrupted and res.report()["interrupted"] is True
+    assert 60 <= res.frames < 200
+    assert [d.frame_index for d in res.detections] == list(range(res.frames))  # flushed to the end
+    assert len(res.tracks) >= 1

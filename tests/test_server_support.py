@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,13 +25,25 @@ from kestrel.server.app import Server
 from kestrel.server.config import Limits, ListenerConfig, ServerConfig
 
 T = TypeVar("T")
+_OPEN: list[asyncio.StreamWriter] = []  # client writers of the running scenario, closed by run()
 
 
-def run(coro: Awaitable[T], timeout: float = 40.0, loop: str = "asyncio") -> T:
-    """Run one test scenario on a fresh event loop (asyncio's or uvloop's), with an overall deadline."""
+LOOP = os.environ.get("KESTREL_TEST_LOOP", "uvloop")  # the server's default loop ("auto" picks uvloop)
+
+
+def run(coro: Awaitable[T], timeout: float = 40.0, loop: str | None = None) -> T:
+    """Run one test scenario on a fresh event loop (uvloop's or asyncio's), with an overall deadline."""
+    loop = loop or LOOP
 
     async def main() -> T:
-        return await asyncio.wait_for(coro, timeout)
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            while _OPEN:
+                w = _OPEN.pop()
+                w.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(w.wait_closed(), 1)
 
     if loop == "uvloop":
         import uvloop
@@ -76,6 +89,7 @@ class Client:
     def __init__(self, section: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.section = section
         self.reader, self.writer = reader, writer
+        _OPEN.append(writer)
         self.tx = pytak.TXWorker(asyncio.Queue(), section, writer)
         self.rx = _Rx(asyncio.Queue(), section, reader)
         self.last_raw = b""  # bytes of the last event received, as pytak split them
@@ -204,6 +218,7 @@ class ProtoClient:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        _OPEN.append(writer)
 
     @classmethod
     async def connect(cls, port: int) -> ProtoClient:

@@ -53,13 +53,18 @@ class XmlFramer:
 
     def tak_frame_next(self) -> bool:
         """True when the next pending message starts with 0xBF: a client sending TAK protocol stream
-        frames without negotiating (pytak with TAK_PROTO=1 does). 0xBF can never start XML."""
+        frames without negotiating (pytak with TAK_PROTO=1 does). 0xBF can never start XML.
+        Leading whitespace is dropped here, so a whitespace flood is never looked at twice."""
         buf = self._buf
         i = 0
         n = len(buf)
         while i < n and buf[i] in _WS:
             i += 1
-        return i < n and buf[i] == 0xBF
+        if i:
+            del buf[:i]
+            self._scan = max(0, self._scan - i)
+            self.scanned += i
+        return i < n and buf[0] == 0xBF
 
     def next_tak_frame(self) -> bytes | None:
         """Take one TAK stream frame from the front (see `tak_frame_next`); CotError as ProtoFramer."""

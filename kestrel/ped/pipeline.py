@@ -59,6 +59,7 @@ class PedResult:
     detector: str = "mti"
     tentative_dropped: int = 0  # tracks born that never reached confirmation
     registration_failures: int = 0  # MTI: frames where ego-motion could not be estimated
+    interrupted: bool = False  # ended by `stop`, not by the end of the source
 
     @property
     def fps(self) -> dict[str, float]:
@@ -84,6 +85,7 @@ class PedResult:
             "detections": int(sum(len(d) for d in self.detections)),
             "tentative_dropped": self.tentative_dropped,
             "registration_failures": self.registration_failures,
+            "interrupted": self.interrupted,
         }
 
 
@@ -149,15 +151,22 @@ class _Reader:
                     pass
             self._put(_END)
 
-    def __iter__(self) -> Iterator[Any]:
+    def frames(self, stop: threading.Event | None = None) -> Iterator[Any]:
+        """Decoded frames in order; ends at the end of the source or soon after `stop` is set."""
         while True:
+            if stop is not None and stop.is_set():
+                return
             if self.live:
                 with self._cv:
-                    while not self._slot:
-                        self._cv.wait()
+                    if not self._slot:
+                        self._cv.wait(timeout=0.1)
+                        continue
                     item = self._slot.pop(0)
             else:
-                item = self._q.get()
+                try:
+                    item = self._q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
@@ -229,10 +238,13 @@ def run(
     live: bool = False,
     on_frame: Callable[[FrameUpdate], None] | None = None,
     tracker: TrackerConfig | None = None,
+    stop: threading.Event | None = None,
 ) -> PedResult:
     """Run PED over `source`: a file path / URL (decoded by kestrel.fmv) or any iterable of frames
     (objects with index, pts, image BGR, metadata). See `PedResult` for what comes back.
 
+    `stop`: set it (e.g. from a SIGINT handler) to end a live run cleanly: reading stops, the
+    detector and tracker are flushed and the result is returned (`interrupted` True).
     Raises `ModelError` (a BadInput, exit 2) for a missing/invalid model and the fmv input error
     for a source that is not usable video."""
     det = make_detector(detector, model) if isinstance(detector, str) else detector
@@ -264,7 +276,7 @@ def run(
     reader = _Reader(frames, live, max_frames)
     wall0 = time.perf_counter()
     try:
-        for frame in reader:
+        for frame in reader.frames(stop):
             h, w = frame.image.shape[:2]
             res.width, res.height = w, h
             t0 = time.perf_counter()
@@ -290,6 +302,7 @@ def run(
     res.tracks = trk.finish()
     res.tentative_dropped = trk.deleted_tentative
     res.registration_failures = int(getattr(det, "registration_failures", 0))
+    res.interrupted = stop is not None and stop.is_set()
     res.geolocated = geo.any_model
     if not geo.any_model:
         res.geolocation_reason = geo.reason or (
