@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/kestrel serve
+	$(BIN)/kestrel demo
 
 test: $(STAMP)
 	$(BIN)/ruff check kestrel tests bench

@@ -19,6 +19,7 @@ _GROUPS: tuple[str, ...] = (
     "kestrel.server.cli",
     "kestrel.fmv.cli",
     "kestrel.ped.cli",
+    "kestrel.demo",
 )
 
 
@@ -27,7 +28,7 @@ class BadInput(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kestrel", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="kestrel", description="Kestrel: drone video (PED) and a TAK-compatible server (TEN) on one laptop.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _GROUPS:
         try:

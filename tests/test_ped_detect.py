@@ -141,3 +141,30 @@ def test_unknown_detector_and_option() -> None:
         make_detector("yolo-magic")
     with pytest.raises(TypeError):
         MtiDetector(no_such_option=1)
+
+
+class FlatSensor:
+    """A stand-in sensor model: flat ground, `m_per_px` metres per pixel, north up."""
+
+    def __init__(self, m_per_px: float) -> None:
+        self.m = m_per_px
+
+    def pixels_to_ground(self, uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, float)
+        lat = 36.0 - uv[:, 1] * self.m / 111_000.0
+        lon = -115.0 + uv[:, 0] * self.m / (111_000.0 * np.cos(np.radians(36.0)))
+        return np.stack([lat, lon, np.zeros(len(uv))], axis=1)
+
+
+@pytest.mark.parametrize(("m_per_px", "kept"), [(0.4, True), (0.02, False), (5.0, False)])
+def test_size_gate_in_metres(m_per_px: float, kept: bool) -> None:
+    """12-16 px movers: 5-6 m at 0.4 m/px (vehicles: kept); 0.3 m at 2 cm/px (insects, noise:
+    dropped); 70 m at 5 m/px (not a vehicle: dropped)."""
+    frames = make_clip(n=40, seed=1)
+    det = MtiDetector()
+    out = []
+    for f in frames:
+        out += det.detect(f, FlatSensor(m_per_px))
+    out += det.flush()
+    n = sum(len(d) for d in out)
+    assert (n > 60) if kept else (n == 0)

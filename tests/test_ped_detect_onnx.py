@@ -119,10 +119,20 @@ def test_pipeline_with_onnx(tmp_path: Path) -> None:
     class F:
         def __init__(self, i: int) -> None:
             self.index, self.pts, self.metadata = i, i / 10, None
-            self.image = image_with_square(32 + 2 * i, 32, 48 + 2 * i, 48)
+            self.image = image_with_square(16 * i, 32, 16 * i + 16, 48)  # one model cell per frame
 
     path = build_model(tmp_path / "m.onnx", "v8")
     with pytest.raises(ModelError):
         run([F(0)], model=str(tmp_path / "missing.onnx"))
-    res = run([F(i) for i in range(6)], detector=OnnxDetector(path, conf_threshold=0.3))
-    assert res.frames == 6 and all(len(d) >= 1 for d in res.detections)
+    res = run([F(i) for i in range(6)], detector=OnnxDetector(path, conf_threshold=0.6))
+    assert res.frames == 6 and all(len(d) == 1 for d in res.detections)
+    assert len(res.tracks) == 1
+
+    class Parked(F):
+        def __init__(self, i: int) -> None:
+            super().__init__(0)
+            self.index, self.pts = i, i / 10
+
+    # A parked object never moves: the MTI's "is it a mover" test must not apply to an object detector.
+    res = run([Parked(i) for i in range(8)], detector=OnnxDetector(path, conf_threshold=0.6))
+    assert len(res.tracks) == 1 and len(res.tracks[0].points) == 8

@@ -171,3 +171,14 @@ def test_stop_event_ends_a_run_cleanly() -> None:
     assert 60 <= res.frames < 200
     assert [d.frame_index for d in res.detections] == list(range(res.frames))  # flushed to the end
     assert len(res.tracks) >= 1
+
+
+def test_klv_without_enough_geometry_says_why() -> None:
+    from kestrel.klv.metadata import SensorMetadata
+
+    frames = make_clip(n=20)
+    for f in frames:
+        f.metadata = SensorMetadata(platform_heading=10.0)  # no position, no angles, no corners
+    res = run(frames)
+    assert res.geolocated is False
+    assert (res.geolocation_reason or "").startswith("KLV present but not enough for a sensor model")

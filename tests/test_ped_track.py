@@ -118,3 +118,25 @@ def test_empty_frames_and_no_pts() -> None:
         trk.update(d)
     assert trk.mode == "pixel"
     assert len(trk.finish()) == 1
+
+
+def test_records_indexing_and_round_trip() -> None:
+    d = Detections(np.array([[0, 0, 4, 2], [10, 10, 20, 30]]), [0.9, 0.2], [1, 2],
+                   np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), frame_index=4, pts=0.5)
+    assert len(d) == 2 and d.xyxy.dtype == np.float32 and d.class_id.dtype == np.int64
+    strong = d[d.confidence > 0.5]
+    assert len(strong) == 1 and strong.class_id.tolist() == [1] and strong.ground.tolist() == [[1.0, 2.0, 3.0]]
+    assert strong.frame_index == 4 and strong.pts == 0.5
+    np.testing.assert_allclose(d.centers, [[2, 1], [15, 20]])
+    np.testing.assert_allclose(d.area, [8, 200])
+    assert len(d[1]) == 1 and len(Detections.empty(3)) == 0
+    with pytest.raises(ValueError):
+        Detections(np.zeros((2, 4)), [1.0], [0, 0])
+    tracks = run([dets(i, [(10 + 3 * i, 50)]) for i in range(20)])
+    (tr,) = tracks
+    back = type(tr).from_dict(tr.to_dict())
+    assert back.to_dict() == tr.to_dict()
+    assert back.points[3].xyxy == pytest.approx(tr.points[3].xyxy, abs=0.01)
+    assert tr.first_seen_pts == 0.0 and tr.last_seen_pts == pytest.approx(19 / FPS)
+    assert tr.pixel_history.shape == (20, 4) and np.isnan(tr.ground_history).all()
+    assert tr.latest_ground is None and tr.review == "pending" and tr.label == "unknown"

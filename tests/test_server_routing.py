@@ -42,8 +42,8 @@ class Net:
     TCP: one listener per group (groups by listener). TLS: one listener, groups by certificate CN.
     """
 
-    def __init__(self, kind: str, pki: Path) -> None:
-        self.kind, self.pki = kind, pki
+    def __init__(self, kind: str, loop: str, pki: Path) -> None:
+        self.kind, self.loop, self.pki = kind, loop, pki
 
     def config(self, data: Path) -> ServerConfig:
         if self.kind == "tcp":
@@ -71,9 +71,11 @@ class Net:
         )
 
 
-@pytest.fixture(params=["tcp", "tls"])
+@pytest.fixture(params=["tcp-uvloop", "tls-uvloop", "tcp-asyncio", "tls-asyncio"])
 def net(request: pytest.FixtureRequest, pki: Path) -> Net:
-    return Net(request.param, pki)
+    """Transport x event loop (uvloop is the server's default; asyncio is the fallback)."""
+    kind, loop = request.param.split("-")
+    return Net(kind, loop, pki)
 
 
 def _live(events: list[ET.Element]) -> list[ET.Element]:
@@ -125,7 +127,7 @@ def test_sa_reaches_other_client_with_detail_intact_and_no_echo(net: Net, tmp_pa
             await a.close()
             await b.close()
 
-    run(scenario())
+    run(scenario(), loop=net.loop)
 
 
 def test_ping_gets_pong_to_sender_only(net: Net, tmp_path: Path) -> None:
@@ -141,7 +143,7 @@ def test_ping_gets_pong_to_sender_only(net: Net, tmp_path: Path) -> None:
             assert [e.get("type") for e in await _until_uid(b, "A-uid")] == ["a-f-G-U-C"]
             assert server.router.stats.routed == 1
 
-    run(scenario())
+    run(scenario(), loop=net.loop)
 
 
 def test_new_client_first_gets_latest_sa_of_others(net: Net, tmp_path: Path) -> None:
@@ -160,7 +162,7 @@ def test_new_client_first_gets_latest_sa_of_others(net: Net, tmp_path: Path) -> 
                 ("A-uid", "2.0"), ("B-uid", "3.0"),
             ]
 
-    run(scenario())
+    run(scenario(), loop=net.loop)
 
 
 def test_marti_dest_callsign_reaches_only_that_callsign(net: Net, tmp_path: Path) -> None:
@@ -190,7 +192,7 @@ def test_marti_dest_callsign_reaches_only_that_callsign(net: Net, tmp_path: Path
             first = await d.recv_until(lambda e: e.get("type") == "t-x-takp-v")
             assert {e.get("type") for e in first[:-1]} == {"a-f-G-U-C"}
 
-    run(scenario())
+    run(scenario(), loop=net.loop)
 
 
 def test_groups_are_isolated(net: Net, tmp_path: Path) -> None:
@@ -216,7 +218,7 @@ def test_groups_are_isolated(net: Net, tmp_path: Path) -> None:
                 assert await red.drain(0.3) == []
             assert all(uid_of(e) != "R2-uid" for e in await b.drain(0.2))
 
-    run(scenario())
+    run(scenario(), loop=net.loop)
 
 
 def test_many_clients_all_to_all_lose_nothing_and_keep_order(tmp_path: Path) -> None:

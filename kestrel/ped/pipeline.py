@@ -252,6 +252,8 @@ def run(
     if model is not None and det_name == "mti":
         det_name = "onnx"
     frames = open_frames(source) if isinstance(source, str | Path) else source
+    if tracker is None:  # motion detectors report movers only; object detectors also parked ones
+        tracker = TrackerConfig(require_motion=bool(getattr(det, "finds_movers", True)))
     trk = Tracker(tracker)
     geo = _Geo()
     secs = dict.fromkeys(STAGES, 0.0)

@@ -42,6 +42,7 @@ class TrackerConfig:
     # at least `min_travel_boxes` of its own box length and `min_travel_px`. Parallax on masts,
     # trees and roofs and compression flicker stay in place; they never confirm. Independent of
     # the KLV (real metadata can drift metres per second).
+    require_motion: bool = True  # False for object detectors (ONNX): a parked car is a target too
     min_travel_boxes: float = 1.0
     min_travel_px: float = 4.0
     max_path_rms_boxes: float = 0.5  # hits must fit constant velocity to this many box lengths
@@ -241,7 +242,7 @@ class Tracker:
     def _is_mover(self, lv: _Live, dets: Detections, di: int) -> bool:
         """Travelled (see `min_travel_boxes`) and moved consistently: the hits fit a straight line
         at constant speed to within half a box (clutter hopping between blobs does not)."""
-        if len(lv.hist) < 2:
+        if not self.cfg.require_motion or len(lv.hist) < 2:
             return True
         box = dets.xyxy[di]
         size = float(max(box[2] - box[0], box[3] - box[1]))

@@ -24,6 +24,24 @@ OnClient = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None
 BACKLOG = 1024
 
 
+ASYNCIO_TLS_READ_BUFFER = 32 * 1024
+
+
+def tune_asyncio_tls() -> None:
+    """Shrink asyncio's per-connection TLS read buffer from 256 KiB to 32 KiB.
+
+    asyncio's `sslproto.SSLProtocol` (3.11+) allocates and zero-fills `max_size` bytes for every TLS
+    connection: 1,000 idle TLS clients cost ~300 MB. `max_size` only bounds how much one read takes
+    (a TLS record carries at most 16 KiB), so 32 KiB loses nothing; measured in docs/server.md.
+    uvloop has its own TLS layer and is not affected.
+    """
+    import asyncio.sslproto as sslproto
+
+    proto = getattr(sslproto, "SSLProtocol", None)
+    if proto is not None and getattr(proto, "max_size", 0) > ASYNCIO_TLS_READ_BUFFER:
+        proto.max_size = ASYNCIO_TLS_READ_BUFFER
+
+
 def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     """TLS 1.2+ server context that requires a client certificate signed by `ca`."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,6 +116,7 @@ class TlsListener(Listener):
         except OSError:
             sock.close()
             raise
+        tune_asyncio_tls()
         return cls(sock, ctx, on_client, name=name, limit=limit, handshake_timeout=handshake_timeout)
 
     async def _accept_loop(self) -> None:

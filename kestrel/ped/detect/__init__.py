@@ -32,6 +32,7 @@ class FrameLike(Protocol):
 @runtime_checkable
 class Detector(Protocol):
     delay: int  # frames between receiving a frame and returning its detections
+    finds_movers: bool  # True: only moving things (MTI); False: objects, moving or not (ONNX)
 
     def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
         """Take the next frame (and its sensor model, or None); return the frames now finished."""

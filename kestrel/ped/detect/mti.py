@@ -53,6 +53,7 @@ class MtiConfig:
     max_aspect: float = 5.0  # longest / shortest box side (vehicles, people, boats: < 5)
     border_px: int = 3  # working pixels ignored along every warped border
     chroma: bool = True  # also difference colour (Cr, Cb): a red car on brown soil has little luma contrast
+    edge_px: float = 0.5  # full-res pixels: edges sit inside the partly covered extreme pixels
     box_refine: float = 0.3  # box = pixels above this fraction of the blob's peak difference (0: off)
     chroma_gain: float = 1.0  # chroma differences are smaller than luma ones for the same contrast
     default_fps: float = 30.0  # used when frames carry no PTS
@@ -70,6 +71,8 @@ class _Slot:
 
 class MtiDetector:
     """See the module docstring. `detect()` returns frames finished so far, in order."""
+
+    finds_movers = True
 
     def __init__(self, config: MtiConfig | None = None, **overrides: Any) -> None:
         cfg = config or MtiConfig()
@@ -324,8 +327,9 @@ class MtiDetector:
             if self.cfg.box_refine > 0:  # tight box: pixels above a fraction of the blob's peak
                 ys, xs = np.nonzero(sub >= max(thr, self.cfg.box_refine * peak))
                 if len(xs):
-                    xyxy[i] = ((bx + xs.min()) * s, (by + ys.min()) * s, (bx + xs.max() + 1) * s,
-                               (by + ys.max() + 1) * s)
+                    e = self.cfg.edge_px  # the extreme pixels are only partly covered
+                    xyxy[i] = ((bx + xs.min()) * s + e, (by + ys.min()) * s + e, (bx + xs.max() + 1) * s - e,
+                               (by + ys.max() + 1) * s - e)
         return Detections(xyxy=xyxy.astype(np.float32), confidence=conf, class_id=np.zeros(len(conf), np.int64),
                           frame_index=slot.index, pts=slot.pts)
 

@@ -27,6 +27,7 @@ from kestrel.ped.records import Detections
 
 class OnnxDetector:
     delay = 0
+    finds_movers = False  # it finds objects, moving or not
 
     def __init__(self, model: str | Path, *, conf_threshold: float = 0.25, iou_threshold: float = 0.45,
                  layout: str = "auto", classes: list[int] | None = None, threads: int = 0) -> None:
