@@ -168,3 +168,34 @@ def test_size_gate_in_metres(m_per_px: float, kept: bool) -> None:
     out += det.flush()
     n = sum(len(d) for d in out)
     assert (n > 60) if kept else (n == 0)
+
+
+def test_reported_homography_matches_the_true_camera_motion() -> None:
+    """Each Detections carries previous-frame -> this-frame pixels; the tracker relies on it.
+    make_clip's camera: rotation 0.03 deg/frame and a (1.5, 0.8) px/frame pan of the ground."""
+    frames = make_clip(n=40, seed=2, targets=2)
+    out = run_detector(MtiDetector(), frames)
+    assert isinstance(MtiDetector(), Detector)
+    assert out[0].homography is None
+    pts = np.array([[40.0, 30.0], [280.0, 40.0], [160.0, 120.0], [60.0, 200.0]])
+    checked = 0
+    for d in out[1:]:
+        a = np.deg2rad(0.03 * d.frame_index)
+        b = np.deg2rad(0.03 * (d.frame_index - 1))
+
+        def ground_to_image(i: int, ang: float) -> np.ndarray:
+            M = np.array([[np.cos(ang), -np.sin(ang), 0], [np.sin(ang), np.cos(ang), 0], [0, 0, 1.0]])
+            c = np.array([320 * 1.5 + 1.5 * i - 40, 240 * 1.5 + 0.8 * i - 40])
+            M[:2, 2] = -M[:2, :2] @ c + np.array([160, 120])
+            return M
+
+        true = ground_to_image(d.frame_index, a) @ np.linalg.inv(ground_to_image(d.frame_index - 1, b))
+        H = d.homography
+        assert H is not None
+        p = np.c_[pts, np.ones(len(pts))]
+        got = (H @ p.T).T
+        exp = (true @ p.T).T
+        err = np.hypot(*(got[:, :2] / got[:, 2:] - exp[:, :2] / exp[:, 2:]).T)
+        assert err.max() < 0.25, (d.frame_index, err)
+        checked += 1
+    assert checked == 39

@@ -150,7 +150,7 @@ def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path, with_certs: bo
     else:
         assert "kestrel certs init" in out and "event=listener.skipped name=tls" in err
     assert "event=server.stopping signal=SIGTERM" in err and "event=store.closed" in err
-    assert "event=server.ready listeners=" in err and "loop=uvloop" in err  # the default: auto -> uvloop
+    assert "event=server.ready listeners=" in err and "loop=asyncio" in err  # the default loop
     assert (data / "kestrel.db").is_file()
     assert all(" level=" in line and "event=" in line for line in err.splitlines())
 

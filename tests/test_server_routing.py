@@ -73,7 +73,7 @@ class Net:
 
 @pytest.fixture(params=["tcp-uvloop", "tls-uvloop", "tcp-asyncio", "tls-asyncio"])
 def net(request: pytest.FixtureRequest, pki: Path) -> Net:
-    """Transport x event loop (uvloop is the server's default; asyncio is the fallback)."""
+    """Transport x event loop (asyncio is the default, uvloop the option)."""
     kind, loop = request.param.split("-")
     return Net(kind, loop, pki)
 

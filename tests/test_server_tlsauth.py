@@ -4,6 +4,7 @@ handshake; clients with good certificates keep talking; groups follow the certif
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import ssl
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from kestrel.server import certs
 from kestrel.server.config import ListenerConfig
+from kestrel.server.listeners import ASYNCIO_TLS_READ_BUFFER
 from tests.test_server_support import Client, make_config, run, sa, server_running, uid_of
 
 
@@ -59,6 +61,7 @@ def test_only_clients_with_our_ca_certs_get_in(loop: str, tmp_path: Path, caplog
             await a.send(sa("A-uid", "ALICE"))
             await b.recv_until(lambda e: uid_of(e) == "A-uid")
             assert {s.cert_cn for s in server.sessions} == {"alice", "bob"}
+            assert asyncio.sslproto.SSLProtocol.max_size == ASYNCIO_TLS_READ_BUFFER  # 256 KiB -> 32 KiB
 
     run(scenario(), loop=loop)
     refusals = [r.getMessage() for r in caplog.records if "event=client.tls_refused" in r.getMessage()]

@@ -180,9 +180,9 @@ class _Reader:
 
 def open_frames(source: str | Path) -> Iterable[Any]:
     """Frames of a file or a live URL through `kestrel.fmv` (raises its input error on bad input)."""
-    from kestrel.fmv import ingest  # type: ignore[attr-defined]
+    from kestrel.fmv.ingest import read_frames
 
-    return ingest.read_frames(str(source))  # type: ignore[no-any-return]
+    return read_frames(str(source))
 
 
 class _Geo:

@@ -105,6 +105,8 @@ class TrackPoint:
     lat: float | None = None  # filtered ground position (deg)
     lon: float | None = None
     hae: float | None = None  # m above the ellipsoid
+    speed_mps: float | None = None  # filtered ground speed at this point
+    heading_deg: float | None = None  # filtered course over ground at this point, deg true
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,13 +117,15 @@ class TrackPoint:
             "lat": self.lat,
             "lon": self.lon,
             "hae": self.hae,
+            "speed_mps": None if self.speed_mps is None else round(self.speed_mps, 3),
+            "heading_deg": None if self.heading_deg is None else round(self.heading_deg, 2),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrackPoint:
         x1, y1, x2, y2 = (float(v) for v in d["xyxy"])
         return cls(d["frame_index"], d.get("pts"), (x1, y1, x2, y2), float(d.get("confidence", 1.0)),
-                   d.get("lat"), d.get("lon"), d.get("hae"))
+                   d.get("lat"), d.get("lon"), d.get("hae"), d.get("speed_mps"), d.get("heading_deg"))
 
 
 @dataclass(slots=True)

@@ -32,6 +32,7 @@ class TruthFrame:
     ids: list[int]
     boxes: npt.NDArray[np.float64]  # [K, 4] xyxy pixels
     ground: npt.NDArray[np.float64]  # [K, 2] lat, lon
+    motion: npt.NDArray[np.float64]  # [K, 2] speed m/s, heading deg (NaN when not given)
 
 
 def load_truth(path: str | Path) -> list[TruthFrame]:
@@ -41,7 +42,9 @@ def load_truth(path: str | Path) -> list[TruthFrame]:
         tg = [t for t in fr["targets"] if t.get("visible", True)]
         out.append(TruthFrame(int(fr["index"]), float(fr["pts"]), [int(t["id"]) for t in tg],
                               np.array([t["box"] for t in tg], np.float64).reshape(-1, 4),
-                              np.array([[t["lat"], t["lon"]] for t in tg], np.float64).reshape(-1, 2)))
+                              np.array([[t["lat"], t["lon"]] for t in tg], np.float64).reshape(-1, 2),
+                              np.array([[t.get("speed", np.nan), t.get("heading", np.nan)] for t in tg],
+                                       np.float64).reshape(-1, 2)))
     return out
 
 
@@ -75,6 +78,8 @@ class Score:
     hota: float | None = None
     ground_error_median_m: float | None = None
     ground_error_p90_m: float | None = None
+    speed_error_median_mps: float | None = None  # |track speed - true speed| over matched points
+    heading_error_median_deg: float | None = None
     tracks: int = 0
     targets: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -84,16 +89,17 @@ class Score:
             "MOTA": self.mota, "IDF1": self.idf1, "HOTA": self.hota, "precision": self.precision,
             "recall": self.recall, "IDsw": self.switches, "FP": self.false_positives, "FN": self.misses,
             "ground_err_med_m": self.ground_error_median_m, "ground_err_p90_m": self.ground_error_p90_m,
+            "speed_err_med_mps": self.speed_error_median_mps, "heading_err_med_deg": self.heading_error_median_deg,
             "tracks": self.tracks, "targets": self.targets,
         }
 
 
-def _hypotheses(tracks: list[Track]) -> dict[int, list[tuple[int, tuple[float, float, float, float],
-                                                             float | None, float | None]]]:
+def _hypotheses(tracks: list[Track]) -> dict[int, list[Any]]:
+    """frame -> [(track id, xyxy, lat, lon, speed, heading)] of every track point."""
     by_frame: dict[int, list[Any]] = {}
     for tr in tracks:
         for p in tr.points:
-            by_frame.setdefault(p.frame_index, []).append((tr.id, p.xyxy, p.lat, p.lon))
+            by_frame.setdefault(p.frame_index, []).append((tr.id, p.xyxy, p.lat, p.lon, p.speed_mps, p.heading_deg))
     return by_frame
 
 
@@ -107,6 +113,7 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
     acc = mm.MOTAccumulator(auto_id=False)
     hota_steps: list[tuple[list[int], list[int], npt.NDArray[np.float64]]] = []
     ground_pairs: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
+    motion_pairs: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
     for tf in truth:
         hs = hyp.get(tf.index, [])
         hids = [h[0] for h in hs]
@@ -119,6 +126,8 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
             for hi, h in enumerate(hs):
                 if h[2] is not None and h[3] is not None:
                     ground_pairs[(tf.index, gid, hids[hi])] = (tf.ground[gi, 0], tf.ground[gi, 1], h[2], h[3])
+                if h[4] is not None and h[5] is not None:
+                    motion_pairs[(tf.index, gid, hids[hi])] = (tf.motion[gi, 0], tf.motion[gi, 1], h[4], h[5])
     mh = mm.metrics.create()
     names = ["mota", "idf1", "precision", "recall", "motp", "num_switches", "num_false_positives",
              "num_misses", "num_matches"]
@@ -128,8 +137,15 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
     ev = acc.mot_events
     m = ev[ev["Type"].isin(["MATCH", "SWITCH", "TRANSFER", "ASCEND", "MIGRATE"])]
     errs = []
+    speed_errs, heading_errs = [], []
     for (frame, _e), row in m.iterrows():
         key = (int(frame), int(row["OId"]), int(row["HId"]))
+        if key in motion_pairs:
+            ts, th, hs_, hh = motion_pairs[key]
+            if np.isfinite(ts):
+                speed_errs.append(abs(hs_ - ts))
+            if np.isfinite(th):
+                heading_errs.append(abs((hh - th + 180.0) % 360.0 - 180.0))
         if key in ground_pairs:
             lat1, lon1, lat2, lon2 = ground_pairs[key]
             d, _b = distance_bearing(lat1, lon1, lat2, lon2)
@@ -142,6 +158,8 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
         misses=int(r["num_misses"]), matches=int(r["num_matches"]), hota=hota(hota_steps),
         ground_error_median_m=float(np.median(errs)) if errs else None,
         ground_error_p90_m=float(np.percentile(errs, 90)) if errs else None,
+        speed_error_median_mps=float(np.median(speed_errs)) if speed_errs else None,
+        heading_error_median_deg=float(np.median(heading_errs)) if heading_errs else None,
         tracks=len(tracks), targets=len({g for tf in truth for g in tf.ids}),
     )
 

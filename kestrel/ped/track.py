@@ -48,7 +48,7 @@ class TrackerConfig:
     max_path_rms_boxes: float = 0.5  # hits must fit constant velocity to this many box lengths
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
-    accel_std_m: float = 15.0  # vehicles turn: ~10 m/s² on a 30 m circle at 17 m/s
+    accel_std_m: float = 25.0  # manoeuvres (~10 m/s² turning a 30 m circle at 17 m/s) + line-of-sight jitter
     meas_std_m: float = 1.5
     init_speed_std_m: float = 12.0
     max_speed_m: float = 45.0  # fastest plausible mover: caps every gate to 3 sigma + speed * gap
@@ -232,8 +232,9 @@ class Tracker:
         tr = lv.track
         tr.class_id = int(dets.class_id[di])
         x1, y1, x2, y2 = (float(v) for v in box)
+        spd, hdg = (tr.speed_mps, tr.heading_deg) if lat is not None else (None, None)
         tr.points.append(TrackPoint(dets.frame_index, dets.pts, (x1, y1, x2, y2), float(dets.confidence[di]),
-                                    lat, lon, hae))
+                                    lat, lon, hae, spd, hdg))
 
     def _trim(self, lv: _Live) -> None:
         while len(lv.window) > self.cfg.m_window:

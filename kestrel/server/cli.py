@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
                    help="TLS port with client certificates (default 8089, only when DATA/certs exists)")
     p.add_argument("--udp-port", type=int, metavar="P", help="UDP CoT datagram port (default off)")
     p.add_argument("--data", type=Path, metavar="DIR", help="data dir: store and certs (default ./kestrel-data)")
-    p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default auto: uvloop when installed, else asyncio)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default asyncio; auto = uvloop when installed)")
     p.add_argument("--log-level", choices=("debug", "info", "warning"), help="default info")
     p.set_defaults(func=_cmd_serve)
     try:

@@ -55,7 +55,7 @@ class ServerConfig:
     tls_cert: Path | None = None  # default <data>/certs/server.pem
     tls_key: Path | None = None  # default <data>/certs/server.key
     store_flush_seconds: float = 1.0
-    loop: str = "auto"  # "auto" (uvloop when installed, else asyncio) | "uvloop" | "asyncio"
+    loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto" (uvloop when installed, else asyncio)
     log_level: str = "info"
 
     def cert_paths(self) -> tuple[Path, Path, Path]:
