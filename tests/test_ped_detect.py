@@ -26,7 +26,7 @@ class SimFrame:
 
 def make_clip(n: int = 60, size: tuple[int, int] = (320, 240), targets: int = 3, seed: int = 0,
               fps: float = 30.0, pan: tuple[float, float] = (1.5, 0.8), rot_deg: float = 0.03,
-              noise: float = 2.0) -> list[SimFrame]:
+              noise: float = 2.0, overlay: bool = False) -> list[SimFrame]:
     """Frames of a camera panning over textured ground with `targets` moving boxes (10-16 px long,
     30-60 px/s). Truth: target id -> box xyxy in each frame."""
     rng = np.random.default_rng(seed)
@@ -62,6 +62,10 @@ def make_clip(n: int = 60, size: tuple[int, int] = (320, 240), targets: int = 3,
                         float(corners[:, 0].max()), float(corners[:, 1].max()))
         img = cv2.warpAffine(g, M, (w, h), flags=cv2.INTER_LINEAR)
         img = np.clip(img.astype(np.float32) + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
+        if overlay:  # burned-in HUD: fixed on screen while the ground moves under it
+            cv2.putText(img, "ALT 1500 HDG 093", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 255, 1)
+            cv2.line(img, (w // 2 - 20, h // 2), (w // 2 + 20, h // 2), 255, 1)
+            cv2.line(img, (w // 2, h // 2 - 20), (w // 2, h // 2 + 20), 255, 1)
         truth = {k: b for k, b in truth.items() if b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h}
         frames.append(SimFrame(i, t, cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), None, truth))
     return frames
@@ -199,3 +203,32 @@ def test_reported_homography_matches_the_true_camera_motion() -> None:
         assert err.max() < 0.25, (d.frame_index, err)
         checked += 1
     assert checked == 39
+
+
+def test_burned_in_overlay_is_not_a_mover() -> None:
+    from kestrel.ped.pipeline import run
+
+    hud = {"screen_static_level": 3}  # the opt-in HUD mask
+    frames = make_clip(n=60, targets=0, seed=3, overlay=True)
+    masked = sum(len(d) for d in run_detector(MtiDetector(**hud), frames))
+    unmasked = sum(len(d) for d in run_detector(MtiDetector(), frames))
+    assert unmasked >= 60  # without the mask the HUD is "detected" in every frame
+    assert masked <= 0.1 * unmasked  # a few slivers of stroke edges at most
+    assert run(frames, detector=MtiDetector(**hud)).tracks == []  # and nothing confirmed
+    frames = make_clip(n=60, targets=3, seed=1, overlay=True)
+    assert len(run(frames, detector=MtiDetector(**hud)).tracks) == 3
+
+
+def test_target_kept_fixed_on_screen_is_still_found() -> None:
+    """The operator keeps a mover centred: it stands still on screen while the ground slides."""
+    frames = make_clip(n=60, targets=0, seed=4, pan=(2.0, 0.0), rot_deg=0.0)
+    for f in frames:
+        cv2.rectangle(f.image, (150, 115), (163, 122), (235, 235, 235), -1)
+        f.truth = {0: (150.0, 115.0, 164.0, 123.0)}
+    out = run_detector(MtiDetector(), frames)
+    hits = sum(bool(len(d)) and bool((iou(np.array([f.truth[0]]), d.xyxy) >= 0.5).any())
+               for f, d in zip(frames, out, strict=True))
+    assert hits >= 55
+    from kestrel.ped.pipeline import run
+
+    assert len(run(frames).tracks) == 1  # it moves over the ground: a mover, confirmed

@@ -126,3 +126,14 @@ def test_real_aphill_clip_runs_and_confirms_little(shared_data: Path) -> None:
     print(f"\naphill_klv_10s.ts: {res.frames} frames, {sum(len(d) for d in res.detections)} detections, "
           f"{len(res.tracks)} confirmed tracks = {per_min:.1f} false confirmed tracks per minute")
     assert per_min <= 12.0
+
+
+def test_score_command_prints_a_table(clips: dict[int, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    from kestrel.ped.score import main
+
+    ts, truth = clips[SEEDS[1]]
+    assert main([str(ts), str(truth)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("| clip | MOTA | IDF1 | HOTA")
+    cells = [c.strip() for c in out[2].split("|")[1:-1]]
+    assert cells[0] == ts.name and float(cells[2]) >= 0.8  # IDF1

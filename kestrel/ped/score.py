@@ -184,3 +184,30 @@ def hota(steps: list[tuple[list[int], list[int], npt.NDArray[np.float64]]]) -> f
     data["num_timesteps"] = len(steps)
     res = HOTA().eval_sequence(data)
     return float(np.mean(res["HOTA"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kestrel.ped.score CLIP.ts TRUTH.json [...]`: run PED on each clip, print scores."""
+    import argparse
+
+    from kestrel.ped.pipeline import run
+
+    ap = argparse.ArgumentParser(prog="python -m kestrel.ped.score", description=main.__doc__)
+    ap.add_argument("pairs", nargs="+", help="CLIP.ts TRUTH.json, repeated")
+    ap.add_argument("--iou", type=float, default=0.5, help="IoU gate for a match (default 0.5)")
+    args = ap.parse_args(argv)
+    if len(args.pairs) % 2:
+        ap.error("give CLIP.ts TRUTH.json pairs")
+    cols = ("MOTA", "IDF1", "HOTA", "precision", "recall", "IDsw", "ground_err_med_m", "speed_err_med_mps",
+            "heading_err_med_deg", "tracks")
+    print("| clip | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for clip, truth in zip(args.pairs[::2], args.pairs[1::2], strict=True):
+        row = score(run(clip).tracks, load_truth(truth), iou_gate=args.iou).row()
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
+        print(f"| {Path(clip).name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

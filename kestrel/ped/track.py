@@ -71,8 +71,6 @@ class _Live:
     # Tentative tracks: (time, box centre) of every hit, carried into the current frame's pixels
     # by the camera motion (so in "ground as the image shows it" coordinates).
     hist: list[tuple[float, F64]] = field(default_factory=list)
-    wh: tuple[float, float] = (0.0, 0.0)  # smoothed pixel box size
-    hae: float = 0.0
 
 
 class Tracker:
@@ -218,14 +216,11 @@ class Tracker:
 
     def _append_point(self, lv: _Live, dets: Detections, di: int) -> None:
         box = dets.xyxy[di]
-        w, h = float(box[2] - box[0]), float(box[3] - box[1])
-        lv.wh = (w, h) if lv.wh == (0.0, 0.0) else (0.7 * lv.wh[0] + 0.3 * w, 0.7 * lv.wh[1] + 0.3 * h)
         lat = lon = hae = None
         if self.mode == "ground" and dets.ground is not None:
             hae = float(dets.ground[di, 2]) if math.isfinite(float(dets.ground[di, 2])) else 0.0
             llh = self.local.to_geodetic(lv.x[0], lv.x[1], 0.0)
             lat, lon = float(llh[0]), float(llh[1])
-            lv.hae = hae
             speed = float(math.hypot(lv.x[2], lv.x[3]))
             lv.track.speed_mps = speed
             lv.track.heading_deg = float(math.degrees(math.atan2(lv.x[2], lv.x[3])) % 360.0)

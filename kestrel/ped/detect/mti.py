@@ -9,8 +9,9 @@ Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
    seconds). A pixel moves only if it differs from *both* (kills the "ghost" a target leaves where
    it was), and each difference is taken against the 3x3 min/max of the warped frame, so a 1-pixel
    registration error on texture (edges, fields, roofs) does not look like motion.
-3. Masks: pixels warped in from outside either reference frame (borders) never count; the
-   threshold rises with the frame's own difference noise (compression, blur).
+3. Masks: pixels warped in from outside either reference frame (borders) never count; optionally
+   (`screen_static_level`) nor do pixels that stayed the same *on screen* while the camera moved
+   (burned-in HUD text, crosshairs); the threshold rises with the frame's own difference noise.
 4. Blobs: morphological closing, connected components, a size gate in metres from the sensor
    model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
 
@@ -40,7 +41,7 @@ M33 = npt.NDArray[np.float64]
 @dataclass(slots=True)
 class MtiConfig:
     lag_s: float = 1.0  # time between compared frames: a target must move its own length in it
-    work_width: int = 720  # change detection runs at most this wide (full size / an integer)
+    work_width: int = 1280  # change detection runs at most this wide (full size / an integer)
     feature_width: int = 360  # ego-motion runs at most this wide
     max_features: int = 200
     min_inliers: int = 12
@@ -51,6 +52,10 @@ class MtiConfig:
     min_area_px: int = 8  # full-resolution pixels (always applied)
     max_size_px: int = 160  # longest side, full-resolution pixels (only without a GSD)
     max_aspect: float = 5.0  # longest / shortest box side (vehicles, people, boats: < 5)
+    # Burned-in HUD mask (grey levels; 0 = off, try 3): pixels unchanged *on screen* while the camera
+    # moved are treated as overlay. Off by default: it also hides a target the operator keeps
+    # fixed on screen (a common way to watch one).
+    screen_static_level: int = 0
     border_px: int = 3  # working pixels ignored along every warped border
     chroma: bool = True  # also difference colour (Cr, Cb): a red car on brown soil has little luma contrast
     edge_px: float = 0.5  # full-res pixels: edges sit inside the partly covered extreme pixels
@@ -85,7 +90,6 @@ class MtiDetector:
         self.delay = 0
         self._buf: deque[_Slot] = deque()
         self._next_centre = 0  # position in `_buf` order, as a frame counter since the last reset
-        self._emitted: set[int] = set()
         self._prev_feat: U8 | None = None
         self._prev_pts: npt.NDArray[Any] | None = None
         self._first_pts: float | None = None
@@ -112,7 +116,6 @@ class MtiDetector:
         if self.k is None:
             if self._first_pts is None:
                 self._first_pts = frame.pts
-                self.k = None
             if frame.pts is not None and self._first_pts is not None and frame.pts > self._first_pts:
                 fps = 1.0 / (frame.pts - self._first_pts)
                 self._set_lag(fps)
@@ -255,10 +258,26 @@ class MtiDetector:
         cv2.fillConvexPoly(valid, inset.astype(np.int32), 255)
         to_c = np.linalg.inv(slot.to_newest)
         diff: U8 | None = None
+        on_screen: U8 | None = None  # unchanged in screen coordinates although the camera moved
+        warps: list[M33] = []
+        centre = np.array([[[w / 2, h / 2]]], np.float64)
         for r in refs:
             ref = self._buf[r]
             W = to_c @ ref.to_newest  # ref working pixels -> centre working pixels
             d = self._tolerant_diff(cur, ref.grey, W)
+            if self.cfg.screen_static_level > 0:
+                moved = float(np.hypot(*(cv2.perspectiveTransform(centre, W) - centre).reshape(2)))
+                if moved >= 2.0:
+                    # Burned-in overlays (HUD text, crosshair, black bars) ride with the screen: the
+                    # same on screen as the reference, yet different from the registered reference.
+                    _, same = cv2.threshold(cv2.absdiff(cur, ref.grey), self.cfg.screen_static_level, 255,
+                                            cv2.THRESH_BINARY_INV)
+                    _, moving = cv2.threshold(d, self.cfg.diff_threshold, 255, cv2.THRESH_BINARY)
+                    same = cv2.bitwise_and(same, moving)
+                    on_screen = same if on_screen is None else cv2.bitwise_and(on_screen, same)
+                else:
+                    on_screen = np.zeros((h, w), np.uint8)
+            warps.append(W)
             if slot.chroma is not None and ref.chroma is not None:
                 ch, cw = slot.chroma.shape[:2]
                 sx, sy = cw / w, ch / h
@@ -274,6 +293,13 @@ class MtiDetector:
             diff = d if diff is None else cv2.min(diff, d)
         if diff is None:
             return Detections.empty(slot.index, slot.pts)
+        if on_screen is not None and cv2.countNonZero(on_screen):
+            # ignore the overlay where it is, and where each reference's copy of it lands
+            hud = cv2.dilate(on_screen, self._kernel_close)
+            masked = hud.copy()
+            for W in warps:
+                masked = cv2.bitwise_or(masked, cv2.warpPerspective(hud, W, (w, h), flags=cv2.INTER_NEAREST))
+            valid = cv2.bitwise_and(valid, cv2.bitwise_not(masked))
         homography = None
         if c >= 1:  # previous frame -> this frame, full-resolution pixels
             s = self._scale_work
@@ -304,34 +330,34 @@ class MtiDetector:
         return cv2.max(cv2.subtract(cur, hi), cv2.subtract(lo, cur))
 
     def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float) -> Detections:
-        if len(stats) == 0:
-            return Detections.empty(slot.index, slot.pts)
+        """Blob stats (x, y, w, h, area; working pixels) -> tightened, gated full-resolution boxes."""
         s = self._scale_work
-        x, y, bw, bh, area = (stats[:, i].astype(np.float64) for i in range(5))
-        xyxy = np.stack([x * s, y * s, (x + bw) * s, (y + bh) * s], axis=1)
-        longest_px = np.maximum(bw, bh) * s
-        keep = (area * s * s >= self.cfg.min_area_px) & (np.minimum(bw, bh) * s >= 2)
-        keep &= np.maximum(bw, bh) <= self.cfg.max_aspect * np.minimum(bw, bh)  # no lines/edge strips
-        gsd = self._gsd(slot.sensor, xyxy)
-        if gsd is not None:
-            longest_m = longest_px * gsd
-            keep &= (longest_m >= self.cfg.min_size_m) & (longest_m <= self.cfg.max_size_m)
-        else:
-            keep &= longest_px <= self.cfg.max_size_px
-        xyxy, stats = xyxy[keep], stats[keep]
-        conf = np.empty(len(stats), np.float32)
-        for i, (bx, by, bw_, bh_, _a) in enumerate(stats):
-            sub = diff[by:by + bh_, bx:bx + bw_]
+        n = len(stats)
+        xyxy = np.zeros((n, 4), np.float64)
+        conf = np.zeros(n, np.float32)
+        e = self.cfg.edge_px  # the extreme pixels are only partly covered
+        for i, (bx, by, bw, bh, _a) in enumerate(stats):
+            sub = diff[by:by + bh, bx:bx + bw]
             peak = float(sub.max())
             conf[i] = min(1.0, peak / (3.0 * thr))
+            x0, y0, x1, y1 = bx, by, bx + bw, by + bh
             if self.cfg.box_refine > 0:  # tight box: pixels above a fraction of the blob's peak
                 ys, xs = np.nonzero(sub >= max(thr, self.cfg.box_refine * peak))
                 if len(xs):
-                    e = self.cfg.edge_px  # the extreme pixels are only partly covered
-                    xyxy[i] = ((bx + xs.min()) * s + e, (by + ys.min()) * s + e, (bx + xs.max() + 1) * s - e,
-                               (by + ys.max() + 1) * s - e)
-        return Detections(xyxy=xyxy.astype(np.float32), confidence=conf, class_id=np.zeros(len(conf), np.int64),
-                          frame_index=slot.index, pts=slot.pts)
+                    x0, y0, x1, y1 = bx + xs.min(), by + ys.min(), bx + xs.max() + 1, by + ys.max() + 1
+            xyxy[i] = (x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e)
+        bw_px, bh_px = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+        longest_px, shortest_px = np.maximum(bw_px, bh_px), np.minimum(bw_px, bh_px)
+        keep = (stats[:, 4] * s * s >= self.cfg.min_area_px) & (shortest_px >= 1.5)
+        keep &= longest_px <= self.cfg.max_aspect * shortest_px  # no lines, edge strips, text strokes
+        gsd = self._gsd(slot.sensor, xyxy[keep]) if keep.any() else None
+        if gsd is not None:
+            longest_m = longest_px[keep] * gsd
+            keep[keep] = (longest_m >= self.cfg.min_size_m) & (longest_m <= self.cfg.max_size_m)
+        else:
+            keep &= longest_px <= self.cfg.max_size_px
+        return Detections(xyxy=xyxy[keep].astype(np.float32), confidence=conf[keep],
+                          class_id=np.zeros(int(keep.sum()), np.int64), frame_index=slot.index, pts=slot.pts)
 
     @staticmethod
     def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
