@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_demo(cfg, args.data, args.exit))
     except OSError as exc:
-        print(f"kestrel: error: cannot listen: {exc.strerror or exc}")
+        print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
