@@ -114,3 +114,65 @@ def test_centre_sampler_is_bounded_and_even(shared_data: Path) -> None:
     assert full["compared"] == 300 and full["sampled_every"] == 1
     assert s["compared"] <= 40 and s["sampled_every"] == 8 and s["records"] == len(small.kept)
     assert s["median_m"] == pytest.approx(full["median_m"], abs=2.0)
+
+
+UL_0601 = bytes.fromhex("060e2b34020b01010e01030101000000")
+
+
+def corrupt_one_set(src: Path, dst: Path, pid: int) -> None:
+    """Flip a byte inside the first ST 0601 set carried on `pid` (its checksum then fails)."""
+    data = bytearray(src.read_bytes())
+    for off in range(0, len(data), 188):
+        if ((data[off + 1] & 0x1F) << 8 | data[off + 2]) != pid:
+            continue
+        i = data.find(UL_0601, off, off + 188)
+        if 0 <= i and i + 30 <= off + 188:
+            data[i + 22] ^= 0xFF
+            dst.write_bytes(data)
+            return
+    raise AssertionError("no ST 0601 set found on that PID")
+
+
+def test_info_checksum_failures_per_klv_stream(shared_data: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Three KLV PIDs (sync 0x0101, async 0x0102, empty 0x0103); one damaged set on 0x0102 is
+    reported on that stream, not only in the file total."""
+    bad = tmp_path / "bad.ts"
+    corrupt_one_set(shared_data / "fmv" / "h265_tricky_klv.ts", bad, 0x0102)
+    rc, out, _ = run(["fmv", "info", str(bad)], capsys)
+    assert rc == 0 and "checksum failures: 1," in out
+    lines = {ln.split(":")[0].strip(): ln for ln in out.splitlines() if ln.startswith("  pid 0x") and "packets (" in ln}
+    assert "30 packets (ST0601 30), checksum failures 0," in lines["pid 0x0101"]
+    assert "60 packets (ST0601 60), checksum failures 1," in lines["pid 0x0102"]
+    assert "0 packets (none), checksum failures 0," in lines["pid 0x0103"]
+
+
+def test_info_flags_inconsistent_frame_centre(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # KWIVER's test clips: the angles put the image centre ~11,566 km from the frame-centre tags.
+    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "mpeg2_klv.ts")], capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("frame centre"))
+    assert rc == 0 and "inconsistent metadata (angles and frame-centre tags disagree)" in line
+    assert "11565780" not in line and "11,566 km" in line
+    rc, out, _ = run(["fmv", "check", str(shared_data / "fmv" / "mpeg2_klv.ts")], capsys)
+    assert rc == 0 and "inconsistent metadata" in out
+    # A consistent clip keeps its metres and no flag.
+    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "aphill_klv_10s.ts")], capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("frame centre"))
+    assert rc == 0 and "inconsistent" not in line and " m, p90 " in line
+
+
+def test_truncated_reason_is_the_last_line_through_a_pipe(shared_data: Path, tmp_path: Path) -> None:
+    """As a user runs it: `kestrel fmv info cut.ts 2>&1 | tail -1` shows why it exited 2."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "cut.ts"
+    path.write_bytes((shared_data / "fmv" / "h264_klv.ts").read_bytes()[:50_000])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered
+    p = subprocess.run([sys.executable, "-c", "import sys; from kestrel.cli import main; sys.exit(main())",
+                        "fmv", "info", str(path)], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
+    lines = p.stdout.splitlines()
+    assert p.returncode == 2 and lines[0] == f"file: {path}"
+    assert lines[-1].startswith(f"kestrel: error: {path}: truncated")

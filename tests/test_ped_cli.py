@@ -220,7 +220,7 @@ def test_live_udp_with_push(clip: Path, tmp_path: Path) -> None:
             sender.start()
             rc = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: kestrel("ped", "run", f"udp://127.0.0.1:{port}", "--out", str(out), "--push", url,
-                                      "--release", "auto"))
+                                      "--release", "auto", "--idle-timeout", "3"))
             sender.join()
             assert rc == 0
             got = await watcher.drain(0.6)
@@ -336,3 +336,67 @@ def test_ctrl_c_keeps_what_was_seen(clip: Path, tmp_path: Path, monkeypatch: pyt
     rows = list(csv.DictReader(open(out / "detections.csv")))
     assert rows and max(int(r["frame"]) for r in rows) == 70
     assert json.loads((out / "tracks.geojson").read_text())["features"]
+
+
+def test_udp_url_problems_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ordinary URLs a user types: a host name, an address of another machine, a bad port, a
+    feed that never starts. Exit 2 with one line, no traceback, no half run left behind."""
+    cases = [
+        ("udp://192.0.2.1:5000", [], "udp://192.0.2.1:5000: cannot listen on 192.0.2.1:5000"),
+        ("udp://127.0.0.1:99999", [], "udp://127.0.0.1:99999: bad port"),
+        ("udp://localhost:0", ["--idle-timeout", "0.5"], "no data on udp://localhost:0 for 0.5 s"),
+    ]
+    for i, (url, extra, msg) in enumerate(cases):
+        capsys.readouterr()
+        out = tmp_path / f"r{i}"
+        assert kestrel("ped", "run", url, "--out", str(out), *extra) == 2, url
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and msg in err and "Traceback" not in err, err
+        assert not (out / "ped.sqlite").exists()
+
+
+def test_idle_timeout_and_max_frames_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from kestrel.cli import build_parser
+
+    args = build_parser().parse_args(["ped", "run", "udp://127.0.0.1:5000"])
+    assert args.idle_timeout == 60.0 and args.out is None and args.video_url is None
+    assert build_parser().parse_args(["ped", "run", "x.ts", "--idle-timeout", "0"]).idle_timeout == 0.0
+    for bad in (["--max-frames", "0"], ["--max-frames", "-3"], ["--max-frames", "x"], ["--idle-timeout", "-1"],
+                ["--video-url", "/home/me/clip.ts"], ["--video-url", "file:///home/me/clip.ts"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as ex:
+            kestrel("ped", "run", "x.ts", *bad)
+        assert ex.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_default_out_dir_and_no_file_link(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --out the run goes to runs/<stem>-<UTC time> (printed); a file source is never
+    stored as the video link, --video-url is."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert kestrel("ped", "run", str(clip), "--max-frames", "10", "--no-vmti") == 0
+    out = capsys.readouterr().out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and re.fullmatch(r"synth-\d{8}T\d{6}Z", runs[0].name), runs
+    rel = f"runs/{runs[0].name}"
+    assert out.splitlines()[0] == f"run folder: {rel}" and out.splitlines()[1].startswith(f"{rel}: 10 frames")
+    with ReviewStore(runs[0], create=False) as st:
+        assert st.meta()["video_url"] is None
+    feed = "rtsp://cam.example:8554/feed"
+    assert kestrel("ped", "run", str(clip), "--out", "named", "--max-frames", "5", "--no-vmti",
+                   "--video-url", feed) == 0
+    with ReviewStore(tmp_path / "named", create=False) as st:
+        assert st.meta()["video_url"] == feed
+
+
+def test_default_out_dir_names() -> None:
+    import datetime as dt
+
+    from kestrel.ped.runner import default_out_dir
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert default_out_dir("/data/flight 7.ts", now) == Path("runs/flight-7-20260102T030405Z")
+    assert default_out_dir("udp://239.1.2.3:5000", now) == Path("runs/udp-239.1.2.3-5000-20260102T030405Z")

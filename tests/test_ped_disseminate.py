@@ -251,3 +251,34 @@ def test_reconnects_after_the_server_restarts() -> None:
     t2.join(10)
     assert b'uid="u0"' in got1[0] and b'uid="u1"' in got2[0]
     assert report.sent == 2 and report.connects == 2 and report.dropped == 0
+
+
+def test_track_video_link_never_a_local_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The run's source is a file (stored as file:// by older runs): confirmed tracks carry no
+    video link; with --video-url they carry that URL (ATAK's LinkDetailHandler url + mime)."""
+    uid = make_run(tmp_path)
+    _review(tmp_path, "--confirm", "1")
+    capsys.readouterr()
+    assert cli("disseminate", str(tmp_path), "--push", "tcp://127.0.0.1:1", "--dry-run") == 0
+    out = capsys.readouterr().out
+    track = next(ET.fromstring(x) for x in out.splitlines() if uid["t1"] in x)
+    assert "file:" not in out and "/data/clip.ts" not in out
+    assert [lk.get("url") for lk in track.findall("detail/link") if lk.get("url")] == []
+    feed = "rtsp://10.1.1.5:8554/uav1"
+    assert cli("disseminate", str(tmp_path), "--push", "tcp://127.0.0.1:1", "--dry-run", "--video-url", feed) == 0
+    track = next(ET.fromstring(x) for x in capsys.readouterr().out.splitlines() if uid["t1"] in x)
+    urls = [lk for lk in track.findall("detail/link") if lk.get("url")]
+    assert len(urls) == 1 and urls[0].get("url") == feed and urls[0].get("mime") == "video/mp2t"
+
+
+@pytest.mark.parametrize(
+    ("url", "shared"),
+    [("udp://239.1.2.3:5000", True), ("rtsp://cam.example/feed", True), ("https://10.0.0.9/live.ts", True),
+     ("srt://10.0.0.9:9000", True), ("file:///data/clip.ts", False), ("/data/clip.ts", False),
+     ("udp://127.0.0.1:5000", False), ("udp://localhost:5000", False), ("udp://0.0.0.0:5000", False),
+     ("udp://:5000", False), ("tcp://10.0.0.9:5000", False), (None, False)],
+)
+def test_shareable_video_url(url: str | None, shared: bool) -> None:
+    from kestrel.ped.cot import shareable_video_url
+
+    assert shareable_video_url(url) == (url if shared else None)

@@ -20,7 +20,7 @@ from kestrel.ped.review import PlatformState, StoredPoint, StoredTrack
 FOOT = [(38.84, -77.07), (38.84, -77.06), (38.83, -77.06), (38.83, -77.07)]
 PLATFORM = PlatformState(10, 1.0, lat=38.80, lon=-77.065, alt=1500.0, heading=350.0, sensor_az=20.0,
                          sensor_el=-30.0, hfov=12.0, vfov=8.0, footprint=FOOT)
-OPTS = cot.CotOptions(run_id="r1", video_url="file:///runs/r1/vmti.ts")
+OPTS = cot.CotOptions(run_id="r1", video_url="rtsp://10.1.1.5:8554/uav1")
 
 
 def track(tid: int, state: str = "pending", n: int = 4, geo: bool = True, **kw: object) -> StoredTrack:
@@ -129,7 +129,7 @@ def test_confirmed_track_detail() -> None:
     assert float(d.find("track").get("speed")) == 4.0 and float(d.find("track").get("course")) == 10.0
     links = d.findall("link")
     assert links[0].get("uid") == OPTS.platform_uid and links[0].get("relation") == "p-p"
-    assert links[1].get("url") == "file:///runs/r1/vmti.ts"
+    assert links[1].get("url") == "rtsp://10.1.1.5:8554/uav1"
     assert "confirmed by al" in d.find("remarks").text
 
 

@@ -162,9 +162,15 @@ def test_listener_config_is_plain_data() -> None:
 
 def test_documented_example_config_loads(tmp_path: Path) -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "server.md").read_text()
-    block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in doc.split("```toml\n")[1:]]
     f = tmp_path / "doc.toml"
-    f.write_text(block)
+    for block in blocks:  # every TOML example in the docs is a valid config
+        f.write_text(block)
+        load(f)
+    exposed = next(b for b in blocks if 'host = "0.0.0.0"' in b)  # the exposed-listener example
+    f.write_text(exposed)
+    assert {li.name: load(f).groups_for(li) for li in load(f).listeners}["tcp"] == {"tcp-open"}
+    f.write_text(next(b for b in blocks if "[[listeners]]" in b))
     cfg = load(f)
     assert [li.name for li in cfg.listeners] == ["tcp", "tls", "red-tcp"]
     assert cfg.groups_for(cfg.listeners[1], "bob") == {"Blue", "Red"}

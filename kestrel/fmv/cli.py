@@ -99,15 +99,48 @@ def _info(args: argparse.Namespace) -> int:
             return 0
     else:
         sampler = CentreSampler()
-        scan = _stream(args.file, lambda pkt, _at: sampler.add(pkt))
-        _print_info(args.file, scan, sampler.summary() if not args.no_check else None)
+        per_pid: dict[int, PidCounts] = {}
+
+        def count(pkt: Any, _at: float | None) -> None:
+            per_pid.setdefault(getattr(pkt, "stream", None) or 0, PidCounts()).add(pkt)
+            sampler.add(pkt)
+
+        scan = _stream(args.file, count)
+        _print_info(args.file, scan, sampler.summary() if not args.no_check else None, per_pid)
     reason = _truncation(scan)
     if reason:
+        sys.stdout.flush()  # the report first, so the reason is the last line even with 2>&1 into a pipe
         raise BadInput(reason)
     return 0
 
 
-def _print_info(path: str, scan: Any, fc: dict[str, Any] | None) -> None:
+class PidCounts:
+    """KLV packets, sets and failures of one KLV stream (PID): a damaged stream is named, not averaged in."""
+
+    __slots__ = ("by_set", "checksum_failures", "errors", "packets")
+
+    def __init__(self) -> None:
+        self.packets = self.checksum_failures = self.errors = 0
+        self.by_set: dict[str, int] = {}
+
+    def add(self, pkt: Any) -> None:
+        self.packets += 1
+        self.by_set[pkt.set_name] = self.by_set.get(pkt.set_name, 0) + 1
+        self.checksum_failures += pkt.checksum_ok is False
+        self.errors += pkt.error is not None
+
+    def line(self, pid: int) -> str:
+        sets = ", ".join(f"{k} {v}" for k, v in sorted(self.by_set.items()))
+        return (f"  pid 0x{pid:04x}: {self.packets} packets ({sets or 'none'}), "
+                f"checksum failures {self.checksum_failures}, undecodable {self.errors}")
+
+
+# A frame-centre tag this far from where the angles put the image centre is not error, it is
+# metadata whose angles and frame-centre tags describe different geometries (or bad test data).
+INCONSISTENT_M = 100_000.0
+
+
+def _print_info(path: str, scan: Any, fc: dict[str, Any] | None, per_pid: dict[int, PidCounts] | None = None) -> None:
     from kestrel.fmv.report import probe_video
 
     probe = probe_video(path)
@@ -129,6 +162,12 @@ def _print_info(path: str, scan: Any, fc: dict[str, Any] | None) -> None:
     for name, n in sorted(st.by_set.items()):
         p(f"  {name}: {n}")
     p(f"checksum failures: {st.checksum_failures}, undecodable: {st.errors}")
+    if per_pid is not None:
+        klv_pids = {s.pid for s in scan.streams.values() if s.kind == "klv"} | set(per_pid)
+        if klv_pids:
+            p("per KLV stream:")
+        for pid in sorted(klv_pids):
+            p(per_pid.get(pid, PidCounts()).line(pid))
     ts = scan.ts
     p(f"transport: {ts.packets} packets, sync bytes skipped {ts.bytes_skipped}, cc errors {ts.cc_errors}, "
       f"transport errors {ts.transport_errors}, bad data PES {ts.bad_pes}")
@@ -141,8 +180,15 @@ def _centre_line(fc: dict[str, Any]) -> str:
     if not fc["compared"]:
         return f"{head}: not comparable ({fc['skipped'] or 'no frame-centre tags'})"
     sampled = f", every {fc['sampled_every']}th" if fc.get("sampled_every", 1) > 1 else ""
-    return (f"{head}: median {fc['median_m']:.1f} m, p90 {fc['p90_m']:.1f} m "
-            f"(max {fc['max_m']:.1f} m, {fc['compared']} of {fc['records']} records{sampled})")
+    of = f"{fc['compared']} of {fc['records']} records{sampled}"
+    if _inconsistent(fc):
+        return (f"{head}: inconsistent metadata (angles and frame-centre tags disagree): "
+                f"median gap {fc['median_m'] / 1000:,.0f} km ({of})")
+    return f"{head}: median {fc['median_m']:.1f} m, p90 {fc['p90_m']:.1f} m (max {fc['max_m']:.1f} m, {of})"
+
+
+def _inconsistent(fc: dict[str, Any]) -> bool:
+    return fc.get("median_m") is not None and fc["median_m"] > INCONSISTENT_M
 
 
 def _footprint(args: argparse.Namespace) -> int:
@@ -178,6 +224,8 @@ def _check(args: argparse.Namespace) -> int:
               f"{f(fc['max_m'])}")
         if fc["skipped"]:
             print(f"  skipped: {fc['skipped']}")
+        if _inconsistent(fc):
+            print("  inconsistent metadata (angles and frame-centre tags disagree)")
     return 0
 
 

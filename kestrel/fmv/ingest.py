@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from kestrel.fmv.align import SNIFF, KlvStats, KlvTimeline, looks_like_ts
 from kestrel.fmv.frame import FmvInputError, Frame
-from kestrel.fmv.live import ByteSource, open_source
+from kestrel.fmv.live import DEFAULT_IDLE_TIMEOUT, ByteSource, open_source
 from kestrel.fmv.scan import KlvScan, KlvScanner, scan_klv
 from kestrel.fmv.ts import CLOCK, DataUnit, Stream, TsDemuxer, TsStats, VideoStart
 from kestrel.klv.packet import KlvPacket
@@ -76,6 +76,7 @@ class VideoReader:
     """Iterate `Frame`s of a file, file object or `udp://host:port` stream.
 
     `klv_wait`: seconds of stream a frame waits for late KLV. `threads`: decoder threads (0 = auto).
+    `idle_timeout`: live input ends after this many seconds without a datagram (0 = wait forever).
     `with_images=False` skips the BGR conversion (timing/metadata only; `image` is 0x0x3).
     After iteration, `stats` and `streams` describe what was read.
     """
@@ -86,7 +87,7 @@ class VideoReader:
         *,
         klv_wait: float = 0.5,
         threads: int = 0,
-        idle_timeout: float = 5.0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         with_images: bool = True,
     ) -> None:
         self.source = source
@@ -117,9 +118,9 @@ class VideoReader:
             try:
                 container = av.open(tee, mode="r", format="mpegts", options={"probesize": "2000000", "analyzeduration": "1000000"})
             except (av.error.FFmpegError, OSError, ValueError) as exc:
-                raise FmvInputError(f"{self.name}: {self._why(tee, exc)}") from exc
+                raise FmvInputError(self._why(tee, exc)) from exc
             if not container.streams.video:
-                raise FmvInputError(f"{self.name}: {self._why(tee, None)}")
+                raise FmvInputError(self._why(tee, None))
             vs = container.streams.video[0]
             vs.thread_type = "AUTO"
             if self.threads:
@@ -135,11 +136,19 @@ class VideoReader:
                 src.close()  # type: ignore[attr-defined]
             self.stats.dropped_bytes = int(getattr(src, "dropped_bytes", 0))
         if self.stats.frames == 0:
-            raise FmvInputError(f"{self.name}: {self._why(tee, None, decoded=True)}")
+            raise FmvInputError(self._why(tee, None, decoded=True))
 
     def _why(self, tee: _Tee, exc: Exception | None, decoded: bool = False) -> str:
+        """One line naming the source: why it gave no frame."""
         if not tee.head:
-            return "empty input"
+            if getattr(tee.src, "timed_out", False):
+                secs = getattr(tee.src, "idle_timeout", self.idle_timeout)
+                return f"no data on {self.name} for {secs:g} s (--idle-timeout S sets the wait, 0 = forever)"
+            return f"{self.name}: empty input"
+        return f"{self.name}: {self._what(tee, exc, decoded)}"
+
+    @staticmethod
+    def _what(tee: _Tee, exc: Exception | None, decoded: bool) -> str:
         if not looks_like_ts(tee.head):
             return "not an MPEG transport stream (no 0x47 sync pattern)"
         if not any(s.kind == "video" for s in tee.demux.streams.values()):

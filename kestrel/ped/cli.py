@@ -16,11 +16,14 @@ def register(subparsers: Any) -> None:
 
     run = sub.add_parser("run", help="process a video file or a live udp:// stream into a run folder")
     run.add_argument("source", help="STANAG 4609 .ts file, or udp://HOST:PORT for a live stream")
-    run.add_argument("--out", required=True, help="run folder (created; must not hold a run already)")
+    run.add_argument("--out", help="run folder (created; must not hold a run already); "
+                     "default runs/<input name>-<UTC time>")
     run.add_argument("--detector", choices=("mti", "onnx"), default="mti")
     run.add_argument("--model", help="YOLO-style ONNX model (with --detector onnx)")
-    run.add_argument("--max-frames", type=int, help="stop after N frames")
+    run.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames (N >= 1)")
     run.add_argument("--no-vmti", action="store_true", help="do not write vmti.ts")
+    run.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="S",
+                     help="live input: end the run after S seconds without data (default 60; 0 = wait forever)")
     _push_args(run, required=False)
     run.set_defaults(func=_run)
 
@@ -54,6 +57,39 @@ def _push_args(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--no-check-hostname", action="store_true", help="do not match the server cert to HOST")
     p.add_argument("--callsign", default="KESTREL-UAV", help="callsign of the platform on the map")
     p.add_argument("--stale", type=float, default=600.0, help="seconds until pushed events go stale")
+    p.add_argument("--video-url", type=_video_url, metavar="URL",
+                   help="video link put on pushed tracks (e.g. rtsp://HOST/feed); default: the source "
+                        "when it is a stream others can open, never a local file")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return n
+
+
+def _seconds(text: str) -> float:
+    try:
+        s = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= s < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be 0 (wait forever) or more")
+    return s
+
+
+def _video_url(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(text)
+    if not u.scheme or u.scheme.lower() == "file" or not u.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a stream URL others can open "
+                                         "(rtsp://, udp://, srt://, http(s)://), not a file")
+    return text
 
 
 def _bad(msg: str) -> Exception:
@@ -78,17 +114,20 @@ def _ssl(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from kestrel.ped.runner import run_to_dir
+    from kestrel.ped.runner import default_out_dir, run_to_dir
 
     ssl_ctx = _ssl(args) if args.push else None
+    out = Path(args.out) if args.out else default_out_dir(args.source)
+    if not args.out:  # say where before a long (or live) run starts, so it can be reviewed meanwhile
+        print(f"run folder: {out}", flush=True)
     report = run_to_dir(
-        args.source, Path(args.out), detector=args.detector, model=args.model, max_frames=args.max_frames,
+        args.source, out, detector=args.detector, model=args.model, max_frames=args.max_frames,
         vmti=not args.no_vmti, push=args.push, ssl_ctx=ssl_ctx, release_auto=args.release == "auto",
-        callsign=args.callsign, stale_s=args.stale,
+        callsign=args.callsign, stale_s=args.stale, idle_timeout=args.idle_timeout, video_url=args.video_url,
     )
     geo = "geolocated" if report["geolocated"] else f"NOT geolocated ({report['geolocation_reason']})"
     dropped = report["frames_dropped"]
-    print(f"{args.out}: {report['frames']} frames ({dropped if dropped is not None else '?'} dropped), "
+    print(f"{out}: {report['frames']} frames ({dropped if dropped is not None else '?'} dropped), "
           f"{report['tracks']} tracks, {geo}{', INTERRUPTED' if report.get('interrupted') else ''}")
     push = report.get("push")
     if push:
@@ -158,7 +197,8 @@ def _disseminate(args: argparse.Namespace) -> int:
     ssl_ctx = None if args.dry_run else _ssl(args)
     with _open_store(args.run_dir) as store:
         result = disseminate_run(store, None if args.dry_run else args.push, ssl_ctx=ssl_ctx,
-                                 release_auto=args.release == "auto", callsign=args.callsign, stale_s=args.stale)
+                                 release_auto=args.release == "auto", callsign=args.callsign, stale_s=args.stale,
+                                 video_url=args.video_url)
     if args.dry_run:
         assert isinstance(result, list)
         for data in result:

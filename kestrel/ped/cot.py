@@ -11,7 +11,9 @@ Choices, checked against ATAK-CIV's detail handlers:
 - The footprint is a `u-d-f` freeform shape: `<link point="lat,lon"/>` vertices, first vertex
   repeated last (closed), as ATAK's own exports do.
 - A track's `<link uid=… relation="p-p"/>` names the platform that produced it; a second
-  `<link url=… mime=…/>` points at the source video (ATAK's LinkDetailHandler keeps url/mime).
+  `<link url=… mime=…/>` points at the source video (ATAK's LinkDetailHandler keeps url/mime),
+  only when that is a URL other machines can open (`shareable_video_url`): a local file path
+  would leak the analyst's disk layout to every client and is useless remotely.
 - Machine-only (pending) tracks are `a-u-G` with how `m-a` ("algorithmic tracker"), callsign
   prefix `UNVALIDATED`, and a remarks line saying so; rejected tracks never make an event.
 """
@@ -43,7 +45,7 @@ class CotOptions:
 
     run_id: str
     callsign: str = "KESTREL-UAV"
-    video_url: str | None = None  # link from track events (file:// or stream URL)
+    video_url: str | None = None  # link from track events: a stream URL others can open, never a path
     stale_s: float = 600.0
     release_auto: bool = False
 
@@ -88,6 +90,30 @@ def sensor_range(p: PlatformState) -> float | None:
     if p.alt and el is not None and el < -1.0:
         return p.alt / math.sin(math.radians(-el))
     return None
+
+
+SHAREABLE_SCHEMES = ("udp", "rtsp", "http", "https", "srt")
+_LOCAL_HOSTS = ("", "localhost", "0.0.0.0", "::")
+
+
+def shareable_video_url(url: str | None) -> str | None:
+    """`url` if a TAK client elsewhere could open it (udp/rtsp/http(s)/srt with a host that is not
+    loopback or a wildcard), else None. Files and `file://` URLs are never shared."""
+    if not url:
+        return None
+    u = urlsplit(url)
+    try:
+        host = u.hostname or ""
+    except ValueError:
+        return None
+    if u.scheme.lower() not in SHAREABLE_SCHEMES or host.lower() in _LOCAL_HOSTS:
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:  # a host name: fine
+        pass
+    return url
 
 
 def _shared_stream(url: str) -> bool:

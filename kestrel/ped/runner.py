@@ -10,6 +10,7 @@ footprint and already-confirmed tracks go out about once a second while the run 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import ssl
 import time
 import uuid
@@ -17,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kestrel.ped import cot
 from kestrel.ped.products import write_detections_csv, write_geojson, write_json, write_kml
@@ -153,21 +155,59 @@ class _Recorder:
         self.store.mark_disseminated(batch.shown, batch.retracted)  # live: queued counts as sent
 
 
+def default_out_dir(source: str, now: dt.datetime | None = None, root: Path = Path("runs")) -> Path:
+    """`runs/<input stem>-<UTC yyyymmddThhmmssZ>`; a URL's stem is its scheme, host and port."""
+    now = now or dt.datetime.now(dt.UTC)
+    if _is_live(source) or "://" in source:
+        u = urlsplit(source)
+        stem = f"{u.scheme}-{u.netloc}"
+    else:
+        stem = Path(source).stem
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "run"
+    return root / f"{stem}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _open_live(source: str, idle_timeout: float) -> Any:
+    """Listen on a udp:// source now, before anything is written: a URL that cannot be listened
+    on is a one-line BadInput. Other live schemes are left to the reader (it names what it takes)."""
+    if not source.startswith("udp://"):
+        return None
+    from kestrel.fmv.frame import FmvInputError
+    from kestrel.fmv.live import UdpSource
+
+    try:
+        return UdpSource.from_url(source, idle_timeout=idle_timeout)
+    except FmvInputError as exc:
+        raise _bad(str(exc)) from None
+
+
 def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | None = None,
                max_frames: int | None = None, vmti: bool = True, push: str | None = None,
                ssl_ctx: ssl.SSLContext | None = None, release_auto: bool = False,
-               callsign: str = "KESTREL-UAV", stale_s: float = 600.0) -> dict[str, Any]:
-    """Run PED on `source` into folder `out`; returns report.json's content."""
+               callsign: str = "KESTREL-UAV", stale_s: float = 600.0, idle_timeout: float = 60.0,
+               video_url: str | None = None) -> dict[str, Any]:
+    """Run PED on `source` into folder `out`; returns report.json's content.
+
+    `idle_timeout`: a live source ends after that many seconds without data (0 = never).
+    `video_url`: the link track events carry; default: the source if it is a stream other
+    machines can open (`cot.shareable_video_url`), else none (never a local file path)."""
     from kestrel.fmv.frame import FmvInputError
+    from kestrel.fmv.ingest import VideoReader
     from kestrel.ped import pipeline
     from kestrel.ped.disseminate import Pusher, parse_target
 
     source = str(source)
     _check_inputs(source, out, detector, model)
     live = _is_live(source)
-    store = ReviewStore(out)
+    udp = _open_live(source, idle_timeout) if live else None
+    try:
+        store = ReviewStore(out)
+    except BaseException:
+        if udp is not None:
+            udp.close()
+        raise
     run_id = uuid.uuid4().hex[:12]
-    video_url = source if live else Path(source).resolve().as_uri()
+    video_url = video_url or cot.shareable_video_url(source)
     store.set_meta(run_id=run_id, source=source, video_url=video_url, started=utc_now(), detector=detector)
     opts = cot.CotOptions(run_id, callsign=callsign, video_url=video_url, stale_s=stale_s, release_auto=release_auto)
     pusher = Pusher(parse_target(push), ssl_ctx) if push else None
@@ -177,7 +217,8 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
     try:
         result: Any = None
         try:
-            result = pipeline.run(source, detector=detector, model=model, max_frames=max_frames, live=live,
+            frames: Any = VideoReader(udp if udp is not None else source, idle_timeout=idle_timeout)
+            result = pipeline.run(frames, detector=detector, model=model, max_frames=max_frames, live=live,
                                   on_frame=rec)
         except KeyboardInterrupt:  # Ctrl-C is how a live run ends: keep and publish what was seen
             if rec.frames == 0:
@@ -215,6 +256,8 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
             batch = dissemination(store, opts)
             pusher.offer(batch.events)
     finally:
+        if udp is not None:
+            udp.close()
         push_report = pusher.close() if pusher is not None else None
         if push_report is not None and batch is not None:
             _record(store, batch, set(push_report.uids))
@@ -246,9 +289,12 @@ def refresh_products(store: ReviewStore) -> None:
     write_kml(store.run_dir / "tracks.kml", tracks, store.platform())
 
 
-def _opts(store: ReviewStore, release_auto: bool, callsign: str, stale_s: float) -> cot.CotOptions:
+def _opts(store: ReviewStore, release_auto: bool, callsign: str, stale_s: float,
+          video_url: str | None = None) -> cot.CotOptions:
+    """`video_url` (the user's) wins; else the run's own, if shareable (older runs stored file:// URLs)."""
     meta = store.meta()
-    return cot.CotOptions(meta.get("run_id", "run"), callsign=callsign, video_url=meta.get("video_url"),
+    url = video_url or cot.shareable_video_url(meta.get("video_url"))
+    return cot.CotOptions(meta.get("run_id", "run"), callsign=callsign, video_url=url,
                           stale_s=stale_s, release_auto=release_auto)
 
 
@@ -282,13 +328,14 @@ def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None =
 
 def disseminate_run(store: ReviewStore, push: str | None, *, ssl_ctx: ssl.SSLContext | None = None,
                     release_auto: bool = False, callsign: str = "KESTREL-UAV",
-                    stale_s: float = 600.0) -> dict[str, Any] | list[bytes]:
+                    stale_s: float = 600.0, video_url: str | None = None) -> dict[str, Any] | list[bytes]:
     """Send a finished run's platform, footprint and confirmed (or, with release_auto, pending)
-    tracks. push=None: return the encoded events instead (dry run)."""
+    tracks. push=None: return the encoded events instead (dry run). `video_url`: the link track
+    events carry (default: the run's source if it is a shareable stream)."""
     from kestrel.ped.disseminate import encode
     from kestrel.ped.disseminate import push as push_events
 
-    batch = dissemination(store, _opts(store, release_auto, callsign, stale_s))
+    batch = dissemination(store, _opts(store, release_auto, callsign, stale_s, video_url))
     if push is None:
         return [data for _, data in encode(batch.events)]
     rep = push_events(push, batch.events, ssl_ctx)

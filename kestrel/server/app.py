@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 from kestrel.cot.connection import decode_datagram, encode_for
 from kestrel.cot.xml import parse_event
 from kestrel.server import logs
-from kestrel.server.config import ListenerConfig, ServerConfig, is_loopback
+from kestrel.server.config import ListenerConfig, ServerConfig, check_exposure, is_loopback
 from kestrel.server.listeners import Listener, TcpListener, TlsListener, UdpListener, common_name, tls_context
 from kestrel.server.router import Retained, Router
 from kestrel.server.session import Session
@@ -37,9 +38,12 @@ class Server:
         self.dropped_slow = 0
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+        self._tls_ctx: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         cfg = self.config
+        check_exposure(cfg)  # ConfigError: an anonymous listener exposed without its own groups
+        self._prepare_tls()  # BadInput naming the file: before anything is opened
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(cfg.data_dir / DB_NAME)
         self.router.attach_store(self.store)
@@ -51,6 +55,20 @@ class Server:
             await self.stop()
             raise
         self._housekeeping = asyncio.create_task(self._housekeep(), name="kestrel-housekeeping")
+
+    def _prepare_tls(self) -> None:
+        """Load the TLS files once for all TLS listeners; skip a default one without certificates."""
+        tls = [li for li in self.config.listeners if li.kind == "tls"]
+        if not tls:
+            return
+        paths = self.config.cert_paths()
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            required = [li.name for li in tls if li.required]
+            if required:
+                raise FileNotFoundError(f"TLS listener {required[0]!r}: missing {', '.join(missing)}")
+            return  # _listen logs listener.skipped
+        self._tls_ctx = tls_context(*paths)
 
     def _restore(self) -> None:
         assert self.store is not None
@@ -78,20 +96,16 @@ class Server:
                 li.host, li.port, li.name, decode_datagram, lambda ev: self.router.route(ev, None, groups)
             )
         elif li.kind == "tls":
-            paths = cfg.cert_paths()
-            missing = [str(p) for p in paths if not p.is_file()]
-            if missing:
-                if li.required:
-                    raise FileNotFoundError(f"TLS listener {li.name!r}: missing {', '.join(missing)}")
+            if self._tls_ctx is None:  # no certificates, and this listener is the optional default
                 logs.info("listener.skipped", name=li.name,
-                          reason=f"no certificates in {paths[0].parent} (run: kestrel certs init)")
+                          reason=f"no certificates in {cfg.cert_paths()[0].parent} (run: kestrel certs init)")
                 return
 
             async def on_tls(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
                 await self._serve_client(r, w, li, common_name(w.get_extra_info("peercert")))
 
             listener = await TlsListener.start(
-                li.host, li.port, tls_context(*paths), on_tls, name=li.name,
+                li.host, li.port, self._tls_ctx, on_tls, name=li.name,
                 limit=cfg.limits.read_chunk, handshake_timeout=cfg.limits.handshake_timeout,
             )
         else:
@@ -138,7 +152,7 @@ class Server:
                 if tick % 60 == 0:
                     st = self.router.stats
                     logs.info("server.stats", clients=len(self.sessions), retained=len(self.router.retained),
-                              routed=st.routed, delivered=st.delivered, addressed=st.addressed,
+                              routed=st.routed, delivered=st.delivered, addressed=st.addressed, unreadable=st.unreadable,
                               dropped_slow=self.dropped_slow, store_pending=self.store.pending if self.store else 0)
             except Exception as exc:  # a full disk must not stop routing; say so and retry
                 logs.warning("store.error", reason=repr(exc))

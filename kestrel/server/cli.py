@@ -57,7 +57,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _raise_fd_limit()
     try:
         _run(cfg)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)

@@ -196,7 +196,25 @@ def load(
     unknown = sorted(set(listener_groups) - set(names) - set(KINDS))
     if unknown:
         raise ConfigError(f"{where} [groups.listeners]: no listener named {unknown[0]!r}")
+    check_exposure(cfg, where)
     return cfg
+
+
+def check_exposure(cfg: ServerConfig, where: str = "config") -> None:
+    """Refuse a plain (unauthenticated) TCP/UDP listener on a non-loopback address without groups of
+    its own: by default it would share `[groups] default` (`__ANON__`) with certificate-authenticated
+    TLS clients, so anyone on the network could read and inject their traffic. The admin must say
+    which groups it gets (TAK Server's secure default: exposing an anonymous input is a decision).
+    Loopback listeners keep the default (local tools, the demo). Raises ConfigError."""
+    for li in cfg.listeners:
+        if li.kind in ("tcp", "udp") and li.groups is None and not is_loopback(li.host):
+            shared = ", ".join(cfg.default_groups)
+            raise ConfigError(
+                f"{where}: plain {li.kind} listener {li.name!r} on {li.host} has no authentication and no "
+                f"groups of its own, so its clients would share [{shared}] with TLS clients; set its groups "
+                f"in [groups.listeners], e.g. {li.name} = [\"{li.name}-open\"] to isolate it or "
+                f"{li.name} = [\"{ANON}\"] to share on purpose (or listen on 127.0.0.1)"
+            )
 
 
 def with_listeners(cfg: ServerConfig, *listeners: ListenerConfig) -> ServerConfig:

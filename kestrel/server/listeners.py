@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -42,13 +43,58 @@ def tune_asyncio_tls() -> None:
         proto.max_size = ASYNCIO_TLS_READ_BUFFER
 
 
+def _no_password() -> bytes:
+    """An encrypted server key fails to load instead of prompting on the terminal."""
+    return b""
+
+
+def _check_readable(path: Path) -> None:
+    if path.exists() and not path.is_file():  # a directory, a FIFO (open() would block), a device
+        raise _bad(path, "cannot read (not a regular file)")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise _bad(path, f"cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _bad(path: Path, reason: str) -> Exception:
+    from kestrel.cli import BadInput  # exit 2 with one line naming the file
+
+    return BadInput(f"{path}: {reason}")
+
+
+def _reason(exc: ssl.SSLError) -> str:
+    text = str(getattr(exc, "reason", None) or exc.strerror or exc)
+    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)[:120]
+
+
 def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate signed by `ca`."""
+    """TLS 1.2+ server context that requires a client certificate signed by `ca`.
+
+    Bad files raise `kestrel.cli.BadInput("PATH: reason")` naming the file at fault (unreadable,
+    not PEM, key/certificate mismatch, encrypted key) rather than a bare OpenSSL code.
+    """
+    for path in (ca, cert, key):
+        _check_readable(path)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(str(cert), str(key))
-    ctx.load_verify_locations(cafile=str(ca))
+    try:
+        ctx.load_verify_locations(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise _bad(ca, f"not a usable CA certificate (PEM) ({_reason(exc)})") from None
+    try:  # parse the server certificate on its own, so a bad one is not blamed on the key
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=str(cert))
+    except ssl.SSLError as exc:
+        raise _bad(cert, f"not a usable certificate (PEM) ({_reason(exc)})") from None
+    try:
+        ctx.load_cert_chain(str(cert), str(key), password=_no_password)
+    except ssl.SSLError as exc:
+        why = _reason(exc)
+        if "MISMATCH" in why:
+            raise _bad(key, f"private key does not match certificate {cert} ({why})") from None
+        raise _bad(key, f"not a usable unencrypted private key (PEM) ({why})") from None
     return ctx
 
 

@@ -1,11 +1,13 @@
 """Who gets what: groups, `<marti><dest>`, the contact table and the retained picture.
 
 Pure bookkeeping called from the event loop; it never awaits. A peer is anything with an `id`,
-`groups`, a `format` ("xml" | "proto") and a non-blocking `send(bytes) -> bool` (a session's
-bounded outbound queue). Rules, as TAK Server's streaming path does them:
+`groups`, a `format` ("xml" | "proto") and a non-blocking `send(bytes, key) -> bool` (a session's
+bounded outbound queue; `key` is the uid of retained state, which a later message for the same uid
+supersedes, else None). Rules, as TAK Server's streaming path does them:
 
 - broadcast: every peer sharing at least one group with the sender, never the sender itself;
-- `<marti><dest callsign=…|uid=…>`: only those contacts (still only within shared groups);
+- `<marti><dest callsign=…|uid=…>`: only those contacts (still only within shared groups); a
+  detail that mentions `marti` but cannot be read goes to nobody (fail closed, `route.unreadable`);
 - the contact table maps uid -> callsign -> peer, learned from each peer's own SA
   (`a-*` with `<contact callsign>` and no `<link relation="p-p">`) and follows callsign changes;
 - each message is encoded once per wire format, not once per recipient.
@@ -39,7 +41,7 @@ class Peer(Protocol):
     @property
     def format(self) -> str: ...
 
-    def send(self, data: bytes) -> bool: ...
+    def send(self, data: bytes, key: str | None = None) -> bool: ...
 
 
 Encoder = Callable[[str, Event], bytes]
@@ -72,6 +74,7 @@ class Stats:
     addressed: int = 0
     retained_dropped: int = 0
     unencodable: int = 0
+    unreadable: int = 0  # mentioned `marti` but the detail could not be read: delivered to nobody
 
 
 class Router:
@@ -164,12 +167,21 @@ class Router:
         self.stats.routed += 1
         is_delete = event.type == DELETE_TYPE
         addr = detail_mod.inspect(event.detail, want_links=is_delete)
+        if addr.unreadable is not None:
+            # Fail closed: it may be addressed and we cannot tell to whom -> nobody gets it, and it
+            # is neither retained nor allowed to change the contact table or delete anything.
+            n = self.stats.unreadable = self.stats.unreadable + 1
+            if n <= 10 or n % 1000 == 0:  # a hostile sender must not flood the log
+                logs.warning("route.unreadable", uid=event.uid, type=event.type, reason=addr.unreadable,
+                             sender=sender.id if sender is not None else "udp", count=n)
+            return 0
         if sender is not None and addr.callsign and event.type.startswith("a-") and not addr.parent_link:
             self._learn_contact(sender, event.uid, addr.callsign)
         if is_delete:
             for uid in addr.link_uids:
                 self._forget(uid)
         wire: dict[str, bytes] = {}
+        key: str | None = None  # set for retained state: a newer message with this key supersedes it
         if addr.addressed:
             self.stats.addressed += 1
             recipients: Iterator[Peer] = self._addressed(addr, sender, groups)
@@ -177,6 +189,7 @@ class Router:
             item = self._retain(event, groups)
             if item is not None:
                 wire = item.wire  # share the encodings with the retained copy (encode once)
+                key = event.uid
             recipients = self._broadcast(sender, groups)
         n = 0
         for peer in recipients:
@@ -184,7 +197,7 @@ class Router:
             data = wire.get(fmt)
             if data is None:
                 data = wire[fmt] = self._encode_or_skip(fmt, event)
-            if data and peer.send(data):
+            if data and peer.send(data, key):
                 n += 1
         self.stats.delivered += n
         return n

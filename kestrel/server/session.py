@@ -197,7 +197,10 @@ class Session:
         #    has been negotiated yet: the offer comes after it).
         batch: list[bytes] = []
         size = 0
+        retained = self._router.retained
         for item in self._snapshot:
+            if retained.get(item.event.uid) is not item:
+                continue  # replaced or deleted since the join: the newer state is queued live behind us
             data = item.encoded("xml", self._encode)
             batch.append(data)
             size += len(data)
