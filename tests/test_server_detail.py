@@ -63,7 +63,7 @@ def test_unreadable_detail_with_marti_is_delivered_to_nobody(bad: bytes) -> None
             self.id, self.format, self.groups = pid, "xml", frozenset({"__ANON__"})
             self.got: list[bytes] = []
 
-        def send(self, data: bytes) -> bool:
+        def send(self, data: bytes, key: str | None = None) -> bool:
             self.got.append(data)
             return True
 

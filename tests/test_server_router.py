@@ -14,7 +14,7 @@ class Peer:
         self.id, self.format, self.groups = pid, fmt, frozenset(groups)
         self.got: list[bytes] = []
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, key: str | None = None) -> bool:
         self.got.append(data)
         return True
 

@@ -75,3 +75,47 @@ def test_ten_thousand_item_picture_reaches_a_slow_joiner(tmp_path: Path) -> None
             writer.close()
 
     run(scenario(), timeout=60)
+
+
+def test_live_updates_during_a_slow_snapshot_are_coalesced_per_uid(tmp_path: Path) -> None:
+    """20 units at 100 updates each arrive while the joiner's snapshot is stuck: only the latest of
+    each is kept (in the order of their last update), non-retained messages all stay, in order."""
+    limits = Limits(queue_bytes=64 * 1024, queue_messages=100)
+    n_units, rounds = 20, 100
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path, limits=limits)) as server:
+            groups = frozenset({ANON})
+            for i in range(N_RETAINED):
+                server.router.route(_event(f"item-{i}", i), None, groups)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.ports["tcp"]))
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            await eventually(lambda: len(server.sessions) == 1)
+            now = int(time.time() * 1000)
+            for r in range(rounds):
+                if r % 25 == 0:  # chat is not retained: never coalesced
+                    chat = Event(uid=f"chat-{r}", type="b-t-f", time=now, start=now, stale=now + 60_000,
+                                 detail=b"<remarks>hi</remarks>")
+                    server.router.route(chat, None, groups)
+                for u in range(n_units):
+                    ev = _event(f"unit-{u}", u)
+                    ev.lat = float(r)
+                    server.router.route(ev, None, groups)
+                await asyncio.sleep(0)
+            server.router.route(_event("live-end", 0), None, groups)
+            (session,) = server.sessions  # 2,004 live messages > queue_messages=100, still here
+            got: list[ET.Element] = []
+            while not got or got[-1].get("uid") != "live-end":
+                got.append(parse(await asyncio.wait_for(reader.readuntil(b"</event>"), 10)))
+            offer = [e.get("type") for e in got].index("t-x-takp-v")
+            live = [(e.get("uid"), e.find("point").get("lat")) for e in got[offer + 1 :]]  # type: ignore[union-attr]
+            want = [(f"chat-{r}", "0.0") for r in range(0, rounds, 25)]
+            want += [(f"unit-{u}", f"{rounds - 1}.0") for u in range(n_units)] + [("live-end", "1.0")]
+            assert live == want
+            assert offer == N_RETAINED and not session.closed and server.dropped_slow == 0
+            writer.close()
+
+    run(scenario(), timeout=60)

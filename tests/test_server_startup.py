@@ -151,3 +151,20 @@ def test_good_tls_files_still_start_and_bad_ones_leave_nothing_listening(tmp_pat
 
     run(scenario())
     shutil.rmtree(tmp_path / "data", ignore_errors=True)
+
+
+def test_unreadable_tls_file_is_named(tmp_path: Path, pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permission denied (as a non-root admin would see it; the tests may run as root)."""
+    from kestrel.server import listeners
+
+    p = certs.paths(pki)
+    real_open = open
+
+    def deny(path: object, *args: object, **kw: object) -> object:
+        if str(path) == str(p.server_key):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(listeners, "open", deny, raising=False)
+    with pytest.raises(BadInput, match=rf"^{p.server_key}: cannot read \(Permission denied\)$"):
+        listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)

@@ -11,12 +11,16 @@ A client that cannot keep up (more than `queue_bytes` or `queue_messages` waitin
 a `client.slow` log line; memory per client is therefore bounded by the queue limits plus the
 transport's own high-water mark (64 KiB) and one read chunk. On join the client first gets the
 retained picture (streamed lazily from the router's cache, in XML, not counted against the queue
-limit), then the protobuf offer from `Connection.start()`, then live traffic.
+limit; items replaced or deleted meanwhile are skipped), then the protobuf offer from
+`Connection.start()`, then live traffic. Live traffic that arrives during the snapshot is held and
+counted against the same limits, but retained state (SA, markers) is coalesced per uid there, so a
+slow joiner is bounded by the number of changing uids, not by how long its snapshot takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import socket
 import time
@@ -77,6 +81,13 @@ class Session:
         self._transport = writer.transport
         self._direct = False  # True once the join snapshot is written (it must go first)
         self._snapshot: list[Retained] = []
+        # While the snapshot is written, live traffic is held: retained state coalesced per uid (only
+        # the latest counts against the limits, so a slow joiner is not dropped for SA repeats),
+        # everything else in order; merged by arrival number when the snapshot is done.
+        self._holding = True
+        self._seq = 0
+        self._held: deque[tuple[int, bytes]] = deque()
+        self._latest: dict[str, tuple[int, bytes]] = {}
         self.closed = False
         self.close_reason: str | None = None
         self.received = 0
@@ -91,10 +102,16 @@ class Session:
 
     # -- called by the router (synchronous, never blocks) ---------------------------------------
 
-    def send(self, data: bytes) -> bool:
-        """Queue bytes for this client; drop the client if its queue is over the limits."""
+    def send(self, data: bytes, key: str | None = None) -> bool:
+        """Queue bytes for this client; drop the client if its queue is over the limits.
+
+        `key`: the uid of retained state; during the join snapshot a newer message with the same key
+        replaces the older one still waiting.
+        """
         if self.closed or self._transport.is_closing():
             return False
+        if self._holding:
+            return self._hold(data, key)
         out = self._out
         if not out and self._direct and self._transport.get_write_buffer_size() < DIRECT_LIMIT:
             # Fast path: nothing queued and the socket keeps up -> hand the bytes to the transport
@@ -108,6 +125,31 @@ class Session:
         self._out_bytes += len(data)
         self._wake.set()
         return True
+
+    def _hold(self, data: bytes, key: str | None) -> bool:
+        """Live traffic while the snapshot is written. O(1); bounded by the same queue limits."""
+        self._seq += 1
+        if key is not None:
+            old = self._latest.pop(key, None)  # re-insert: dict order stays arrival order
+            if old is not None:
+                self._out_bytes -= len(old[1])
+        queued = len(self._held) + len(self._latest)
+        if self._out_bytes + len(data) > self._limits.queue_bytes or queued >= self._limits.queue_messages:
+            self.abort("slow", queued_bytes=self._out_bytes, queued_messages=queued, joining=True)
+            return False
+        if key is None:
+            self._held.append((self._seq, data))
+        else:
+            self._latest[key] = (self._seq, data)
+        self._out_bytes += len(data)
+        return True
+
+    def _release(self) -> None:
+        """Snapshot written: held traffic goes to the live queue in arrival order. O(held)."""
+        self._out.extend(data for _, data in heapq.merge(self._held, self._latest.values()))
+        self._held.clear()
+        self._latest.clear()
+        self._holding = False
 
     def abort(self, reason: str, **fields: object) -> None:
         """Drop this client now (no flush): leaves the router, resets the transport."""
@@ -211,6 +253,7 @@ class Session:
         self._snapshot = []
         if batch:
             w.write(b"".join(batch))
+        self._release()
         # 2. Live traffic, in batches.
         out = self._out
         self._direct = True
