@@ -1,17 +1,19 @@
 """Fanout benchmark for the TAK server (`kestrel serve`): one command, prints a table.
 
-    .venv/bin/python bench/fanout.py            # full run (~5 min): the issue's floors
+    .venv/bin/python bench/fanout.py            # full run (~6 min): the issue's floors
     .venv/bin/python bench/fanout.py --quick    # smoke run, < 60 s
     .venv/bin/python bench/fanout.py --target 127.0.0.1:8087 [--server-pid PID]   # any TAK server
 
 Each phase starts a fresh server (`python -m kestrel serve` on free loopback ports with a temp data
 dir) and drives it with raw-TCP CoT clients from this process (bench/_loadgen.py):
-  idle      RSS delta of the server over 1,000 idle connections / 1,000    floor < 64 KB each
-  floor     200 clients x SA at 1 Hz all-to-all for 60 s                      100 % delivered, p99 < 200 ms
-  baseline  the same load against bench/_relay.py, a trivial relay (no parsing) on the same event
-            loop: the ratio says what the real server's work costs above the least any relay does
-  step N    N = 200, 300, 400, 600, ... for 20 s each until the first miss   100 % delivered, p99 < 500 ms
-  churn     20 steady clients talk while 50 connect/disconnect at once, 10x  0 lost among the steady
+  idle      server RSS delta over 1,000 idle connections / 1,000        floor < 64 KB each
+  floor     200 clients x SA at 1 Hz all-to-all for 60 s                  100 % delivered, p99 < 200 ms
+  baseline  the same load against bench/_relay.py, a trivial relay (no parsing) on the same kind
+            of event loop: the ratio says what the server's real work costs above moving bytes
+  mixed     200 clients, half on TAK protocol v1 (protobuf), half XML     as floor
+  step N    N = 200, 250, 300, 350, 400, 500, ... for 20 s each, up to the first miss
+                                                                          100 % delivered, p99 < 500 ms
+  churn     20 steady clients talk while 50 connect/disconnect at once, 10x   0 lost among the steady
 The load generator shares the machine's cores with the server: its own CPU is reported per phase
 (a generator near 100 % of a core means the latency includes its own queueing).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import resource
@@ -52,7 +55,7 @@ class Plan:
     churn: tuple[int, int, int]  # (steady, churners, rounds)
 
 
-FULL = Plan(1000, (200, 60), (200, 20), (200, 20), (200, 300, 400, 600, 800, 1000, 1500, 2000), 20, (20, 50, 10))
+FULL = Plan(1000, (200, 60), (200, 20), (200, 20), (200, 250, 300, 350, 400, 500, 600, 800, 1000, 1500, 2000), 20, (20, 50, 10))
 QUICK = Plan(300, (100, 6), (100, 4), (100, 4), (100, 200), 4, (20, 50, 3))
 
 
@@ -191,10 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tls-client", default="bench", help="with --target --tls: client cert name")
     ap.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                     help="extra argument for `kestrel serve` (repeat), e.g. --server-arg=--loop=uvloop")
+    ap.add_argument("--steps", help="comma list of N for the step-up phase (default 200,250,300,350,400,500,...)")
+    ap.add_argument("--step-seconds", type=int, help="seconds per step (default 20; --quick 4)")
     ap.add_argument("--only", help="comma list of phases: idle,floor,baseline,mixed,steps,churn")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    if args.steps or args.step_seconds:
+        steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else cfg.steps
+        cfg = dataclasses.replace(cfg, steps=steps, step_s=args.step_seconds or cfg.step_s)
     phases = set((args.only or "idle,floor,baseline,mixed,steps,churn").split(","))
     if args.target and args.tls is True:
         ap.error("--target with --tls needs the DATA_DIR whose certs/ the clients use")

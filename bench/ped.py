@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,21 +42,31 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", help="directory for the clips (default: a temporary one)")
     args = ap.parse_args()
+    scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-bench-")
+    tmp = Path(args.keep) if args.keep else Path(scratch.name)  # type: ignore[union-attr]
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        return _measure(tmp, args.seconds, args.repeats)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
 
+
+def _measure(tmp: Path, seconds: float, repeats: int) -> int:
     from kestrel.fmv.synth import Scenario, synthesize
     from kestrel.ped.pipeline import run
 
-    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="ped-bench-"))
-    tmp.mkdir(parents=True, exist_ok=True)
     rows = []
     ok = True
     for (w, h), floor in FLOORS.items():
         clip = tmp / f"bench_{w}x{h}.ts"
         if not clip.exists():
-            synthesize(clip, Scenario(seconds=args.seconds, width=w, height=h, targets=4, seed=7))
-        dec, e2e, stages = [], [], {"decode": [], "detect": [], "geolocate": [], "track": []}
+            synthesize(clip, Scenario(seconds=seconds, width=w, height=h, targets=4, seed=7))
+        dec: list[float] = []
+        e2e: list[float] = []
+        stages: dict[str, list[float]] = {"decode": [], "detect": [], "geolocate": [], "track": []}
         tracks = 0
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             dec.append(decode_only(clip))
             res = run(clip)
             e2e.append(res.fps["end_to_end"])
@@ -63,14 +74,14 @@ def main() -> int:
                 stages[k].append(res.fps[k])
             tracks = len(res.tracks)
         med = statistics.median
-        row = {"size": f"{w}x{h}", "frames": res.frames, "decode_only": med(dec),
+        row: dict[str, Any] = {"size": f"{w}x{h}", "frames": res.frames, "decode_only": med(dec),
                **{k: med(v) for k, v in stages.items()}, "end_to_end": med(e2e), "floor": floor,
                "tracks": tracks}
         row["ratio"] = row["end_to_end"] / row["decode_only"]
         row["pass"] = row["end_to_end"] >= floor
         ok &= bool(row["pass"])
         rows.append(row)
-    print(f"\nPED benchmark (MTI), medians of {args.repeats} runs; fps = frames per second")
+    print(f"\nPED benchmark (MTI), medians of {repeats} runs; fps = frames per second")
     head = ("size", "frames", "decode-only", "decode*", "detect", "geolocate", "track", "end-to-end",
             "e2e/decode", "floor", "ok")
     print(" | ".join(head))
