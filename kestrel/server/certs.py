@@ -1,7 +1,9 @@
 """Certificates for TLS with client-certificate auth: a small private CA, the server cert, client certs.
 
 `kestrel certs init` makes `<data>/certs/{ca,server}.{pem,key}` and `truststore-root.p12`;
-`kestrel certs client NAME` makes `<data>/certs/clients/NAME.{pem,key,p12}`. The `.p12` holds the
+`kestrel certs client NAME` makes `<data>/certs/clients/NAME.{pem,key,p12}` (and with `--package`
+an ATAK data package `NAME.zip`, see `datapackage`); `kestrel certs revoke NAME` puts NAME's certs on
+the CRL `<data>/certs/crl.pem` and `kestrel certs list` shows what was issued (see `crl`). The `.p12` holds the
 client key, its cert and the CA (what ATAK/iTAK/WinTAK import), `truststore-root.p12` holds only the
 CA (ATAK's "trust store"). Both use TAK tooling's default password unless one is given.
 
@@ -55,6 +57,16 @@ class CertPaths:
             self.clients / f"{name}.pem", self.clients / f"{name}.key", self.clients / f"{name}.p12"
         )
 
+    @property
+    def crl(self) -> Path:
+        """The revocation list (only once something was revoked); TLS listeners load it at start."""
+        return self.dir / "crl.pem"
+
+    @property
+    def index(self) -> Path:
+        """One line per issued client cert: serial (hex), name, expiry."""
+        return self.dir / "issued.tsv"
+
     def has_ca(self) -> bool:
         return self.ca_cert.is_file() and self.ca_key.is_file()
 
@@ -92,6 +104,9 @@ def server_ssl_context(data_dir: str | os.PathLike[str]) -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_cert_chain(p.server_cert, p.server_key)
     ctx.load_verify_locations(cafile=str(p.ca_cert))
+    if p.crl.is_file():  # revoked client certs are refused at the handshake
+        ctx.load_verify_locations(cafile=str(p.crl))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return ctx
 
 
@@ -146,6 +161,8 @@ def init(
         ca_cert = _build(_subject("Kestrel CA"), ca_key, ca_key, None, CA_DAYS, ca=True, eku=None)
         _write(p.ca_key, _pem(ca_key), private=True)
         _write(p.ca_cert, _pem(ca_cert), private=False)
+        p.crl.unlink(missing_ok=True)  # signed by the old CA: OpenSSL would refuse every client
+        p.index.unlink(missing_ok=True)  # certs of the old CA no longer get in anyway
     ca_cert, ca_key = _load_ca(p)
     if new_ca or not p.truststore.is_file():
         _write(p.truststore, _truststore(ca_cert, password), private=False)
@@ -187,6 +204,9 @@ def issue_client(
     _write(c.key, _pem(key), private=True)
     _write(c.cert, _pem(cert), private=False)
     _write(c.p12, p12, private=True)
+    from kestrel.server.crl import record_issued
+
+    record_issued(p, name, cert)
     return c
 
 
@@ -349,7 +369,20 @@ def register(subparsers: Any) -> None:
     pc.add_argument("name", help="client name, also the certificate CN that groups are configured by")
     pc.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (default ./kestrel-data)")
     _password_args(pc, "NAME.p12")
+    pc.add_argument("--package", action="store_true",
+                    help="also write clients/NAME.zip, an ATAK data package that sets up the TLS connection")
+    pc.add_argument("--host", help="with --package: the server address ATAK connects to (required)")
+    pc.add_argument("--port", type=int, default=8089, help="with --package: the TLS port (default 8089)")
     pc.set_defaults(func=_cmd_client)
+
+    pr = sub.add_parser("revoke", help="revoke NAME's client certificates (CRL; takes effect on server restart)")
+    pr.add_argument("name", help="client name given to `kestrel certs client`")
+    pr.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (default ./kestrel-data)")
+    pr.set_defaults(func=_cmd_revoke)
+
+    pl = sub.add_parser("list", help="list issued client certificates: name, serial, expiry, revoked")
+    pl.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (default ./kestrel-data)")
+    pl.set_defaults(func=_cmd_list)
 
 
 def _password_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -397,8 +430,18 @@ def _cmd_client(args: argparse.Namespace) -> int:
         check_name(args.name)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    if args.package and not args.host:
+        raise BadInput("--package: also give --host, the address ATAK connects to")
+    if args.package:
+        try:
+            _check_hostnames([args.host])
+        except ValueError as exc:
+            raise BadInput(f"--host: {exc}") from None
+        if not 0 < args.port < 65536:
+            raise BadInput(f"--port: {args.port} is not a TCP port")
+    password = _password(args)
     try:
-        c = issue_client(args.data, args.name, password=_password(args))
+        c = issue_client(args.data, args.name, password=password)
     except FileNotFoundError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -407,4 +450,39 @@ def _cmd_client(args: argparse.Namespace) -> int:
     print(f"client certificate: {c.cert} (key {c.key}, mode 0600)")
     print(f"PKCS#12 for ATAK/iTAK/WinTAK: {c.p12} (with the CA; trust store {p.truststore})")
     print(f"pytak: PYTAK_TLS_CLIENT_CERT={c.cert} PYTAK_TLS_CLIENT_KEY={c.key} PYTAK_TLS_CLIENT_CAFILE={p.ca_cert}")
+    if args.package:
+        from kestrel.server import datapackage
+
+        z = datapackage.write(args.data, args.name, args.host, args.port, password)
+        print(f"ATAK data package: {z} (mode 0600; server {args.host}:{args.port}:ssl; holds the key and password)")
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    from kestrel.cli import BadInput
+    from kestrel.server.crl import revoke
+
+    try:
+        new = revoke(args.data, args.name)
+    except (ValueError, LookupError, FileNotFoundError) as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or args.data}: {exc.strerror or exc}") from None
+    what = ", ".join(f"{s:x}" for s in new) if new else "nothing new (already revoked)"
+    print(f"revoked {args.name}: {what}; CRL {paths(args.data).crl}")
+    print("restart `kestrel serve` for TLS listeners to load it")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from kestrel.cli import BadInput
+    from kestrel.server.crl import issued
+
+    try:
+        rows = issued(args.data)
+    except OSError as exc:
+        raise BadInput(f"{exc.filename or args.data}: {exc.strerror or exc}") from None
+    print(f"{'name':<20} {'serial':<40} {'expires':<10} revoked")
+    for r in rows:
+        print(f"{r.name:<20} {r.serial:<40x} {r.not_after.date().isoformat():<10} {'yes' if r.revoked else 'no'}")
     return 0

@@ -69,8 +69,11 @@ def _reason(exc: ssl.SSLError) -> str:
     return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)[:120]
 
 
-def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate signed by `ca`.
+def tls_context(ca: Path, cert: Path, key: Path, crl: Path | None = None) -> ssl.SSLContext:
+    """TLS 1.2+ server context that requires a client certificate signed by `ca` and not revoked.
+
+    The revocation list is `crl`, or else `crl.pem` next to `ca` when it exists (`kestrel certs
+    revoke` writes it there); it is read once, so a revocation takes effect on restart.
 
     Bad files raise `kestrel.cli.BadInput("PATH: reason")` naming the file at fault (unreadable,
     not PEM, key/certificate mismatch, encrypted key) rather than a bare OpenSSL code.
@@ -95,6 +98,14 @@ def tls_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
         if "MISMATCH" in why:
             raise _bad(key, f"private key does not match certificate {cert} ({why})") from None
         raise _bad(key, f"not a usable unencrypted private key (PEM) ({why})") from None
+    crl = crl if crl is not None else ca.with_name("crl.pem")
+    if crl.is_file():
+        _check_readable(crl)
+        try:
+            ctx.load_verify_locations(cafile=str(crl))
+        except ssl.SSLError as exc:
+            raise _bad(crl, f"not a usable certificate revocation list (PEM) ({_reason(exc)})") from None
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return ctx
 
 
@@ -190,7 +201,7 @@ class TlsListener(Listener):
             )
         except ssl.SSLError as exc:  # no certificate, wrong CA, bad protocol: worth a warning
             self.refused += 1
-            reason = getattr(exc, "reason", None) or type(exc).__name__
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
             logs.warning("client.tls_refused", listener=self.name, peer=f"{addr[0]}:{addr[1]}", reason=reason)
             conn.close()
             return
