@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--hfov", type=float, default=8.0, help="horizontal field of view, degrees")
     p.add_argument("--sync-klv", action="store_true", help="synchronous KLV carriage (0x15) instead of async")
+    p.add_argument("--scenario", choices=("orbit", "crossing"), default="orbit",
+                   help="orbit: non-crossing circles (default); crossing: pairs on straight roads that cross "
+                        "or pass head-on, one of each pair low-contrast")
     p.set_defaults(func=_synth)
 
 
@@ -238,7 +241,8 @@ def _synth(args: argparse.Namespace) -> int:
     from kestrel.fmv.synth import Scenario, synthesize
 
     sc = Scenario(seconds=args.seconds, fps=args.fps, width=int(m[1]), height=int(m[2]), targets=args.targets,
-                  seed=args.seed, hfov=args.hfov, sync_klv=args.sync_klv)
+                  seed=args.seed, hfov=args.hfov, sync_klv=args.sync_klv,
+                  scenario=args.scenario)
     try:
         truth = synthesize(args.out, sc, args.truth)
     except OSError as exc:

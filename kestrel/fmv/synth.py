@@ -3,6 +3,8 @@
 A platform orbits a ground point at a known height; the gimbal stares at that point (with a slow
 wander); K vehicle-sized targets (4.5 m x 2 m) drive circles at 5-20 m/s on a procedural,
 feature-rich ground texture (deterministic by seed). Every frame carries one ST 0601 packet.
+`Scenario.scenario = "crossing"` (`--scenario crossing`) instead drives pairs of cars on straight
+roads that cross or pass head-on, one of each pair in the ground's own colour (`plan_crossing`).
 
 Agreement by construction: each frame's packet is encoded, *decoded* again, and the picture is
 rendered from the decoded (quantised) metadata through `kestrel.geo.SensorModel` — so the image,
@@ -58,6 +60,10 @@ class Scenario:
     texture_half: float = 400.0  # m, texture covers [-half, half]^2 around the stare point
     crf: int = 18
     sync_klv: bool = False  # synchronous carriage (0x15 AU cells) instead of async with PTS
+    scenario: str = "orbit"  # "orbit": non-crossing circles; "crossing": straight paths that cross (SCENARIOS)
+
+
+SCENARIOS = ("orbit", "crossing")
 
 
 @dataclass(slots=True)
@@ -77,6 +83,30 @@ class TargetPath:
         n = self.centre[1] + self.radius * math.cos(a)
         heading = math.degrees(a) + 90.0 * self.direction
         return e, n, heading % 360.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"centre_enu": list(self.centre), "radius_m": self.radius, "direction": self.direction}
+
+
+@dataclass(slots=True)
+class LinePath:
+    """Straight road at constant speed: passes `cross` (ENU east, north, m) at time `t_cross`."""
+
+    id: int
+    cross: tuple[float, float]
+    t_cross: float  # s
+    heading: float  # deg, clockwise from north
+    speed: float  # m/s
+    colour: tuple[int, int, int] = field(default=(245, 245, 245))
+
+    def at(self, t: float) -> tuple[float, float, float]:
+        """(east, north, heading deg) at time t."""
+        d = self.speed * (t - self.t_cross)
+        h = math.radians(self.heading)
+        return self.cross[0] + d * math.sin(h), self.cross[1] + d * math.cos(h), self.heading % 360.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "line", "cross_enu": list(self.cross), "t_cross_s": self.t_cross, "heading_deg": self.heading}
 
 
 def make_texture(seed: int, half: float, res: float) -> np.ndarray:
@@ -133,6 +163,52 @@ def plan_targets(rng: np.random.Generator, k: int, room: float) -> list[TargetPa
                 len(paths) + 1, c, r, float(rng.uniform(5.0, 20.0)), int(rng.choice([-1, 1])),
                 float(rng.uniform(0, 2 * math.pi)), _TARGET_COLOURS[len(paths) % len(_TARGET_COLOURS)],
             ))
+    return paths
+
+
+def _ground_colour(texture: np.ndarray, e: float, n: float, half: float, res: float, scale: float) -> tuple[int, int, int]:
+    """Mean texture colour of the 30 m square around (e, n), times `scale`: a low-contrast car."""
+    c, r, k = int((e + half) / res), int((half - n) / res), int(15.0 / res)
+    patch = texture[max(r - k, 0): r + k, max(c - k, 0): c + k].reshape(-1, 3).astype(np.float64)
+    b, g, rr = (np.clip(patch.mean(axis=0) * scale, 0, 255) if len(patch) else np.array([90.0, 120.0, 110.0]))
+    return int(b), int(g), int(rr)
+
+
+def plan_crossing(rng: np.random.Generator, k: int, seconds: float, texture: np.ndarray, half: float,
+                  res: float) -> list[LinePath]:
+    """Pairs of straight paths that meet: pair 1, 3, ... cross at right angles, the second car
+    0.1-0.4 s behind the first (their boxes overlap at the crossing); pair 2, 4, ... pass head-on
+    4 m apart (centre lines). Crossing points lie within 30 m of the stare point, at 35-65 % of the
+    clip, spread >= 25 m apart; speeds 6-12 m/s, so every car stays within ~90 m of the stare point
+    for clips up to ~10 s. The second car of each pair is painted in the local ground colour
+    (x 0.8 or x 1.2): low contrast. An odd last car drives alone, high contrast."""
+    paths: list[LinePath] = []
+    crossings: list[tuple[float, float]] = []
+    for j in range((k + 1) // 2):
+        for _ in range(200):
+            d, a = float(rng.uniform(0.0, 30.0)), float(rng.uniform(0, 2 * math.pi))
+            x = (d * math.sin(a), d * math.cos(a))
+            if all(math.dist(x, c) >= 25.0 for c in crossings):
+                break
+        crossings.append(x)
+        t_c = float(rng.uniform(0.35, 0.65)) * seconds
+        h1 = float(rng.uniform(0, 360))
+        v1, v2 = float(rng.uniform(6.0, 12.0)), float(rng.uniform(6.0, 12.0))
+        hi = _TARGET_COLOURS[j % len(_TARGET_COLOURS)]
+        first = LinePath(len(paths) + 1, x, t_c, h1, v1, hi)
+        paths.append(first)
+        if len(paths) == k:
+            break
+        scale = 0.8 if rng.random() < 0.5 else 1.2
+        if j % 2 == 0:  # perpendicular roads, same point, nearly the same time
+            h2 = (h1 + float(rng.choice([-90.0, 90.0]))) % 360.0
+            second = LinePath(len(paths) + 1, x, t_c + float(rng.uniform(0.1, 0.4)), h2, v2, (0, 0, 0))
+        else:  # head-on, 4 m lateral separation between centre lines
+            r = math.radians(h1 + 90.0)
+            x2 = (x[0] + 4.0 * math.sin(r), x[1] + 4.0 * math.cos(r))
+            second = LinePath(len(paths) + 1, x2, t_c, (h1 + 180.0) % 360.0, v2, (0, 0, 0))
+        second.colour = _ground_colour(texture, x[0], x[1], half, res, scale)
+        paths.append(second)
     return paths
 
 
@@ -210,7 +286,13 @@ def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = No
     frame = LocalFrame(sc.lat0, sc.lon0, 0.0)
     texture = make_texture(sc.seed, sc.texture_half, sc.texture_res)
     flight = _Flight(sc, rng, frame)
-    paths = plan_targets(rng, sc.targets, room=95.0)
+    if sc.scenario not in SCENARIOS:
+        raise ValueError(f"scenario {sc.scenario!r}: expected one of {', '.join(SCENARIOS)}")
+    paths: list[TargetPath] | list[LinePath]
+    if sc.scenario == "crossing":
+        paths = plan_crossing(rng, sc.targets, sc.seconds, texture, sc.texture_half, sc.texture_res)
+    else:
+        paths = plan_targets(rng, sc.targets, room=95.0)
     w, h, res, half = sc.width, sc.height, sc.texture_res, sc.texture_half
     # texture index (col, row) -> ENU (east, north); OpenCV samples at pixel centres
     tex_to_en = np.array([[res, 0, -half + 0.5 * res], [0, -res, half - 0.5 * res], [0, 0, 1]], float)
@@ -251,8 +333,7 @@ def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = No
         "version": 1, "generator": "kestrel fmv synth", "scenario": asdict(sc),
         "pixel_convention": "u right, v down; pixel (i, j) centre at (i + 0.5, j + 0.5)",
         "targets": [{"id": p.id, "length_m": TARGET_LEN, "width_m": TARGET_WID, "speed_mps": p.speed,
-                     "colour_bgr": list(p.colour), "path": {"centre_enu": list(p.centre), "radius_m": p.radius,
-                                                           "direction": p.direction}} for p in paths],
+                     "colour_bgr": list(p.colour), "path": p.describe()} for p in paths],
         "frames": frames_truth,
     }
     if truth_path is not None:
