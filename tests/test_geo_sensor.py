@@ -86,7 +86,7 @@ def test_round_trips_over_pixel_grid(pose: dict, ground_h: float) -> None:
         return
     # pixel -> ground -> pixel
     back = m.grounds_to_pixels(g[hit])
-    assert np.abs(back - uv[hit]).max() < 1e-5
+    assert np.abs(back - uv[hit]).max() < 1e-4  # px; float64 noise on 0.5° FOVs reaches 1e-5
     # ground -> pixel -> ground: < 1 mm
     again = m.pixels_to_ground(back, ground_h)
     p1 = geodetic_to_ecef(g[hit, 0], g[hit, 1], g[hit, 2])

@@ -61,6 +61,10 @@ class MtiConfig:
     edge_px: float = 0.5  # full-res pixels: edges sit inside the partly covered extreme pixels
     box_refine: float = 0.3  # box = pixels above this fraction of the blob's peak difference (0: off)
     chroma_gain: float = 1.0  # chroma differences are smaller than luma ones for the same contrast
+    # Hysteresis: blobs are seeded at the threshold and grown into connected change above this
+    # fraction of it, so a faint (ground-coloured) mover gives a whole box, not a partial one.
+    # 1.0 = off (one threshold).
+    grow_frac: float = 0.5
     default_fps: float = 30.0  # used when frames carry no PTS
 
 
@@ -307,16 +311,25 @@ class MtiDetector:
             homography = S @ to_c @ self._buf[c - 1].to_newest @ np.diag([1 / s, 1 / s, 1.0])
         mean, std = cv2.meanStdDev(diff, mask=valid)
         thr = max(self.cfg.diff_threshold, float(mean[0, 0]) + self.cfg.noise_k * float(std[0, 0]))
-        _, mask = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
-        mask = cv2.bitwise_and(mask, valid)
+        _, seeds = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
+        seeds = cv2.bitwise_and(seeds, valid)
+        low = thr * min(1.0, self.cfg.grow_frac)
+        if low < thr:  # hysteresis: weaker change counts only where connected to a seed
+            _, mask = cv2.threshold(diff, low, 255, cv2.THRESH_BINARY)
+            mask = cv2.bitwise_and(mask, valid)
+        else:
+            mask = seeds
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._kernel_close)
         # Blobs: outer contours are ~40x cheaper than labelling every pixel on a sparse mask.
         contours, _hier = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        stats = np.zeros((len(contours), 5), np.int64)
-        for i, cnt in enumerate(contours):
+        rows = []
+        for cnt in contours:
             x, y, bw, bh = cv2.boundingRect(cnt)
-            stats[i] = (x, y, bw, bh, cv2.countNonZero(mask[y:y + bh, x:x + bw]))
-        dets = self._blobs(slot, stats, diff, thr)
+            if low < thr and not cv2.countNonZero(seeds[y:y + bh, x:x + bw]):
+                continue  # weak change with no seed in its box: noise
+            rows.append((x, y, bw, bh, cv2.countNonZero(mask[y:y + bh, x:x + bw])))
+        stats = np.array(rows, np.int64).reshape(-1, 5)
+        dets = self._blobs(slot, stats, diff, thr, low)
         dets.homography = homography
         return dets
 
@@ -329,7 +342,7 @@ class MtiDetector:
         lo = cv2.erode(warped, self._kernel3)
         return cv2.max(cv2.subtract(cur, hi), cv2.subtract(lo, cur))
 
-    def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float) -> Detections:
+    def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float, low: float) -> Detections:
         """Blob stats (x, y, w, h, area; working pixels) -> tightened, gated full-resolution boxes."""
         s = self._scale_work
         n = len(stats)
@@ -342,7 +355,7 @@ class MtiDetector:
             conf[i] = min(1.0, peak / (3.0 * thr))
             x0, y0, x1, y1 = bx, by, bx + bw, by + bh
             if self.cfg.box_refine > 0:  # tight box: pixels above a fraction of the blob's peak
-                ys, xs = np.nonzero(sub >= max(thr, self.cfg.box_refine * peak))
+                ys, xs = np.nonzero(sub >= max(low, self.cfg.box_refine * peak))
                 if len(xs):
                     x0, y0, x1, y1 = bx + xs.min(), by + ys.min(), bx + xs.max() + 1, by + ys.max() + 1
             xyxy[i] = (x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e)
