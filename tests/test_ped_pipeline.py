@@ -148,8 +148,9 @@ def test_live_udp_stream(clip: Path) -> None:
         src.close()
     assert res.frames + res.frames_dropped >= 110
     assert res.frames_dropped <= 0.2 * (res.frames + res.frames_dropped)
-    # Both movers are tracked; when a loaded machine drops frames, a track may split in two.
-    assert res.geolocated and 2 <= len(res.tracks) <= 2 + (res.frames_dropped > 0) * 2
+    # Both movers are tracked; on a loaded machine dropped frames or lost datagrams (damaged
+    # pictures) may split a track in two, so allow one split per mover, not more.
+    assert res.geolocated and 2 <= len(res.tracks) <= 4
 
 
 def test_stop_event_ends_a_run_cleanly() -> None:
