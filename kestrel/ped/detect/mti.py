@@ -12,8 +12,12 @@ Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
 3. Masks: pixels warped in from outside either reference frame (borders) never count; optionally
    (`screen_static_level`) nor do pixels that stayed the same *on screen* while the camera moved
    (burned-in HUD text, crosshairs); the threshold rises with the frame's own difference noise.
-4. Blobs: morphological closing, connected components, a size gate in metres from the sensor
-   model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
+4. Blobs, with hysteresis: pixels above the threshold seed blobs, which grow into connected
+   change above `grow_frac` of it (a ground-coloured car gives a whole box, not its brightest
+   corner); weak blobs with no seed are dropped. Morphological closing, outer contours, a tight
+   box per blob; a faint mover merged into a bright one's blob (a crossing) is split off when
+   enough weak change lies outside the bright box (`split_frac`). A size gate in metres from the
+   sensor model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
 
 Looking ahead `k` frames means frame `i` is finished when frame `i + k` arrives (`delay = k`); the
 first `2k` frames use two later frames instead. Cost: O(pixels) per frame, a fixed number of cv2
@@ -64,7 +68,10 @@ class MtiConfig:
     # Hysteresis: blobs are seeded at the threshold and grown into connected change above this
     # fraction of it, so a faint (ground-coloured) mover gives a whole box, not a partial one.
     # 1.0 = off (one threshold).
-    grow_frac: float = 0.5
+    grow_frac: float = 0.6
+    # Split a faint mover off a bright one's blob when its weak change outside the bright box
+    # covers at least this fraction of the bright box's area (0: off).
+    split_frac: float = 0.25
     default_fps: float = 30.0  # used when frames carry no PTS
 
 
@@ -345,23 +352,36 @@ class MtiDetector:
     def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float, low: float) -> Detections:
         """Blob stats (x, y, w, h, area; working pixels) -> tightened, gated full-resolution boxes."""
         s = self._scale_work
-        n = len(stats)
-        xyxy = np.zeros((n, 4), np.float64)
-        conf = np.zeros(n, np.float32)
+        boxes: list[tuple[float, float, float, float]] = []
+        areas: list[int] = []
+        confs: list[float] = []
         e = self.cfg.edge_px  # the extreme pixels are only partly covered
-        for i, (bx, by, bw, bh, _a) in enumerate(stats):
+        for bx, by, bw, bh, area in stats:
             sub = diff[by:by + bh, bx:bx + bw]
             peak = float(sub.max())
-            conf[i] = min(1.0, peak / (3.0 * thr))
             x0, y0, x1, y1 = bx, by, bx + bw, by + bh
+            cut = max(low, self.cfg.box_refine * peak)
             if self.cfg.box_refine > 0:  # tight box: pixels above a fraction of the blob's peak
-                ys, xs = np.nonzero(sub >= max(low, self.cfg.box_refine * peak))
+                ys, xs = np.nonzero(sub >= cut)
                 if len(xs):
                     x0, y0, x1, y1 = bx + xs.min(), by + ys.min(), bx + xs.max() + 1, by + ys.max() + 1
-            xyxy[i] = (x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e)
+                    if self.cfg.split_frac > 0 and cut > low:
+                        part = self._faint_partner(sub, (x0 - bx, y0 - by, x1 - bx, y1 - by), low)
+                        if part is not None and part[4] >= self.cfg.split_frac * (x1 - x0) * (y1 - y0):
+                            px0, py0, px1, py1, pa, ppeak = part
+                            boxes.append(((bx + px0) * s + e, (by + py0) * s + e, (bx + px1) * s - e,
+                                          (by + py1) * s - e))
+                            areas.append(pa)
+                            confs.append(min(1.0, ppeak / (3.0 * thr)))
+            boxes.append((x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e))
+            areas.append(int(area))
+            confs.append(min(1.0, peak / (3.0 * thr)))
+        xyxy = np.array(boxes, np.float64).reshape(-1, 4)
+        conf = np.array(confs, np.float32)
+        area_px = np.array(areas, np.int64)
         bw_px, bh_px = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
         longest_px, shortest_px = np.maximum(bw_px, bh_px), np.minimum(bw_px, bh_px)
-        keep = (stats[:, 4] * s * s >= self.cfg.min_area_px) & (shortest_px >= 1.5)
+        keep = (area_px * s * s >= self.cfg.min_area_px) & (shortest_px >= 1.5)
         keep &= longest_px <= self.cfg.max_aspect * shortest_px  # no lines, edge strips, text strokes
         gsd = self._gsd(slot.sensor, xyxy[keep]) if keep.any() else None
         if gsd is not None:
@@ -371,6 +391,22 @@ class MtiDetector:
             keep &= longest_px <= self.cfg.max_size_px
         return Detections(xyxy=xyxy[keep].astype(np.float32), confidence=conf[keep],
                           class_id=np.zeros(int(keep.sum()), np.int64), frame_index=slot.index, pts=slot.pts)
+
+    @staticmethod
+    def _faint_partner(sub: U8, box: tuple[int, int, int, int], low: float) -> tuple[int, ...] | None:
+        """A faint mover merged into a bright one's blob (they touch at a crossing): the biggest
+        connected part of the blob's weak change outside the bright box grown by 1 px, as
+        (x0, y0, x1, y1, area, peak) in `sub` pixels, or None. O(blob pixels)."""
+        rest = (sub >= low).astype(np.uint8)
+        x0, y0, x1, y1 = box
+        rest[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = 0
+        n, labels, st, _c = cv2.connectedComponentsWithStats(rest, connectivity=8)
+        if n < 2:
+            return None
+        j = 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
+        x, y, w, h, a = (int(v) for v in st[j])
+        peak = int(sub[labels == j].max())
+        return (x, y, x + w, y + h, a, peak)
 
     @staticmethod
     def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
