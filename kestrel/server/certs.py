@@ -97,17 +97,12 @@ def check_name(name: str) -> str:
 
 
 def server_ssl_context(data_dir: str | os.PathLike[str]) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate signed by our CA."""
+    """TLS 1.2+ server context that requires a client certificate signed by our CA and not
+    revoked: the listener's own context builder on the data dir's files."""
+    from kestrel.server.listeners import tls_context
+
     p = paths(data_dir)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.load_cert_chain(p.server_cert, p.server_key)
-    ctx.load_verify_locations(cafile=str(p.ca_cert))
-    if p.crl.is_file():  # revoked client certs are refused at the handshake
-        ctx.load_verify_locations(cafile=str(p.crl))
-        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    return ctx
+    return tls_context(p.ca_cert, p.server_cert, p.server_key, p.crl)
 
 
 def client_ssl_context(
@@ -126,14 +121,10 @@ def client_ssl_context(
 
 
 def common_name(peercert: dict[str, Any] | None) -> str | None:
-    """The subject CN of `SSLSocket.getpeercert()` / `SSLObject.getpeercert()`, or None."""
-    if not peercert:
-        return None
-    for rdn in peercert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
+    """The subject CN of `getpeercert()`, or None (the listener's reading, which maps CN -> groups)."""
+    from kestrel.server.listeners import common_name as listener_cn
+
+    return listener_cn(peercert)
 
 
 # ---------------------------------------------------------------------------------------------
