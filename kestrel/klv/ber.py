@@ -69,10 +69,6 @@ def encode_ber_oid(n: int) -> bytes:
     return bytes(reversed(out))
 
 
-def ber_oid_length(n: int) -> int:
-    return max(1, (n.bit_length() + 6) // 7)
-
-
 def encode_lv(value: bytes) -> bytes:
     """BER length + value."""
     return encode_ber_length(len(value)) + value
@@ -92,8 +88,20 @@ def read_lv(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
     return buf[pos : pos + n], pos + n
 
 
+def read_series(b: bytes) -> list[bytes]:
+    """A series of BER-length-prefixed elements (MISB "series" type); O(n), raises on truncation."""
+    out, pos, end = [], 0, len(b)
+    while pos < end:
+        item, pos = read_lv(b, pos, end)
+        out.append(item)
+    return out
+
+
 def iter_local_set(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
     """Split a local set body into (tag, value_start, value_end); raises on truncation.
+
+    The split-only baseline of bench/klv.py; `localset.decode_body` runs the same loop inlined,
+    decoding values in the same pass (the hot path), so this is not called there.
 
     Single pass, O(n) in the body length.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv
+from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv, read_series
 from .codecs import Func
 from .imapb import Imap
 from .mapping import Flint
@@ -22,15 +22,6 @@ _IALT = Imap(-900.0, 9000.0, 3)
 _WAVE = Imap(0.0, 1.0e9, 4)
 _VD_RANGE = Imap(0.0, 360.0, 2)
 _VD_START = {"azimuth": Imap(0.0, 360.0, 2), "elevation": Imap(-180.0, 180.0, 2), "roll": Imap(0.0, 360.0, 2)}
-
-
-def _series(b: bytes) -> list[bytes]:
-    """A series of BER-length-prefixed elements."""
-    out, pos = [], 0
-    while pos < len(b):
-        item, pos = read_lv(b, pos, len(b))
-        out.append(item)
-    return out
 
 
 # --- 81 Image Horizon Pixel Pack -------------------------------------------------------------
@@ -137,7 +128,7 @@ def enc_frame_rate(v: dict[str, int]) -> bytes:
 # --- 128 Wavelengths List --------------------------------------------------------------------
 def dec_wavelengths(b: bytes) -> list[dict[str, Any]]:
     out = []
-    for rec in _series(b):
+    for rec in read_series(b):
         wid, pos = read_ber_oid(rec, 0, len(rec))
         out.append({"id": wid, "min": _WAVE.decode(rec[pos : pos + 4]), "max": _WAVE.decode(rec[pos + 4 : pos + 8]),
                     "name": rec[pos + 8 :].decode("utf-8")})
@@ -188,7 +179,7 @@ def enc_airbase(v: dict[str, Any]) -> bytes:
 def dec_payloads(b: bytes) -> list[dict[str, Any]]:
     _count, pos = read_ber_oid(b, 0, len(b))
     out = []
-    for rec in _series(b[pos:]):
+    for rec in read_series(b[pos:]):
         pid, p = read_ber_oid(rec, 0, len(rec))
         ptype, p = read_ber_oid(rec, p, len(rec))
         name, p = read_lv(rec, p, len(rec))
@@ -231,7 +222,7 @@ def enc_bitlist(v: list[int]) -> bytes:
 # --- 140 Weapons Stores ----------------------------------------------------------------------
 def dec_weapons(b: bytes) -> list[dict[str, Any]]:
     out = []
-    for rec in _series(b):
+    for rec in read_series(b):
         end = len(rec)
         ids = []
         p = 0
@@ -257,7 +248,7 @@ def enc_weapons(v: list[dict[str, Any]]) -> bytes:
 # --- 141 Waypoint List -----------------------------------------------------------------------
 def dec_waypoints(b: bytes) -> list[dict[str, Any]]:
     out = []
-    for rec in _series(b):
+    for rec in read_series(b):
         wid, p = read_ber_oid(rec, 0, len(rec))
         order = int.from_bytes(rec[p : p + 2], "big", signed=True)
         p += 2

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import st0601_packs as P
 from . import st0903_sets
-from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv
+from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv, read_series
 from .codecs import Func, ImapCodec, Item, UInt, Utf8
 from .imapb import Imap
 from .localset import SetSpec, decode_body, encode_body, encode_packet
@@ -135,9 +135,8 @@ class VTarget:
 
 
 def dec_vtargets(b: bytes) -> list[VTarget]:
-    out, pos, end = [], 0, len(b)
-    while pos < end:
-        rec, pos = read_lv(b, pos, end)
+    out = []
+    for rec in read_series(b):
         tid, p = read_ber_oid(rec, 0, len(rec))
         out.append(VTarget(tid, decode_body(VTARGET_SPEC, rec, p, len(rec))))
     return out

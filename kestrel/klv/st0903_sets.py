@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv
+from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv, read_series
 from .codecs import Bytes, Enum, Func, ImapCodec, Item, Oid, UInt, Utf8
 from .imapb import Imap
 from .localset import Nested, SetSeries, SetSpec
@@ -18,16 +18,8 @@ _SIGMA = Imap(0.0, 650.0, 2)
 _RHO = Imap(-1.0, 1.0, 2)
 
 
-def _series(b: bytes) -> list[bytes]:
-    out, pos = [], 0
-    while pos < len(b):
-        rec, pos = read_lv(b, pos, len(b))
-        out.append(rec)
-    return out
-
-
 def dec_polygon(b: bytes) -> list[int]:
-    return [int.from_bytes(r, "big") for r in _series(b)]
+    return [int.from_bytes(r, "big") for r in read_series(b)]
 
 
 def enc_polygon(v: list[int]) -> bytes:
@@ -36,7 +28,7 @@ def enc_polygon(v: list[int]) -> bytes:
 
 def dec_bitmask(b: bytes) -> list[dict[str, int]]:
     out = []
-    for rec in _series(b):
+    for rec in read_series(b):
         idx, p = read_lv(rec, 0, len(rec))
         run, _ = read_ber_oid(rec, p, len(rec))
         out.append({"index": int.from_bytes(idx, "big"), "length": run})
@@ -85,7 +77,7 @@ def _uuid_dec(b: bytes) -> str:
 def _dec_locations(b: bytes) -> list[dict[str, Any]]:
     from .st0903 import dec_location  # late: st0903 imports this module
 
-    return [dec_location(r) for r in _series(b)]
+    return [dec_location(r) for r in read_series(b)]
 
 
 def _enc_locations(v: list[dict[str, Any]]) -> bytes:
