@@ -203,13 +203,14 @@ class _Geo:
         if md is self._last_md and self._size == (width, height):
             return self._last_model
         if not (self._last_md is not None and md == self._last_md and self._size == (width, height)):
-            try:
-                from kestrel.geo.sensor import SensorModel
+            from kestrel.geo.sensor import InsufficientMetadata, SensorModel
 
-                self._last_model = SensorModel.from_metadata(md, width, height)
-                if self._last_model is None and self.reason is None:
-                    self.reason = "KLV present but not enough for a sensor model: " + str(
-                        SensorModel.explain(md, width, height))
+            try:  # build once; the exception carries the reason (no second build to explain it)
+                self._last_model = SensorModel.build(md, width, height)
+            except InsufficientMetadata as exc:
+                self._last_model = None
+                if self.reason is None:
+                    self.reason = f"KLV present but not enough for a sensor model: {exc}"
             except Exception as exc:  # a geometry the model rejects must not stop the run
                 self._last_model = None
                 self.reason = f"sensor model failed: {exc}"

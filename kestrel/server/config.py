@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +215,3 @@ def check_exposure(cfg: ServerConfig, where: str = "config") -> None:
                 f"in [groups.listeners], e.g. {li.name} = [\"{li.name}-open\"] to isolate it or "
                 f"{li.name} = [\"{ANON}\"] to share on purpose (or listen on 127.0.0.1)"
             )
-
-
-def with_listeners(cfg: ServerConfig, *listeners: ListenerConfig) -> ServerConfig:
-    """A copy of `cfg` with exactly these listeners (tests, benchmarks)."""
-    return replace(cfg, listeners=list(listeners))
