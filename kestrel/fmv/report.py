@@ -35,9 +35,14 @@ def probe_video(path: str | Path) -> dict[str, Any]:
         return {}
 
 
-def _series(scan: KlvScan) -> list[tuple[float | None, SensorMetadata, SensorMetadata]]:
+def metadata_series(scan: KlvScan) -> list[tuple[float | None, SensorMetadata]]:
+    """(effective time, merged metadata after that packet) for every packet with geometry.
+
+    Packets are taken in effective-time order (untimed ones after the last frame go last), and
+    merged like the frame reader does, so partial packets inherit earlier fields.
+    """
     order = sorted(range(len(scan.packets)), key=lambda i: (scan.at[i] is None, scan.at[i] or 0.0, i))
-    out: list[tuple[float | None, SensorMetadata, SensorMetadata]] = []
+    out: list[tuple[float | None, SensorMetadata]] = []
     state: SensorMetadata | None = None
     for i in order:
         p = scan.packets[i]
@@ -47,17 +52,8 @@ def _series(scan: KlvScan) -> list[tuple[float | None, SensorMetadata, SensorMet
         if md is None:
             continue
         state = md if state is None else state.merged(md)
-        out.append((scan.at[i], md, state))
+        out.append((scan.at[i], state))
     return out
-
-
-def metadata_series(scan: KlvScan) -> list[tuple[float | None, SensorMetadata]]:
-    """(effective time, merged metadata after that packet) for every packet with geometry.
-
-    Packets are taken in effective-time order (untimed ones after the last frame go last), and
-    merged like the frame reader does, so partial packets inherit earlier fields.
-    """
-    return [(t, merged) for t, _own, merged in _series(scan)]
 
 
 def per_frame_metadata(scan: KlvScan) -> list[tuple[float, SensorMetadata | None]]:
@@ -91,8 +87,12 @@ def footprints(scan: KlvScan, width: int, height: int, per_frame: bool = False) 
     rows = per_frame_metadata(scan) if per_frame else metadata_series(scan)
     features: list[dict[str, Any]] = []
     skipped = 0
+    model: SensorModel | None = None
+    last: SensorMetadata | None = None
     for n, (t, md) in enumerate(rows):
-        model = SensorModel.from_metadata(md, width, height) if md is not None else None
+        if md is not last:  # per-frame rows repeat the same record until the next packet
+            model = SensorModel.from_metadata(md, width, height) if md is not None else None
+            last = md
         ring = model.footprint() if model is not None else []
         if md is None or len(ring) != 4:
             skipped += 1
