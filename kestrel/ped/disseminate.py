@@ -214,17 +214,12 @@ def tls_context(*, cert: str | None = None, key: str | None = None, ca: str | No
                 certs_dir: str | None = None, client: str | None = None,
                 check_hostname: bool = True) -> ssl.SSLContext:
     """Client TLS context: explicit PEM files, or a `kestrel certs` data dir and client name."""
-    if certs_dir is not None:
-        from kestrel.server.certs import client_ssl_context
+    from kestrel.server.certs import client_ssl_context, pem_client_context
 
+    if certs_dir is not None:
         if client is None:
             raise PushError("--certs needs --client NAME (a client made by `kestrel certs client NAME`)")
         return client_ssl_context(certs_dir, client, check_hostname=check_hostname)
     if not (cert and key and ca):
         raise PushError("TLS push needs --cert, --key and --ca (PEM files), or --certs DIR --client NAME")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.check_hostname = check_hostname
-    ctx.load_verify_locations(cafile=ca)
-    ctx.load_cert_chain(cert, key)
-    return ctx
+    return pem_client_context(ca, cert, key, check_hostname=check_hostname)

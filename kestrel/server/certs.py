@@ -105,19 +105,28 @@ def server_ssl_context(data_dir: str | os.PathLike[str]) -> ssl.SSLContext:
     return tls_context(p.ca_cert, p.server_cert, p.server_key, p.crl)
 
 
-def client_ssl_context(
-    data_dir: str | os.PathLike[str], name: str | None, *, check_hostname: bool = True
+def pem_client_context(
+    ca: str | os.PathLike[str], cert: str | os.PathLike[str] | None = None,
+    key: str | os.PathLike[str] | None = None, *, check_hostname: bool = True,
 ) -> ssl.SSLContext:
-    """TLS 1.2+ client context trusting our CA, presenting client `name`'s cert (None: no cert)."""
-    p = paths(data_dir)
+    """TLS 1.2+ client context trusting `ca`, presenting `cert`/`key` when given."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = check_hostname
-    ctx.load_verify_locations(cafile=str(p.ca_cert))
-    if name is not None:
-        c = p.client(name)
-        ctx.load_cert_chain(c.cert, c.key)
+    ctx.load_verify_locations(cafile=str(ca))
+    if cert is not None and key is not None:
+        ctx.load_cert_chain(cert, key)
     return ctx
+
+
+def client_ssl_context(
+    data_dir: str | os.PathLike[str], name: str | None, *, check_hostname: bool = True
+) -> ssl.SSLContext:
+    """Client context trusting our CA, presenting client `name`'s cert (None: no cert)."""
+    p = paths(data_dir)
+    c = p.client(name) if name is not None else None
+    return pem_client_context(p.ca_cert, c.cert if c else None, c.key if c else None,
+                              check_hostname=check_hostname)
 
 
 def common_name(peercert: dict[str, Any] | None) -> str | None:
