@@ -54,7 +54,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         takproto = None  # type: ignore[assignment]
         etree = None  # type: ignore[assignment]
-    examples = sorted((ROOT.parent / "shared" / "data" / "cot" / "atak-examples").glob("*.cot"))
+    examples = sorted((ROOT / "tests" / "data" / "cot" / "atak-examples").glob("*.cot"))
     inputs = [("ATAK SA (typed fields)", SA)] + [(p.stem, p.read_bytes()) for p in examples[:1]]
     cases: list[tuple[str, str, Callable[[], object]]] = []
     for name, raw in inputs:

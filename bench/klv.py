@@ -20,7 +20,7 @@ from kestrel.klv import decode_one, st0601
 from kestrel.klv.ber import iter_local_set, read_ber_length
 from kestrel.klv.mapping import checksum16
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 
 def typical_packets(n: int) -> list[bytes]:

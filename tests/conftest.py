@@ -1,4 +1,4 @@
-"""Shared fixtures: where the outside reference data lives (../shared/data, read-only)."""
+"""Shared fixtures: where the outside reference data lives (tests/data, read-only; see its NOTICE)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("KESTREL_SHARED_DATA", ROOT.parent / "shared" / "data"))
+REF_DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The outside reference data. Missing data is an error, never a silent skip."""
-    if not (SHARED_DATA / "README.md").is_file():
-        raise RuntimeError(f"reference data not found at {SHARED_DATA}; set KESTREL_SHARED_DATA")
-    return SHARED_DATA
+def ref_data() -> Path:
+    """The outside reference data, in the repo. Missing data is an error, never a silent skip."""
+    if not (REF_DATA / "NOTICE").is_file():
+        raise RuntimeError(f"reference data not found at {REF_DATA}")
+    return REF_DATA

@@ -164,11 +164,11 @@ def test_proto_xml_garbage_after_switch_is_fatal() -> None:
     assert len(out) == 1 and isinstance(out[0], ProtocolError) and out[0].fatal
 
 
-def test_examples_through_both_formats(shared_data: Path) -> None:
+def test_examples_through_both_formats(ref_data: Path) -> None:
     xml_client = Connection()
     proto_client, uid = _started()
     proto_client.receive_data(_request("1", uid), NOW)
-    for path in examples(shared_data):
+    for path in examples(ref_data):
         ev = parse_event(path.read_bytes())
         (a,) = xml_client.receive_data(encode_for("xml", ev), NOW)
         (b,) = proto_client.receive_data(encode_for("proto", ev), NOW)

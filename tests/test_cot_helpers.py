@@ -42,7 +42,7 @@ def same_detail_modulo_typed_order(a: list[Canon], b: list[Canon]) -> bool:
     return untyped_a == untyped_b and typed_a == typed_b
 
 
-def examples(shared: Path) -> list[Path]:
-    files = sorted((shared / "cot" / "atak-examples").glob("*.cot"))
+def examples(data: Path) -> list[Path]:
+    files = sorted((data / "cot" / "atak-examples").glob("*.cot"))
     assert len(files) >= 8, files
     return files

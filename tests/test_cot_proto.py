@@ -38,9 +38,9 @@ from tests.test_cot_helpers import (
 )
 
 
-def test_every_atak_example_round_trips_through_protobuf(shared_data: Path) -> None:
+def test_every_atak_example_round_trips_through_protobuf(ref_data: Path) -> None:
     moved = 0
-    for path in examples(shared_data):
+    for path in examples(ref_data):
         ev = parse_event(path.read_bytes())
         back = decode_mesh(encode_mesh(ev))
         out = etree.fromstring(encode_event(back))
@@ -74,8 +74,8 @@ def _expect_same(ev: Event, msg: TakMessage) -> None:
         merge_detail(*split_detail(ev.detail)))
 
 
-def test_our_bytes_decode_with_takproto(shared_data: Path) -> None:
-    for path in examples(shared_data):
+def test_our_bytes_decode_with_takproto(ref_data: Path) -> None:
+    for path in examples(ref_data):
         ev = parse_event(path.read_bytes())
         _expect_same(ev, takproto.parse_proto(bytearray(encode_mesh(ev))))
         _expect_same(ev, takproto.parse_proto(bytearray(encode_stream(ev))))
@@ -84,8 +84,8 @@ def test_our_bytes_decode_with_takproto(shared_data: Path) -> None:
             b"<d>" + ev.detail + b"</d>").find("contact").get("callsign")
 
 
-def test_takproto_encodings_decode_with_ours(shared_data: Path) -> None:
-    for path in examples(shared_data):
+def test_takproto_encodings_decode_with_ours(ref_data: Path) -> None:
+    for path in examples(ref_data):
         raw = path.read_bytes()
         for ver in (takproto.TAKProtoVer.MESH, takproto.TAKProtoVer.STREAM):
             theirs = bytes(takproto.xml2proto(raw, ver))
@@ -261,8 +261,8 @@ def test_property_protobuf_round_trip(uid: str, typ: str, t: int, lat: float, lo
     assert msg.cotEvent.uid == uid and struct.pack("<d", msg.cotEvent.lat) == struct.pack("<d", lat)
 
 
-def test_protobuf_hop_is_stable_after_the_first(shared_data: Path) -> None:
-    for path in examples(shared_data):
+def test_protobuf_hop_is_stable_after_the_first(ref_data: Path) -> None:
+    for path in examples(ref_data):
         once = encode_payload(decode_payload(encode_payload(parse_event(path.read_bytes()))))
         assert encode_payload(decode_payload(once)) == once, path.name
 

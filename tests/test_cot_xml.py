@@ -19,12 +19,12 @@ from kestrel.cot.xml import encode_event, parse_event
 from tests.test_cot_helpers import canon, detail_children, examples, original, original_detail_children
 
 
-def _example_ids(shared: Path) -> list[Path]:
-    return examples(shared)
+def _example_ids(data: Path) -> list[Path]:
+    return examples(data)
 
 
-def test_every_atak_example_round_trips_xml(shared_data: Path) -> None:
-    for path in examples(shared_data):
+def test_every_atak_example_round_trips_xml(ref_data: Path) -> None:
+    for path in examples(ref_data):
         ev = parse_event(path.read_bytes())
         out = encode_event(ev)
         again = etree.fromstring(out)
@@ -39,8 +39,8 @@ def test_every_atak_example_round_trips_xml(shared_data: Path) -> None:
         assert parse_event(out) == ev
 
 
-def test_detail_is_the_verbatim_byte_slice(shared_data: Path) -> None:
-    path = shared_data / "cot" / "atak-examples" / "Range_Bearing_-_Line.cot"
+def test_detail_is_the_verbatim_byte_slice(ref_data: Path) -> None:
+    path = ref_data / "cot" / "atak-examples" / "Range_Bearing_-_Line.cot"
     raw = path.read_bytes()
     ev = parse_event(raw)
     assert ev.detail in raw and b"callsign='R&amp;B 1'" in ev.detail  # quotes and entity kept as sent
@@ -244,14 +244,14 @@ _SAMPLE = (
 )
 
 
-def test_our_xml_validates_against_the_cot_schema(shared_data: Path) -> None:
+def test_our_xml_validates_against_the_cot_schema(ref_data: Path) -> None:
     """MITRE's CoT 2.0 base-event XSD (an outside definition) accepts everything we write."""
     from kestrel.cot import control
     from kestrel.cot.proto import decode_payload, encode_payload
 
-    schema = etree.XMLSchema(etree.parse(str(shared_data / "cot" / "schema" / "cot-base-event.xsd")))
+    schema = etree.XMLSchema(etree.parse(str(ref_data / "cot" / "schema" / "cot-base-event.xsd")))
     written = [control.offer("u", 1.7e9), control.response("u", False, 1.7e9), control.pong(1.7e9)]
-    for path in examples(shared_data):
+    for path in examples(ref_data):
         ev = parse_event(path.read_bytes())
         written += [ev, decode_payload(encode_payload(ev))]
     for ev in written:

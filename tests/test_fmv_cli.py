@@ -16,23 +16,23 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return rc, out.out, out.err
 
 
-def test_info_no_klv_reports_zero(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, err = run(["fmv", "info", str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+def test_info_no_klv_reports_zero(ref_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(["fmv", "info", str(ref_data / "fmv" / "h264_no_klv.ts")], capsys)
     assert rc == 0 and err == ""
     assert "klv packets: 0 in 0 units" in out and "checksum failures: 0" in out
-    rc, out, _ = run(["fmv", "info", "--json", str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+    rc, out, _ = run(["fmv", "info", "--json", str(ref_data / "fmv" / "h264_no_klv.ts")], capsys)
     assert rc == 0 and out == ""
 
 
-def test_info_tricky(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "h265_tricky_klv.ts")], capsys)
+def test_info_tricky(ref_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "info", str(ref_data / "fmv" / "h265_tricky_klv.ts")], capsys)
     assert rc == 0
     assert "hevc 160x120" in out and "synchronous (0x15, AU cells) units=30" in out
     assert "klv packets: 90 in 90 units (60 untimed)" in out and "ST0601: 90" in out
 
 
-def test_info_json_one_object_per_packet(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = run(["fmv", "info", "--json", str(shared_data / "fmv" / "h264_klv.ts")], capsys)
+def test_info_json_one_object_per_packet(ref_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "info", "--json", str(ref_data / "fmv" / "h264_klv.ts")], capsys)
     assert rc == 0
     objs = [json.loads(line) for line in out.splitlines()]
     assert len(objs) == 30
@@ -43,9 +43,9 @@ def test_info_json_one_object_per_packet(shared_data: Path, capsys: pytest.Captu
 
 
 @pytest.mark.parametrize("cut", [50_000, 700])
-def test_truncated_exit_2(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: int) -> None:
+def test_truncated_exit_2(ref_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cut: int) -> None:
     path = tmp_path / "cut.ts"
-    path.write_bytes((shared_data / "fmv" / "h264_klv.ts").read_bytes()[:cut])
+    path.write_bytes((ref_data / "fmv" / "h264_klv.ts").read_bytes()[:cut])
     rc, _out, err = run(["fmv", "info", str(path)], capsys)
     assert rc == 2 and err.count("\n") == 1 and str(path) in err and "truncated" in err
 
@@ -74,9 +74,9 @@ def test_audio_only_ts_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert rc == 2 and "no video stream" in err and err.count("\n") == 1
 
 
-def test_footprint_geojson(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_footprint_geojson(ref_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "fp.geojson"
-    rc, text, _ = run(["fmv", "footprint", str(shared_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out)], capsys)
+    rc, text, _ = run(["fmv", "footprint", str(ref_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out)], capsys)
     assert rc == 0 and "300 footprints" in text
     fc = json.loads(out.read_text())
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 300
@@ -86,14 +86,14 @@ def test_footprint_geojson(shared_data: Path, tmp_path: Path, capsys: pytest.Cap
     lon, lat = ring[0]
     assert 38.1 < lat < 38.3 and -77.5 < lon < -77.2  # near the frame centre the KLV itself gives
     assert f0["properties"]["time"].startswith("2008-") and f0["properties"]["pts"] == 0.0
-    rc, text, _ = run(["fmv", "footprint", str(shared_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out),
+    rc, text, _ = run(["fmv", "footprint", str(ref_data / "fmv" / "aphill_klv_10s.ts"), "--out", str(out),
                        "--per-frame"], capsys)
     assert rc == 0 and len(json.loads(out.read_text())["features"]) == 10
 
 
-def test_check_reports_median_and_p90(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc, out, _ = run(["fmv", "check", str(shared_data / "fmv" / "aphill_klv_10s.ts"),
-                      str(shared_data / "fmv" / "h264_no_klv.ts")], capsys)
+def test_check_reports_median_and_p90(ref_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["fmv", "check", str(ref_data / "fmv" / "aphill_klv_10s.ts"),
+                      str(ref_data / "fmv" / "h264_no_klv.ts")], capsys)
     assert rc == 0
     lines = out.splitlines()
     assert "median_m" in lines[0] and "p90_m" in lines[0]
@@ -101,11 +101,11 @@ def test_check_reports_median_and_p90(shared_data: Path, capsys: pytest.CaptureF
     assert cols[1] == "300" and cols[2] == "300" and float(cols[3]) > 0  # a figure, not a pass/fail
 
 
-def test_centre_sampler_is_bounded_and_even(shared_data: Path) -> None:
+def test_centre_sampler_is_bounded_and_even(ref_data: Path) -> None:
     from kestrel.fmv.report import CentreSampler, frame_centre_check
     from kestrel.fmv.scan import scan_klv
 
-    scan = scan_klv(shared_data / "fmv" / "aphill_klv_10s.ts")
+    scan = scan_klv(ref_data / "fmv" / "aphill_klv_10s.ts")
     full = frame_centre_check(scan)
     small = CentreSampler(cap=40)
     for p in scan.packets:
@@ -133,12 +133,12 @@ def corrupt_one_set(src: Path, dst: Path, pid: int) -> None:
     raise AssertionError("no ST 0601 set found on that PID")
 
 
-def test_info_checksum_failures_per_klv_stream(shared_data: Path, tmp_path: Path,
+def test_info_checksum_failures_per_klv_stream(ref_data: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Three KLV PIDs (sync 0x0101, async 0x0102, empty 0x0103); one damaged set on 0x0102 is
     reported on that stream, not only in the file total."""
     bad = tmp_path / "bad.ts"
-    corrupt_one_set(shared_data / "fmv" / "h265_tricky_klv.ts", bad, 0x0102)
+    corrupt_one_set(ref_data / "fmv" / "h265_tricky_klv.ts", bad, 0x0102)
     rc, out, _ = run(["fmv", "info", str(bad)], capsys)
     assert rc == 0 and "checksum failures: 1," in out
     lines = {ln.split(":")[0].strip(): ln for ln in out.splitlines() if ln.startswith("  pid 0x") and "packets (" in ln}
@@ -147,28 +147,28 @@ def test_info_checksum_failures_per_klv_stream(shared_data: Path, tmp_path: Path
     assert "0 packets (none), checksum failures 0," in lines["pid 0x0103"]
 
 
-def test_info_flags_inconsistent_frame_centre(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_flags_inconsistent_frame_centre(ref_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # KWIVER's test clips: the angles put the image centre ~11,566 km from the frame-centre tags.
-    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "mpeg2_klv.ts")], capsys)
+    rc, out, _ = run(["fmv", "info", str(ref_data / "fmv" / "mpeg2_klv.ts")], capsys)
     line = next(ln for ln in out.splitlines() if ln.startswith("frame centre"))
     assert rc == 0 and "inconsistent metadata (angles and frame-centre tags disagree)" in line
     assert "11565780" not in line and "11,566 km" in line
-    rc, out, _ = run(["fmv", "check", str(shared_data / "fmv" / "mpeg2_klv.ts")], capsys)
+    rc, out, _ = run(["fmv", "check", str(ref_data / "fmv" / "mpeg2_klv.ts")], capsys)
     assert rc == 0 and "inconsistent metadata" in out
     # A consistent clip keeps its metres and no flag.
-    rc, out, _ = run(["fmv", "info", str(shared_data / "fmv" / "aphill_klv_10s.ts")], capsys)
+    rc, out, _ = run(["fmv", "info", str(ref_data / "fmv" / "aphill_klv_10s.ts")], capsys)
     line = next(ln for ln in out.splitlines() if ln.startswith("frame centre"))
     assert rc == 0 and "inconsistent" not in line and " m, p90 " in line
 
 
-def test_truncated_reason_is_the_last_line_through_a_pipe(shared_data: Path, tmp_path: Path) -> None:
+def test_truncated_reason_is_the_last_line_through_a_pipe(ref_data: Path, tmp_path: Path) -> None:
     """As a user runs it: `kestrel fmv info cut.ts 2>&1 | tail -1` shows why it exited 2."""
     import os
     import subprocess
     import sys
 
     path = tmp_path / "cut.ts"
-    path.write_bytes((shared_data / "fmv" / "h264_klv.ts").read_bytes()[:50_000])
+    path.write_bytes((ref_data / "fmv" / "h264_klv.ts").read_bytes()[:50_000])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered
     p = subprocess.run([sys.executable, "-c", "import sys; from kestrel.cli import main; sys.exit(main())",
                         "fmv", "info", str(path)], env=env,

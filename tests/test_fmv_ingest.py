@@ -24,9 +24,9 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_sample_counts(shared_data: Path, name: str) -> None:
+def test_sample_counts(ref_data: Path, name: str) -> None:
     frames_n, klv_n, sets = EXPECTED[name]
-    reader = VideoReader(shared_data / "fmv" / name)
+    reader = VideoReader(ref_data / "fmv" / name)
     frames = list(reader)
     assert len(frames) == frames_n
     assert [f.index for f in frames] == list(range(frames_n))
@@ -38,19 +38,19 @@ def test_sample_counts(shared_data: Path, name: str) -> None:
     assert all(p.pts is None or p.pts > frames[-1].pts for p in reader.trailing)
     assert dict(reader.stats.klv.by_set) == sets
     assert reader.stats.klv.checksum_failures == 0
-    scan = scan_klv(shared_data / "fmv" / name)
+    scan = scan_klv(ref_data / "fmv" / name)
     assert len(scan.packets) == klv_n and dict(scan.stats.by_set) == sets
     assert scan.video_pes == frames_n
 
 
-def test_no_klv_sample_has_no_metadata(shared_data: Path) -> None:
-    frames = list(read_frames(shared_data / "fmv" / "h264_no_klv.ts"))
+def test_no_klv_sample_has_no_metadata(ref_data: Path) -> None:
+    frames = list(read_frames(ref_data / "fmv" / "h264_no_klv.ts"))
     assert frames and all(f.metadata is None and f.klv == [] for f in frames)
 
 
-def test_tricky_alignment_matches_kwiver_gold(shared_data: Path) -> None:
+def test_tricky_alignment_matches_kwiver_gold(ref_data: Path) -> None:
     """Per frame: the same packets (by stream and precision timestamp) as KWIVER's decode."""
-    gold = json.loads(zlib.decompress((shared_data / "fmv" / "video_stream_tricky_klv.json.zz").read_bytes()))
+    gold = json.loads(zlib.decompress((ref_data / "fmv" / "video_stream_tricky_klv.json.zz").read_bytes()))
     want: dict[int, Counter[tuple[int, int]]] = {}
     micros: dict[int, int] = {}
     for entry in gold:
@@ -58,7 +58,7 @@ def test_tricky_alignment_matches_kwiver_gold(shared_data: Path) -> None:
         # KWIVER's stream index counts FFmpeg streams: 0 video (PID 256), 1.. data PIDs 257..
         want.setdefault(entry["frame"] - 1, Counter())[(256 + entry["stream-index"], ts)] += 1
         micros[entry["frame"] - 1] = entry["microseconds"]
-    frames = list(read_frames(shared_data / "fmv" / "h265_tricky_klv.ts"))
+    frames = list(read_frames(ref_data / "fmv" / "h265_tricky_klv.ts"))
     assert len(frames) == len(want)
     for f in frames:
         got = Counter((p.stream, p.tags[2]) for p in f.klv)
@@ -71,8 +71,8 @@ def test_tricky_alignment_matches_kwiver_gold(shared_data: Path) -> None:
     assert all(p.pts is None for f in frames for p in f.klv if p.stream == 258)  # untimed
 
 
-def test_aphill_metadata_is_latest_at_or_before_frame(shared_data: Path) -> None:
-    frames = list(read_frames(shared_data / "fmv" / "aphill_klv_10s.ts"))
+def test_aphill_metadata_is_latest_at_or_before_frame(ref_data: Path) -> None:
+    frames = list(read_frames(ref_data / "fmv" / "aphill_klv_10s.ts"))
     for f in frames:
         assert f.metadata is not None and f.metadata.sensor_lat == pytest.approx(38.16, abs=0.05)
         if f.index > 0:  # frames are 1 s apart, KLV 30 Hz: the last packet is <= the frame time
@@ -80,8 +80,8 @@ def test_aphill_metadata_is_latest_at_or_before_frame(shared_data: Path) -> None
             assert f.metadata.time_us == f.klv[-1].tags["User Defined Timestamp"]
 
 
-def test_corrupted_stream_keeps_going(shared_data: Path, tmp_path: Path) -> None:
-    data = bytearray((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+def test_corrupted_stream_keeps_going(ref_data: Path, tmp_path: Path) -> None:
+    data = bytearray((ref_data / "fmv" / "h264_klv.ts").read_bytes())
     rng = np.random.default_rng(7)
     mid = len(data) // 2
     data[mid : mid + 3000] = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()  # garbage, sync lost
@@ -114,9 +114,9 @@ def test_not_video_raises_one_line(tmp_path: Path, content: bytes, reason: str) 
         scan_klv(path)
 
 
-def test_severely_truncated_raises(shared_data: Path, tmp_path: Path) -> None:
+def test_severely_truncated_raises(ref_data: Path, tmp_path: Path) -> None:
     path = tmp_path / "cut.ts"
-    path.write_bytes((shared_data / "fmv" / "h264_klv.ts").read_bytes()[:700])
+    path.write_bytes((ref_data / "fmv" / "h264_klv.ts").read_bytes()[:700])
     with pytest.raises(FmvInputError):
         list(read_frames(path))
 
@@ -126,19 +126,19 @@ def test_missing_file(tmp_path: Path) -> None:
         list(read_frames(tmp_path / "nope.ts"))
 
 
-def test_same_klv_per_frame_in_h264_and_mpeg2_samples(shared_data: Path) -> None:
+def test_same_klv_per_frame_in_h264_and_mpeg2_samples(ref_data: Path) -> None:
     """KWIVER muxed the same KLV into its H.264 and MPEG-2 (DTS != PTS) samples: the untimed
     rule must put the same packet on the same frame in both."""
-    a = [[p.raw for p in f.klv] for f in read_frames(shared_data / "fmv" / "h264_klv.ts")]
-    b = [[p.raw for p in f.klv] for f in read_frames(shared_data / "fmv" / "mpeg2_klv.ts")]
+    a = [[p.raw for p in f.klv] for f in read_frames(ref_data / "fmv" / "h264_klv.ts")]
+    b = [[p.raw for p in f.klv] for f in read_frames(ref_data / "fmv" / "mpeg2_klv.ts")]
     assert a == b and all(len(x) == 1 for x in a) and len({x[0] for x in a}) == 30
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_damage_never_escapes(shared_data: Path, tmp_path: Path, seed: int) -> None:
+def test_random_damage_never_escapes(ref_data: Path, tmp_path: Path, seed: int) -> None:
     """Flipped bytes anywhere (headers, PSI, PES, KLV, video): frames or FmvInputError, nothing else."""
     name = ["h265_tricky_klv.ts", "h264_klv.ts", "aphill_klv_10s.ts"][seed % 3]
-    data = bytearray((shared_data / "fmv" / name).read_bytes())
+    data = bytearray((ref_data / "fmv" / name).read_bytes())
     rng = np.random.default_rng(seed)
     for pos in rng.integers(0, len(data), len(data) // 500):
         data[pos] = int(rng.integers(0, 256))

@@ -14,8 +14,8 @@ from kestrel.fmv.ingest import VideoReader
 from kestrel.fmv.live import DEFAULT_IDLE_TIMEOUT, UdpSource
 
 
-def test_udp_live_smoke(shared_data: Path) -> None:
-    data = (shared_data / "fmv" / "h264_klv.ts").read_bytes()
+def test_udp_live_smoke(ref_data: Path) -> None:
+    data = (ref_data / "fmv" / "h264_klv.ts").read_bytes()
     src = UdpSource("127.0.0.1", 0, idle_timeout=1.0)  # OS-chosen port
     port = src.address[1]
 

@@ -19,8 +19,8 @@ def run(data: bytes, chunk: int) -> tuple[TsDemuxer, list]:
 
 
 @pytest.mark.parametrize("chunk", [1, 187, 1000, 1 << 20])
-def test_chunking_does_not_matter(shared_data: Path, chunk: int) -> None:
-    data = (shared_data / "fmv" / "h265_tricky_klv.ts").read_bytes()
+def test_chunking_does_not_matter(ref_data: Path, chunk: int) -> None:
+    data = (ref_data / "fmv" / "h265_tricky_klv.ts").read_bytes()
     if chunk == 1:
         data = data[: 188 * 120]  # byte-at-a-time on a prefix keeps the test fast
     ref_d, ref = run(data, 1 << 20)
@@ -30,8 +30,8 @@ def test_chunking_does_not_matter(shared_data: Path, chunk: int) -> None:
     assert d.stats == ref_d.stats
 
 
-def test_tricky_streams_and_carriage(shared_data: Path) -> None:
-    d, ev = run((shared_data / "fmv" / "h265_tricky_klv.ts").read_bytes(), 4096)
+def test_tricky_streams_and_carriage(ref_data: Path) -> None:
+    d, ev = run((ref_data / "fmv" / "h265_tricky_klv.ts").read_bytes(), 4096)
     kinds = {pid: (s.stream_type, s.kind, s.sync) for pid, s in d.streams.items()}
     assert kinds == {256: (0x24, "video", False), 257: (0x15, "klv", True), 258: (0x06, "klv", False),
                      259: (0x06, "klv", False)}
@@ -53,8 +53,8 @@ def test_au_cells() -> None:
     assert split_au_cells(bytes([1, 0, 0xDF, 0, 99]) + klv2) == [klv2]  # overlong cell: keep the rest
 
 
-def test_damage_is_counted_not_raised(shared_data: Path) -> None:
-    data = bytearray((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+def test_damage_is_counted_not_raised(ref_data: Path) -> None:
+    data = bytearray((ref_data / "fmv" / "h264_klv.ts").read_bytes())
     data[188 * 50 + 3] ^= 0x0F  # continuity counter of one packet
     data[188 * 100 + 1] |= 0x80  # transport error indicator
     data[188 * 200 : 188 * 200 + 50] = b"\x00" * 50  # sync lost
@@ -75,10 +75,10 @@ def test_crc() -> None:
     assert crc32_mpeg(pat[:-1] + b"\x00") != 0
 
 
-def test_untimed_pes_without_length_keeps_alignment(shared_data: Path) -> None:
+def test_untimed_pes_without_length_keeps_alignment(ref_data: Path) -> None:
     """PES_packet_length 0 (allowed): a unit completes only at the PID's next start, yet it must
     still take effect at the first video PES after its own bytes, as with a declared length."""
-    data = bytearray((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+    data = bytearray((ref_data / "fmv" / "h264_klv.ts").read_bytes())
     patched = 0
     for off in range(0, len(data), 188):
         pid = ((data[off + 1] & 0x1F) << 8) | data[off + 2]
@@ -93,5 +93,5 @@ def test_untimed_pes_without_length_keeps_alignment(shared_data: Path) -> None:
         _d, ev = run(buf, 4096)
         return [e.at for e in ev if isinstance(e, DataUnit)]
 
-    original = stamps((shared_data / "fmv" / "h264_klv.ts").read_bytes())
+    original = stamps((ref_data / "fmv" / "h264_klv.ts").read_bytes())
     assert stamps(bytes(data)) == original and len(set(original)) == 30

@@ -180,15 +180,15 @@ def test_plane_model_horizon_and_degenerate_corners() -> None:
     assert "degenerate" in (SensorModel.explain(bad) or "")
 
 
-def _example_values(shared_data: Path) -> dict[int, float]:
-    text = (shared_data / "fmv" / "st0601_example_packet.md").read_text()
+def _example_values(ref_data: Path) -> dict[int, float]:
+    text = (ref_data / "fmv" / "st0601_example_packet.md").read_text()
     values: dict[int, float] = {}
     for tag, value in re.findall(r"^\|\s*(\d+)\s*\|\s*(-?\d+\.\d+)\s*\|", text, flags=re.M):
         values[int(tag)] = float(value)
     return values
 
 
-def test_st0601_worked_example(shared_data: Path) -> None:
+def test_st0601_worked_example(ref_data: Path) -> None:
     """MISB's worked example: the values are illustrative, not one consistent geometry.
 
     The frame-centre tag (23/24) lies ~11,500 km from the sensor (13/14), so it cannot be the
@@ -196,7 +196,7 @@ def test_st0601_worked_example(shared_data: Path) -> None:
     el -168.8 deg = 11.2 deg below the horizon over the tail) sees the ground about where the
     slant range tag (21) says.
     """
-    t = _example_values(shared_data)
+    t = _example_values(ref_data)
     md = SensorMetadata(
         platform_heading=t[5],
         platform_pitch=t[6],
@@ -278,7 +278,7 @@ def test_absolute_pointing_ignores_platform_attitude() -> None:
     )
 
 
-def test_real_eg0104_sample_frame_centre(shared_data: Path) -> None:
+def test_real_eg0104_sample_frame_centre(ref_data: Path) -> None:
     """aphill_klv_10s.ts (real EG 0104): how far our image centre lies from the encoder's tag.
 
     Raw figure (printed): ~72 m, a constant 1.456 deg azimuth offset. That offset is exactly the
@@ -294,7 +294,7 @@ def test_real_eg0104_sample_frame_centre(shared_data: Path) -> None:
     from kestrel.fmv.ingest import scan_klv
     from kestrel.klv.metadata import to_metadata
 
-    scan = scan_klv(shared_data / "fmv" / "aphill_klv_10s.ts")
+    scan = scan_klv(ref_data / "fmv" / "aphill_klv_10s.ts")
     mds = [md for md in (to_metadata(p) for p in scan.packets) if md is not None]
     raw = summarize_frame_center(mds)
     print(f"\naphill frame centre vs ray-traced image centre: {raw.as_dict()}")
@@ -315,17 +315,17 @@ def test_real_eg0104_sample_frame_centre(shared_data: Path) -> None:
     assert fixed.max_m is not None and fixed.max_m < 3.0
 
 
-def test_decoded_example_packet_feeds_the_model(shared_data: Path) -> None:
+def test_decoded_example_packet_feeds_the_model(ref_data: Path) -> None:
     """The KLV layer's to_metadata on the real packet bytes gives the same geometry as the table."""
     from kestrel.klv.decoder import decode
     from kestrel.klv.metadata import to_metadata
 
-    text = (shared_data / "fmv" / "st0601_example_packet.md").read_text()
+    text = (ref_data / "fmv" / "st0601_example_packet.md").read_text()
     hexdump = "".join(re.findall(r"^[0-9A-F]{20,}$", text, flags=re.M))
     packets = decode(bytes.fromhex(hexdump))
     md = to_metadata(packets[0])
     assert md is not None
-    t = _example_values(shared_data)
+    t = _example_values(ref_data)
     m = SensorModel.from_metadata(md, 1280, 720)
     assert isinstance(m, PinholeModel) and m.kind == "pose" and m.assumed == ()
     ref = SensorModel.from_metadata(

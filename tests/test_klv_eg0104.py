@@ -10,8 +10,8 @@ from kestrel.klv import KlvDecoder, to_metadata
 from .test_klv_gold import klv_payloads
 
 
-def test_aphill_every_packet_decodes_to_metadata(shared_data: Path) -> None:
-    streams = klv_payloads(shared_data / "fmv" / "aphill_klv_10s.ts")
+def test_aphill_every_packet_decodes_to_metadata(ref_data: Path) -> None:
+    streams = klv_payloads(ref_data / "fmv" / "aphill_klv_10s.ts")
     [bufs] = streams.values()
     dec = KlvDecoder()
     pkts = [p for b in bufs for p in dec.feed(b)] + dec.flush()

@@ -42,13 +42,13 @@ def klv_payloads(ts: Path) -> dict[int, list[bytes]]:
 
 
 @pytest.fixture(scope="module")
-def gold(shared_data: Path) -> list[dict]:
-    return json.loads(zlib.decompress((shared_data / "fmv" / "video_stream_tricky_klv.json.zz").read_bytes()))
+def gold(ref_data: Path) -> list[dict]:
+    return json.loads(zlib.decompress((ref_data / "fmv" / "video_stream_tricky_klv.json.zz").read_bytes()))
 
 
 @pytest.fixture(scope="module")
-def ours(shared_data: Path) -> dict[int, list]:
-    return {s: [decode(b) for b in bufs] for s, bufs in klv_payloads(shared_data / "fmv" / "h265_tricky_klv.ts").items()}
+def ours(ref_data: Path) -> dict[int, list]:
+    return {s: [decode(b) for b in bufs] for s, bufs in klv_payloads(ref_data / "fmv" / "h265_tricky_klv.ts").items()}
 
 
 def test_every_packet_matches_kwiver_gold(gold: list[dict], ours: dict[int, list]) -> None:
@@ -129,11 +129,11 @@ def _raw_paths(v: object, path: str = "") -> set[str]:
 
 
 @pytest.mark.parametrize("name", ["h264_klv.ts", "mpeg2_klv.ts"])
-def test_kwiver_sample_files_decode_fully(shared_data: Path, name: str) -> None:
+def test_kwiver_sample_files_decode_fully(ref_data: Path, name: str) -> None:
     """KWIVER's 30-frame samples (139 ST 0601 items with every nested set): no errors, valid
     checksums, and nothing left uninterpreted but the two items the standards define as opaque
     bytes (ST 0806 user data, ST 0903 VChip embedded image)."""
-    [bufs] = klv_payloads(shared_data / "fmv" / name).values()
+    [bufs] = klv_payloads(ref_data / "fmv" / name).values()
     pkts = [p for b in bufs for p in decode(b)]
     assert len(pkts) == 30
     assert all(p.set_name == "ST0601" and p.error is None and p.checksum_ok for p in pkts)

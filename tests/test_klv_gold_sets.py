@@ -82,8 +82,8 @@ def filtered(gold: list[dict[str, Any]], spec: SetSpec) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def gold(shared_data: Path) -> dict[str, dict[str, Any]]:
-    return {e["key"]["string"]: e for e in json.loads((shared_data / "fmv" / "klv_gold.json").read_text())}
+def gold(ref_data: Path) -> dict[str, dict[str, Any]]:
+    return {e["key"]["string"]: e for e in json.loads((ref_data / "fmv" / "klv_gold.json").read_text())}
 
 
 def test_st0601_gold_values_survive_our_encoder_and_decoder(gold: dict[str, dict[str, Any]]) -> None:

@@ -81,10 +81,10 @@ def test_nested_set_that_does_not_parse_keeps_raw_bytes() -> None:
     assert p.error is None and p.tags[48] == b"\x01\x05\x01" and p.checksum_ok
 
 
-def test_checksum_failures_in_real_files_are_counted(shared_data: Path) -> None:
+def test_checksum_failures_in_real_files_are_counted(ref_data: Path) -> None:
     import re
 
-    text = (shared_data / "fmv" / "st0601_example_packet.md").read_text()
+    text = (ref_data / "fmv" / "st0601_example_packet.md").read_text()
     data = bytes.fromhex("".join(re.findall(r"^[0-9A-F]+$", text, re.M)))
     # klvdata's sample: the same packet with tag 20's value hand-edited, checksum left stale
     i = data.index(b"\x14\x04") + 2

@@ -14,15 +14,15 @@ from kestrel.klv import KlvDecoder, decode, st0601, to_jsonable, to_metadata
 from kestrel.klv.mapping import checksum16
 
 
-def example(shared_data: Path) -> tuple[bytes, dict[int, str]]:
-    text = (shared_data / "fmv" / "st0601_example_packet.md").read_text()
+def example(ref_data: Path) -> tuple[bytes, dict[int, str]]:
+    text = (ref_data / "fmv" / "st0601_example_packet.md").read_text()
     data = bytes.fromhex("".join(re.findall(r"^[0-9A-F]+$", text, re.M)))
     table = dict((int(t), v.strip()) for t, v in re.findall(r"^\| (\d+) \| (.+?) \|$", text, re.M))
     return data, table
 
 
-def test_worked_example_decodes_to_every_listed_value(shared_data: Path) -> None:
-    data, table = example(shared_data)
+def test_worked_example_decodes_to_every_listed_value(ref_data: Path) -> None:
+    data, table = example(ref_data)
     assert len(data) == 228 and len(table) >= 25
     [pkt] = decode(data)
     assert pkt.error is None and pkt.set_name == "ST0601" and pkt.checksum_ok is True
@@ -51,8 +51,8 @@ def test_worked_example_decodes_to_every_listed_value(shared_data: Path) -> None
             assert math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-9), (tag, got, want)
 
 
-def test_one_changed_byte_is_flagged_and_counted(shared_data: Path) -> None:
-    data, _ = example(shared_data)
+def test_one_changed_byte_is_flagged_and_counted(ref_data: Path) -> None:
+    data, _ = example(ref_data)
     assert checksum16(data[:-2]) == 0xAA43
     for i in (0x1A, 60, 180, len(data) - 5):  # inside the value bytes of several items
         bad = bytearray(data)
@@ -70,8 +70,8 @@ def test_one_changed_byte_is_flagged_and_counted(shared_data: Path) -> None:
     assert pkt.error is not None and pkt.checksum_ok is False
 
 
-def test_metadata_from_worked_example(shared_data: Path) -> None:
-    data, _ = example(shared_data)
+def test_metadata_from_worked_example(ref_data: Path) -> None:
+    data, _ = example(ref_data)
     md = to_metadata(decode(data)[0])
     assert md is not None
     assert md.sensor_lat == pytest.approx(60.176822966978335)
@@ -81,10 +81,10 @@ def test_metadata_from_worked_example(shared_data: Path) -> None:
     assert md.corners is None  # the example carries no corners
 
 
-def test_json_view_is_plain_json(shared_data: Path) -> None:
+def test_json_view_is_plain_json(ref_data: Path) -> None:
     import json
 
-    data, _ = example(shared_data)
+    data, _ = example(ref_data)
     j = json.loads(json.dumps(to_jsonable(decode(data)[0])))
     assert j["set"] == "ST0601" and j["checksum_ok"] is True
     assert j["tags"]["3"] == "Mission 12" and j["tags"]["48"]["3"] == "//USA"

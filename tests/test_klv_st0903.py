@@ -11,8 +11,8 @@ from kestrel.klv import decode, st0601, st0903
 from kestrel.klv.st0903 import VTarget, pixel_number, row_column
 
 
-def test_jmisb_five_packets(shared_data: Path) -> None:
-    pkts = decode((shared_data / "fmv" / "st0903_jmisb_5packets.bin").read_bytes())
+def test_jmisb_five_packets(ref_data: Path) -> None:
+    pkts = decode((ref_data / "fmv" / "st0903_jmisb_5packets.bin").read_bytes())
     assert len(pkts) == 5
     ids = []
     for p in pkts:
@@ -34,8 +34,8 @@ def test_jmisb_five_packets(shared_data: Path) -> None:
     assert ids == list(range(10))
 
 
-def test_jmisb_packets_reencode_byte_identical(shared_data: Path) -> None:
-    data = (shared_data / "fmv" / "st0903_jmisb_5packets.bin").read_bytes()
+def test_jmisb_packets_reencode_byte_identical(ref_data: Path) -> None:
+    data = (ref_data / "fmv" / "st0903_jmisb_5packets.bin").read_bytes()
     pkts = decode(data)
     again = b"".join(st0903.encode({k: v for k, v in p.tags.items() if k != 1}, version=None, fill_count=False) for p in pkts)
     assert again == data  # jmisb's bytes, checksums included, reproduced by our encoder

@@ -136,9 +136,9 @@ def test_no_klv_still_tracks_in_pixels(clip: Path, tmp_path: Path) -> None:
     assert fc["features"] and all(f["geometry"] is None for f in fc["features"])
 
 
-def test_no_klv_reference_file(shared_data: Path, tmp_path: Path) -> None:
+def test_no_klv_reference_file(ref_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    assert kestrel("ped", "run", str(shared_data / "fmv/h264_no_klv.ts"), "--out", str(out)) == 0
+    assert kestrel("ped", "run", str(ref_data / "fmv/h264_no_klv.ts"), "--out", str(out)) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] > 0 and report["geolocated"] is False
     assert report["geolocation_reason"] == "no KLV metadata in the stream"

@@ -174,7 +174,7 @@ def test_dry_run_prints_what_would_be_sent(tmp_path: Path, capsys: pytest.Captur
     assert out.count("<event") == 3 and uid["t2"] in out and uid["t1"] not in out
 
 
-def test_bounded_queue_drops_oldest_and_sink_gets_xml_stream(shared_data: Path) -> None:
+def test_bounded_queue_drops_oldest_and_sink_gets_xml_stream(ref_data: Path) -> None:
     """Against a bare TCP sink: a burst larger than the queue keeps the newest events, the stream
     is plain CoT XML that MITRE's schema accepts, and close() ends the connection cleanly."""
     import threading
@@ -205,7 +205,7 @@ def test_bounded_queue_drops_oldest_and_sink_gets_xml_stream(shared_data: Path) 
     srv.close()
     assert not t.is_alive() and report.dropped == 7 and report.sent == 3 and report.uids == ["u7", "u8", "u9"]
     docs = [b"<?xml" + part for part in bytes(received).split(b"<?xml")[1:]]
-    xsd = etree.XMLSchema(etree.parse(str(shared_data / "cot/schema/cot-base-event.xsd")))
+    xsd = etree.XMLSchema(etree.parse(str(ref_data / "cot/schema/cot-base-event.xsd")))
     assert [etree.fromstring(d).get("uid") for d in docs] == ["u7", "u8", "u9"]
     assert all(xsd.validate(etree.fromstring(d)) for d in docs)
 

@@ -115,11 +115,11 @@ def test_iou_matrix() -> None:
     assert len(Detections.empty()) == 0
 
 
-def test_real_aphill_clip_runs_and_confirms_little(shared_data: Path) -> None:
+def test_real_aphill_clip_runs_and_confirms_little(ref_data: Path) -> None:
     """Real aerial MPEG-2 (360x240, 1 fps, EG 0104 KLV), a mostly static scene: every confirmed
     track counts as false (no truth; a few people walk there, too slow and too rarely sampled at
     1 fps to confirm). Reported per minute; the bound only guards against regressions."""
-    res = run(shared_data / "fmv" / "aphill_klv_10s.ts")
+    res = run(ref_data / "fmv" / "aphill_klv_10s.ts")
     assert res.frames == 10 and res.geolocated
     minutes = (res.detections[-1].pts - res.detections[0].pts + 1.0) / 60.0
     per_min = len(res.tracks) / minutes

@@ -69,9 +69,9 @@ def test_detections_csv(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def xsd(shared_data: Path) -> etree.XMLSchema:
+def xsd(ref_data: Path) -> etree.XMLSchema:
     """MITRE's CoT 2.0 base schema (an outside reference)."""
-    return etree.XMLSchema(etree.parse(str(shared_data / "cot/schema/cot-base-event.xsd")))
+    return etree.XMLSchema(etree.parse(str(ref_data / "cot/schema/cot-base-event.xsd")))
 
 
 def events(release: bool = False) -> list[bytes]:
@@ -109,8 +109,8 @@ def test_platform_sensor_detail_has_what_atak_needs() -> None:
     assert float(ev.find("point").get("lat")) == pytest.approx(38.80)
 
 
-def test_footprint_matches_atak_freeform_shape(shared_data: Path) -> None:
-    atak = etree.parse(str(shared_data / "cot/atak-examples/Drawing_Shapes_-_Free_Form.cot")).getroot()
+def test_footprint_matches_atak_freeform_shape(ref_data: Path) -> None:
+    atak = etree.parse(str(ref_data / "cot/atak-examples/Drawing_Shapes_-_Free_Form.cot")).getroot()
     ours = etree.fromstring(events()[1])
     assert ours.get("type") == atak.get("type") == "u-d-f"
     pts = [lk.get("point") for lk in ours.findall("detail/link")]

@@ -106,13 +106,13 @@ def test_negotiation_then_xml_and_proto_clients_see_each_other(tmp_path: Path) -
     run(scenario())
 
 
-def test_example_list_is_the_whole_folder(shared_data: Path) -> None:
-    assert sorted(p.stem for p in (shared_data / "cot/atak-examples").glob("*.cot")) == sorted(EXAMPLES)
+def test_example_list_is_the_whole_folder(ref_data: Path) -> None:
+    assert sorted(p.stem for p in (ref_data / "cot/atak-examples").glob("*.cot")) == sorted(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
-def test_atak_example_through_server_to_xml_and_protobuf(name: str, tmp_path: Path, shared_data: Path) -> None:
-    sent = fresh((shared_data / "cot/atak-examples" / f"{name}.cot").read_bytes())
+def test_atak_example_through_server_to_xml_and_protobuf(name: str, tmp_path: Path, ref_data: Path) -> None:
+    sent = fresh((ref_data / "cot/atak-examples" / f"{name}.cot").read_bytes())
     orig = parse(sent)
 
     async def scenario() -> None:

@@ -39,9 +39,9 @@ def test_store_batches_writes_and_drops_stale(tmp_path: Path) -> None:
     assert Store(db).load(now + 15_000)[0].uid == "a"  # b went stale
 
 
-def test_retained_picture_survives_restart(tmp_path: Path, shared_data: Path) -> None:
+def test_retained_picture_survives_restart(tmp_path: Path, ref_data: Path) -> None:
     """SA and a marker sent before a restart reach a client that joins after it; chat does not."""
-    marker = (shared_data / ATAK / "Marker_-_Spot.cot").read_bytes()
+    marker = (ref_data / ATAK / "Marker_-_Spot.cot").read_bytes()
     data = tmp_path / "data"
 
     async def first_life() -> None:
