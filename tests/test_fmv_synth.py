@@ -111,3 +111,84 @@ def test_footprint_and_frame_centre_agree_with_klv(clip: tuple[Path, dict], tmp_
     capsys.readouterr()
     assert main(["fmv", "info", str(path)]) == 0
     assert "median 0.0 m, p90 0.0 m" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the aerial scene (issue 9)
+@pytest.fixture(scope="module")
+def aerial(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("aerial")
+    out, truth = d / "aerial.ts", d / "aerial.json"
+    rc = main(["fmv", "synth", str(out), "--scenario", "aerial", "--seconds", "3", "--targets", "5",
+               "--truth", str(truth), "--seed", "5"])
+    assert rc == 0
+    return out, json.loads(truth.read_text())
+
+
+def test_aerial_texture_is_tiled_from_the_real_clip() -> None:
+    import cv2
+
+    from kestrel.fmv.ingest import read_frames
+    from kestrel.fmv.scenes import AERIAL_SRC_GSD, DEFAULT_AERIAL_SOURCE, _crop_black, aerial_texture
+
+    tex = aerial_texture(DEFAULT_AERIAL_SOURCE, seed=5, half=60.0, res=0.15)
+    assert tex.shape == (800, 800, 3)
+    k = AERIAL_SRC_GSD / 0.15
+    tiles = [cv2.resize(c, (int(c.shape[1] * k), int(c.shape[0] * k)), interpolation=cv2.INTER_CUBIC)
+             for c in (_crop_black(f.image) for f in read_frames(str(DEFAULT_AERIAL_SOURCE)))]
+    th, tw = tiles[0].shape[:2]
+    corner = tex[:th, :tw].astype(float)
+    # some source frame, flipped some way, times a per-channel gain of 0.9-1.1, is the first tile
+    best = min(float(np.abs(corner - np.clip(t.astype(float) * (corner.mean((0, 1)) / t.mean((0, 1))), 0, 255)).mean())
+               for tile in tiles for t in (tile, tile[::-1], tile[:, ::-1], tile[::-1, ::-1]))
+    assert best < 3.0
+
+
+def test_aerial_routes_turn_stop_and_pass() -> None:
+    from kestrel.fmv.scenes import simulate
+
+    e, n, h, v = simulate(480, 30.0, 10.0, 0.0, turn=(1.0, 90.0, 20.0), stop=(4.0, 2.0))
+    assert h[0] == pytest.approx(0.0) and h[-1] == pytest.approx(90.0, abs=1.0)  # turned right
+    stopped = np.flatnonzero(v == 0.0)
+    assert len(stopped) and 1.8 <= len(stopped) / 30.0 <= 2.3  # held still for the dwell
+    assert v[-1] > 0  # and drove on
+    step = np.hypot(np.diff(e), np.diff(n)) * 30.0
+    assert np.all(np.abs(step - (v[:-1] + v[1:]) / 2) < 0.6)  # positions follow the speed
+
+
+def test_aerial_truth_agrees_with_picture_and_klv(aerial: tuple[Path, dict]) -> None:
+    path, truth = aerial
+    hfovs, lengths, counted = set(), [], 0
+    for f in VideoReader(path):
+        t = truth["frames"][f.index]
+        assert f.metadata is not None and f.metadata.time_us == t["time_us"]
+        hfovs.add(round(f.metadata.hfov, 2))
+        model = SensorModel.from_metadata(f.metadata, f.width, f.height)
+        assert model is not None
+        for tgt in t["targets"]:
+            x1, y1, x2, y2 = tgt["box"]
+            assert tgt["in_view"] == (x1 >= 0 and y1 >= 0 and x2 <= 720 and y2 <= 480)
+            assert 0.0 <= tgt["speed"] <= 20.0
+            if not tgt["in_view"]:
+                continue
+            counted += 1
+            lengths.append(max(x2 - x1, y2 - y1))
+            g = model.pixel_to_ground(tgt["u"], tgt["v"], 0.0)
+            assert g is not None
+            d, _ = distance_bearing(g[0], g[1], tgt["lat"], tgt["lon"])
+            assert d < 1.0
+    assert counted > 0 and 12 <= min(lengths) and max(lengths) <= 70
+    kinds = {t["path"]["kind"] for t in truth["targets"]}
+    assert {"short", "long", "pass"} <= kinds
+    assert truth["scenario"]["noise"] > 0 and truth["scenario"]["crf"] > 18
+
+
+def test_aerial_camera_pans_and_zooms() -> None:
+    from kestrel.fmv.scenes import CameraPlan
+
+    cam = CameraPlan.plan(np.random.default_rng(3), 60.0)
+    ts = np.arange(0, 60, 0.1)
+    fov = np.array([cam.hfov(t) for t in ts])
+    stare = np.array([cam.stare(t) for t in ts])
+    assert 4.0 <= fov.min() and fov.max() <= 7.0 and fov.max() - fov.min() > 1.0
+    pan = np.hypot(*np.diff(stare, axis=0).T) / 0.1
+    assert pan.max() > 20.0 and np.mean(pan == 0.0) > 0.5  # slews between dwells

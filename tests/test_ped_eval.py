@@ -134,6 +134,6 @@ def test_score_command_prints_a_table(clips: dict[int, tuple[Path, Path]], capsy
     ts, truth = clips[SEEDS[1]]
     assert main([str(ts), str(truth)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("| clip | MOTA | IDF1 | HOTA")
+    assert out[0].startswith("| clip | precision | recall | IDF1 | MOTA")
     cells = [c.strip() for c in out[2].split("|")[1:-1]]
-    assert cells[0] == ts.name and float(cells[2]) >= 0.8  # IDF1
+    assert cells[0] == ts.name and float(cells[3]) >= 0.8  # IDF1

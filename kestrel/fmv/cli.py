@@ -41,9 +41,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--hfov", type=float, default=8.0, help="horizontal field of view, degrees")
     p.add_argument("--sync-klv", action="store_true", help="synchronous KLV carriage (0x15) instead of async")
-    p.add_argument("--scenario", choices=("orbit", "crossing"), default="orbit",
+    p.add_argument("--scenario", choices=("orbit", "crossing", "aerial"), default="orbit",
                    help="orbit: non-crossing circles (default); crossing: pairs on straight roads that cross "
-                        "or pass head-on, one of each pair low-contrast")
+                        "or pass head-on, one of each pair low-contrast; aerial: traffic entering and leaving "
+                        "the view over real aerial imagery, camera panning and zooming (--targets = vehicles "
+                        "over the whole clip)")
+    p.add_argument("--texture-from", metavar="FILE.ts", help="aerial: video whose frames make the ground "
+                   "(default: tests/data/fmv/aphill_klv_10s.ts)")
     p.set_defaults(func=_synth)
 
 
@@ -242,11 +246,15 @@ def _synth(args: argparse.Namespace) -> int:
 
     sc = Scenario(seconds=args.seconds, fps=args.fps, width=int(m[1]), height=int(m[2]), targets=args.targets,
                   seed=args.seed, hfov=args.hfov, sync_klv=args.sync_klv,
-                  scenario=args.scenario)
+                  scenario=args.scenario, texture_from=args.texture_from)
+    from kestrel.fmv.scenes import SceneError
+
     try:
         truth = synthesize(args.out, sc, args.truth)
     except OSError as exc:
         raise BadInput(f"{args.out}: {exc.strerror or exc}") from None
+    except SceneError as exc:
+        raise BadInput(str(exc)) from None
     print(f"{args.out}: {len(truth['frames'])} frames {sc.width}x{sc.height} @ {sc.fps} fps, "
           f"{sc.targets} targets" + (f", truth in {args.truth}" if args.truth else ""))
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from kestrel.fmv.mux import TsWriter
+from kestrel.fmv.scenes import CameraPlan, Route, aerial_texture, plan_traffic
 from kestrel.geo.geodesy import LocalFrame, geodetic_to_ecef, ned_basis
 from kestrel.geo.sensor import SensorModel, misb_camera_to_ned
 from kestrel.klv import SensorMetadata, decode, st0601, to_metadata
@@ -61,9 +62,15 @@ class Scenario:
     crf: int = 18
     sync_klv: bool = False  # synchronous carriage (0x15 AU cells) instead of async with PTS
     scenario: str = "orbit"  # "orbit": non-crossing circles; "crossing": straight paths that cross (SCENARIOS)
+    noise: float = 0.0  # std of Gaussian sensor noise added to every frame (grey levels)
+    texture_from: str | None = None  # "aerial": real video to build the ground from (default: the test clip)
 
 
-SCENARIOS = ("orbit", "crossing")
+SCENARIOS = ("orbit", "crossing", "aerial")
+# "aerial" (kestrel.fmv.scenes): a lower, closer platform, a camera that pans and zooms, real imagery,
+# stronger compression and sensor noise.
+AERIAL = {"altitude": 1000.0, "orbit_radius": 1000.0, "airspeed": 35.0, "texture_res": 0.15,
+          "texture_half": 240.0, "crf": 26, "noise": 2.0}
 
 
 @dataclass(slots=True)
@@ -215,8 +222,9 @@ def plan_crossing(rng: np.random.Generator, k: int, seconds: float, texture: np.
 class _Flight:
     """Platform on a clockwise orbit around the (wandering) stare point; gimbal stares at it."""
 
-    def __init__(self, sc: Scenario, rng: np.random.Generator, frame: LocalFrame) -> None:
-        self.sc, self.frame = sc, frame
+    def __init__(self, sc: Scenario, rng: np.random.Generator, frame: LocalFrame,
+                 camera: CameraPlan | None = None) -> None:
+        self.sc, self.frame, self.camera = sc, frame, camera
         self.phi0 = float(rng.uniform(0, 360))
         self.wander = rng.uniform(0, 2 * math.pi, 2)
         self.bank = math.degrees(math.atan(sc.airspeed**2 / (9.81 * sc.orbit_radius)))
@@ -229,16 +237,20 @@ class _Flight:
         heading, pitch, roll = (phi + 90.0) % 360.0, 2.0, self.bank
         se = sc.wander * math.sin(2 * math.pi * t / 23.0 + self.wander[0])
         sn = sc.wander * math.sin(2 * math.pi * t / 31.0 + self.wander[1])
+        hfov = sc.hfov
+        if self.camera is not None:  # pans and zooms
+            se, sn = self.camera.stare(t)
+            hfov = self.camera.hfov(t)
         glat, glon, _ = self.frame.to_geodetic(se, sn, 0.0)
         los = geodetic_to_ecef(glat, glon, 0.0) - geodetic_to_ecef(slat, slon, sc.altitude)
         d = ned_basis(float(slat), float(slon)).T @ los
         b = misb_camera_to_ned(heading, pitch, roll, 0.0, 0.0, 0.0).T @ (d / np.linalg.norm(d))
         el = math.degrees(math.asin(-float(b[2])))
         az = math.degrees(math.atan2(float(b[1]), float(b[0]))) % 360.0
-        vfov = 2 * math.degrees(math.atan(math.tan(math.radians(sc.hfov) / 2) * sc.height / sc.width))
+        vfov = 2 * math.degrees(math.atan(math.tan(math.radians(hfov) / 2) * sc.height / sc.width))
         return {
             3: "KESTREL-SYNTH", 5: heading, 6: pitch, 7: roll, 10: "SYNTH-UAS", 11: "EO",
-            12: "Geodetic WGS84", 13: float(slat), 14: float(slon), 15: sc.altitude, 16: sc.hfov,
+            12: "Geodetic WGS84", 13: float(slat), 14: float(slon), 15: sc.altitude, 16: hfov,
             17: vfov, 18: az, 19: el, 20: 0.0, 56: sc.airspeed,
         }
 
@@ -280,24 +292,44 @@ def _ground_homography(model: SensorModel, frame: LocalFrame, w: int, h: int) ->
     return np.asarray(hmat, dtype=np.float64)
 
 
+def _footprint_fn(flight: _Flight, frame: LocalFrame, w: int, h: int) -> Any:
+    """t -> the view's ground corners [4, 2] in ENU metres (for planning traffic)."""
+    def at(t: float) -> np.ndarray:
+        _p, _md, model = frame_packet(flight.values(t), EPOCH_US + round(t * 1e6), w, h)
+        g = model.pixels_to_ground(np.array([[0, 0], [w, 0], [w, h], [0, h]], float), 0.0)
+        return np.asarray(frame.ground_to_enu(g[:, 0], g[:, 1]), np.float64).reshape(4, 2)
+    return at
+
+
 def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = None) -> dict[str, Any]:
     """Write the clip to `out` (and `truth_path`); return the truth dict."""
-    rng = np.random.default_rng(sc.seed)
-    frame = LocalFrame(sc.lat0, sc.lon0, 0.0)
-    texture = make_texture(sc.seed, sc.texture_half, sc.texture_res)
-    flight = _Flight(sc, rng, frame)
     if sc.scenario not in SCENARIOS:
         raise ValueError(f"scenario {sc.scenario!r}: expected one of {', '.join(SCENARIOS)}")
-    paths: list[TargetPath] | list[LinePath]
-    if sc.scenario == "crossing":
-        paths = plan_crossing(rng, sc.targets, sc.seconds, texture, sc.texture_half, sc.texture_res)
-    else:
-        paths = plan_targets(rng, sc.targets, room=95.0)
+    if sc.scenario == "aerial":
+        sc = replace(sc, **AERIAL)  # type: ignore[arg-type]
+    rng = np.random.default_rng(sc.seed)
+    frame = LocalFrame(sc.lat0, sc.lon0, 0.0)
     w, h, res, half = sc.width, sc.height, sc.texture_res, sc.texture_half
+    paths: list[TargetPath] | list[LinePath] | list[Route]
+    if sc.scenario == "aerial":
+        from kestrel.fmv.scenes import DEFAULT_AERIAL_SOURCE
+
+        texture = aerial_texture(sc.texture_from or DEFAULT_AERIAL_SOURCE, sc.seed, half, res)
+        camera = CameraPlan.plan(rng, sc.seconds)
+        flight = _Flight(sc, rng, frame, camera)
+        paths = plan_traffic(rng, sc.targets, sc.seconds, sc.fps, _footprint_fn(flight, frame, w, h))
+    else:
+        texture = make_texture(sc.seed, sc.texture_half, sc.texture_res)
+        flight = _Flight(sc, rng, frame)
+        if sc.scenario == "crossing":
+            paths = plan_crossing(rng, sc.targets, sc.seconds, texture, sc.texture_half, sc.texture_res)
+        else:
+            paths = plan_targets(rng, sc.targets, room=95.0)
+    noise_rng = np.random.default_rng(sc.seed + 1)
     # texture index (col, row) -> ENU (east, north); OpenCV samples at pixel centres
     tex_to_en = np.array([[res, 0, -half + 0.5 * res], [0, -res, half - 0.5 * res], [0, 0, 1]], float)
     to_index = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], float)  # geo u,v -> OpenCV index
-    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) * [TARGET_LEN / 2, TARGET_WID / 2]
+    unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) / 2  # (along, across) corners
     n = int(round(sc.seconds * sc.fps))
     frames_truth: list[dict[str, Any]] = []
     with TsWriter(out, w, h, fps=sc.fps, crf=sc.crf, sync=sc.sync_klv) as writer:
@@ -311,31 +343,54 @@ def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = No
             targets = []
             for p in paths:
                 e, nn, hd = p.at(t)
-                rot = np.array([[math.sin(math.radians(hd)), math.cos(math.radians(hd))],
-                                [math.cos(math.radians(hd)), -math.sin(math.radians(hd))]])
-                # corners: (along, across) -> (east, north)
-                en = corners @ rot + [e, nn]
-                pix = cv2.perspectiveTransform(en[None].astype(np.float64), hmat)[0]
-                poly = np.round((pix - 0.5) * 16).astype(np.int32)
-                cv2.fillConvexPoly(image, poly, p.colour, cv2.LINE_AA, shift=4)
+                length, width = getattr(p, "length", TARGET_LEN), getattr(p, "width", TARGET_WID)
+                pix = _vehicle_pixels(unit * [length, width], e, nn, hd, hmat)
+                box = [float(pix[:, 0].min()), float(pix[:, 1].min()), float(pix[:, 0].max()), float(pix[:, 1].max())]
+                if box[2] > -w and box[0] < 2 * w and box[3] > -h and box[1] < 2 * h:  # near the view: draw it
+                    _draw_vehicle(image, pix, p.colour, isinstance(p, Route),
+                                  _vehicle_pixels(unit * [length * 0.18, width * 0.8], e, nn, hd, hmat,
+                                                  ahead=length * 0.12))
                 lat, lon, _ = frame.to_geodetic(e, nn, 0.0)
                 uv = model.ground_to_pixel(float(lat), float(lon), 0.0)
                 u, v = uv if uv is not None else (float("nan"), float("nan"))
+                speed = p.speed_at(t) if isinstance(p, Route) else p.speed
                 targets.append({
-                    "id": p.id, "lat": float(lat), "lon": float(lon), "u": u, "v": v,
-                    "box": [float(pix[:, 0].min()), float(pix[:, 1].min()), float(pix[:, 0].max()),
-                            float(pix[:, 1].max())],
-                    "visible": bool(0 <= u < w and 0 <= v < h), "heading": hd, "speed": p.speed,
+                    "id": p.id, "lat": float(lat), "lon": float(lon), "u": u, "v": v, "box": box,
+                    "visible": bool(0 <= u < w and 0 <= v < h), "heading": hd, "speed": speed,
+                    # the whole vehicle is in the picture (what the scorer counts)
+                    "in_view": bool(box[0] >= 0 and box[1] >= 0 and box[2] <= w and box[3] <= h),
                 })
+            if sc.noise > 0:
+                image = cv2.add(image, noise_rng.normal(0.0, sc.noise, image.shape), dtype=cv2.CV_8U)
             writer.write(image, packet)
             frames_truth.append({"index": i, "pts": t, "time_us": t_us, "targets": targets})
     truth = {
-        "version": 1, "generator": "kestrel fmv synth", "scenario": asdict(sc),
+        "version": 2, "generator": "kestrel fmv synth", "scenario": asdict(sc),
         "pixel_convention": "u right, v down; pixel (i, j) centre at (i + 0.5, j + 0.5)",
-        "targets": [{"id": p.id, "length_m": TARGET_LEN, "width_m": TARGET_WID, "speed_mps": p.speed,
+        "targets": [{"id": p.id, "length_m": getattr(p, "length", TARGET_LEN),
+                     "width_m": getattr(p, "width", TARGET_WID),
+                     "speed_mps": p.speed if not isinstance(p, Route) else float(p.speed.max()),
                      "colour_bgr": list(p.colour), "path": p.describe()} for p in paths],
         "frames": frames_truth,
     }
     if truth_path is not None:
         Path(truth_path).write_text(json.dumps(truth))
     return truth
+
+
+def _vehicle_pixels(corners: np.ndarray, e: float, n: float, hd: float, hmat: np.ndarray,
+                    ahead: float = 0.0) -> np.ndarray:
+    """(along, across) metres around a point `ahead` of (e, n) along heading hd -> pixels [4, 2]."""
+    s, c = math.sin(math.radians(hd)), math.cos(math.radians(hd))
+    rot = np.array([[s, c], [c, -s]])  # (along, across) -> (east, north)
+    en = corners @ rot + [e + ahead * s, n + ahead * c]
+    return np.asarray(cv2.perspectiveTransform(en[None].astype(np.float64), hmat)[0], np.float64)
+
+
+def _draw_vehicle(image: np.ndarray, pix: np.ndarray, colour: tuple[int, int, int], detail: bool,
+                  windscreen: np.ndarray) -> None:
+    """Body (anti-aliased, 1/16 px); with `detail`, a dark windscreen band across the front half."""
+    cv2.fillConvexPoly(image, np.round((pix - 0.5) * 16).astype(np.int32), colour, cv2.LINE_AA, shift=4)
+    if detail:
+        dark = tuple(int(c * 0.35) for c in colour)
+        cv2.fillConvexPoly(image, np.round((windscreen - 0.5) * 16).astype(np.int32), dark, cv2.LINE_AA, shift=4)

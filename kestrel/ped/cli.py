@@ -38,6 +38,15 @@ def register(subparsers: Any) -> None:
     rev.add_argument("--json", action="store_true", help="print the track list as JSON")
     rev.set_defaults(func=_review)
 
+    sc = sub.add_parser("score", help="run PED on synthetic clips and score it against their truth")
+    sc.add_argument("pairs", nargs="+", metavar="CLIP_OR_TRUTH",
+                    help="CLIP.ts TRUTH.json, repeated (truth from `kestrel fmv synth --truth`)")
+    sc.add_argument("--iou", type=float, default=0.3, help="IoU gate for a match (default 0.3)")
+    sc.add_argument("--detector", choices=("mti", "mti-v1"), default="mti",
+                    help="mti-v1: the previous MTI detector and tracker settings, for comparison")
+    sc.add_argument("--json", action="store_true", help="one JSON object per clip instead of a table")
+    sc.set_defaults(func=_score)
+
     dis = sub.add_parser("disseminate", help="push a run's platform, footprint and confirmed tracks as CoT")
     dis.add_argument("run_dir")
     _push_args(dis, required=True)
@@ -189,6 +198,19 @@ def _review(args: argparse.Namespace) -> int:
         if not tracks:
             print("(no tracks)")
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from kestrel.ped.score import run_cli
+
+    for path in args.pairs:
+        if not Path(path).is_file():
+            raise _bad(f"{path}: no such file")
+
+    def error(msg: str) -> None:
+        raise _bad(f"ped score: {msg}")
+
+    return run_cli(args, error)
 
 
 def _disseminate(args: argparse.Namespace) -> int:

@@ -60,6 +60,7 @@ class PedResult:
     tentative_dropped: int = 0  # tracks born that never reached confirmation
     registration_failures: int = 0  # MTI: frames where ego-motion could not be estimated
     interrupted: bool = False  # ended by `stop`, not by the end of the source
+    delay_frames: int = 0  # the detector's look-ahead: a frame's result comes this many frames later
 
     @property
     def fps(self) -> dict[str, float]:
@@ -86,6 +87,7 @@ class PedResult:
             "tentative_dropped": self.tentative_dropped,
             "registration_failures": self.registration_failures,
             "interrupted": self.interrupted,
+            "delay_frames": self.delay_frames,
         }
 
 
@@ -254,7 +256,8 @@ def run(
         det_name = "onnx"
     frames = open_frames(source) if isinstance(source, str | Path) else source
     if tracker is None:  # motion detectors report movers only; object detectors also parked ones
-        tracker = TrackerConfig(require_motion=bool(getattr(det, "finds_movers", True)))
+        movers = bool(getattr(det, "finds_movers", True))
+        tracker = TrackerConfig.previous(movers) if det_name == "mti-v1" else TrackerConfig(require_motion=movers)
     trk = Tracker(tracker)
     geo = _Geo()
     secs = dict.fromkeys(STAGES, 0.0)
@@ -305,6 +308,7 @@ def run(
     res.tracks = trk.finish()
     res.tentative_dropped = trk.deleted_tentative
     res.registration_failures = int(getattr(det, "registration_failures", 0))
+    res.delay_frames = int(getattr(det, "delay", 0))
     res.interrupted = stop is not None and stop.is_set()
     res.geolocated = geo.any_model
     if not geo.any_model:

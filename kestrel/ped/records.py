@@ -138,6 +138,7 @@ class Track:
     speed_mps: float | None = None  # smoothed ground speed
     heading_deg: float | None = None  # smoothed course over ground, deg true, 0..360
     class_id: int = 0  # detector class of the most recent detection
+    confirmed_frame: int | None = None  # frame whose detections confirmed it (None: unknown)
     # Analyst review (set by the review store, never by the tracker).
     review: ReviewState = ReviewState.PENDING
     label: str = "unknown"  # one of LABELS
@@ -183,6 +184,7 @@ class Track:
             "speed_mps": fin(self.speed_mps),
             "heading_deg": fin(self.heading_deg),
             "class_id": self.class_id,
+            "confirmed_frame": self.confirmed_frame,
             "first_seen_pts": self.first_seen_pts,
             "last_seen_pts": self.last_seen_pts,
             "review": self.review.value,
@@ -202,6 +204,7 @@ class Track:
             speed_mps=d.get("speed_mps"),
             heading_deg=d.get("heading_deg"),
             class_id=int(d.get("class_id", 0)),
+            confirmed_frame=d.get("confirmed_frame"),
             review=ReviewState(d.get("review", "pending")),
             label=d.get("label", "unknown"),
             affiliation=d.get("affiliation", "unknown"),

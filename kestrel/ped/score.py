@@ -8,8 +8,16 @@ position and the target's true position, over the pairs motmetrics matched.
 
 Which tracks: every track the tracker confirmed (`PedResult.tracks`), all of its points — the
 evaluation plays the analyst who confirms what the tracker confirmed. Truth per frame: targets
-whose centre is inside the image (`visible`). Frames the tracker coasted through are not points,
+wholly inside the image (`in_view`; truth files without it: centre inside, `visible`). Targets
+partly in the picture are "don't care": a hypothesis on one (IoU >= gate, or half its box inside
+it) is neither a match nor a false positive. Frames the tracker coasted through are not points,
 so they count as misses. Cost: O(frames * targets * tracks).
+
+Beyond CLEAR/identity: **false tracks** (confirmed tracks with scored points of which fewer than
+half match any target), per minute of video; **time to first report** per target: from the first
+frame it is wholly in view to the moment a confirmed track first covers it — the later of that
+frame and the track's confirmation frame, plus the detector's look-ahead (`delay_frames`), i.e.
+when a live run could have shown it. Never reported: infinite.
 """
 
 from __future__ import annotations
@@ -33,19 +41,33 @@ class TruthFrame:
     boxes: npt.NDArray[np.float64]  # [K, 4] xyxy pixels
     ground: npt.NDArray[np.float64]  # [K, 2] lat, lon
     motion: npt.NDArray[np.float64]  # [K, 2] speed m/s, heading deg (NaN when not given)
+    ignore: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))  # [J, 4] partly in view
 
 
 def load_truth(path: str | Path) -> list[TruthFrame]:
     doc = json.loads(Path(path).read_text())
     out = []
     for fr in doc["frames"]:
-        tg = [t for t in fr["targets"] if t.get("visible", True)]
+        tg, ign = [], []
+        for t in fr["targets"]:
+            counted = t["in_view"] if "in_view" in t else t.get("visible", True)
+            if counted:
+                tg.append(t)
+            elif "in_view" in t and _touches(t["box"], doc["scenario"]):
+                ign.append(t["box"])
         out.append(TruthFrame(int(fr["index"]), float(fr["pts"]), [int(t["id"]) for t in tg],
                               np.array([t["box"] for t in tg], np.float64).reshape(-1, 4),
                               np.array([[t["lat"], t["lon"]] for t in tg], np.float64).reshape(-1, 2),
                               np.array([[t.get("speed", np.nan), t.get("heading", np.nan)] for t in tg],
-                                       np.float64).reshape(-1, 2)))
+                                       np.float64).reshape(-1, 2),
+                              np.array(ign, np.float64).reshape(-1, 4)))
     return out
+
+
+def _touches(box: list[float], scenario: dict[str, Any]) -> bool:
+    """Does the box overlap the image at all?"""
+    w, h = scenario.get("width", 0), scenario.get("height", 0)
+    return bool(box[2] > 0 and box[3] > 0 and box[0] < w and box[1] < h)
 
 
 def iou_matrix(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
@@ -82,12 +104,36 @@ class Score:
     heading_error_median_deg: float | None = None
     tracks: int = 0
     targets: int = 0
+    false_tracks: int = 0
+    minutes: float = 0.0  # video scored
+    first_report_s: dict[int, float] = field(default_factory=dict)  # target id -> s (inf: never)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def false_tracks_per_min(self) -> float:
+        return self.false_tracks / self.minutes if self.minutes > 0 else 0.0
+
+    @property
+    def first_report_median_s(self) -> float:
+        v = list(self.first_report_s.values())
+        return float(np.median(v)) if v else 0.0
+
+    @property
+    def first_report_max_s(self) -> float:
+        return max(self.first_report_s.values(), default=0.0)
+
+    @property
+    def reported_late(self) -> int:
+        """Targets reported more than 0.5 s after coming into view, or never."""
+        return sum(v > 0.5 for v in self.first_report_s.values())
 
     def row(self) -> dict[str, Any]:
         return {
             "MOTA": self.mota, "IDF1": self.idf1, "HOTA": self.hota, "precision": self.precision,
             "recall": self.recall, "IDsw": self.switches, "FP": self.false_positives, "FN": self.misses,
+            "false_tracks": self.false_tracks, "false_tracks_per_min": self.false_tracks_per_min,
+            "ttfr_med_s": self.first_report_median_s, "ttfr_max_s": self.first_report_max_s,
+            "late_targets": self.reported_late,
             "ground_err_med_m": self.ground_error_median_m, "ground_err_p90_m": self.ground_error_p90_m,
             "speed_err_med_mps": self.speed_error_median_mps, "heading_err_med_deg": self.heading_error_median_deg,
             "tracks": self.tracks, "targets": self.targets,
@@ -103,7 +149,23 @@ def _hypotheses(tracks: list[Track]) -> dict[int, list[Any]]:
     return by_frame
 
 
-def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5) -> Score:
+def _not_ignored(tf: TruthFrame, hboxes: npt.NDArray[np.float64], iou_gate: float) -> npt.NDArray[np.bool_]:
+    """Hypotheses to score: all but those on a partly visible target (and on no counted one)."""
+    keep = np.ones(len(hboxes), bool)
+    if len(tf.ignore) == 0 or len(hboxes) == 0:
+        return keep
+    on_counted = (iou_matrix(tf.boxes, hboxes) >= iou_gate).any(axis=0) if len(tf.boxes) else keep & False
+    a = np.asarray(hboxes, np.float64)
+    g = tf.ignore
+    ix = np.clip(np.minimum(a[:, None, 2], g[None, :, 2]) - np.maximum(a[:, None, 0], g[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], g[None, :, 3]) - np.maximum(a[:, None, 1], g[None, :, 1]), 0, None)
+    area = np.maximum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), 1e-9)
+    inside = ((ix * iy) / area[:, None] >= 0.5).any(axis=1) | (iou_matrix(a, g) >= iou_gate).any(axis=1)
+    return on_counted | ~inside
+
+
+def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3,
+          delay_frames: int = 0) -> Score:
     """Score confirmed tracks against truth frames (see module doc)."""
     import motmetrics as mm
 
@@ -114,10 +176,16 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
     hota_steps: list[tuple[list[int], list[int], npt.NDArray[np.float64]]] = []
     ground_pairs: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
     motion_pairs: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
+    scored: dict[int, int] = {}  # track id -> scored points
     for tf in truth:
         hs = hyp.get(tf.index, [])
-        hids = [h[0] for h in hs]
         hboxes = np.array([h[1] for h in hs], np.float64).reshape(-1, 4)
+        keep = _not_ignored(tf, hboxes, iou_gate)
+        hs = [h for h, k in zip(hs, keep, strict=True) if k]
+        hboxes = hboxes[keep]
+        hids = [h[0] for h in hs]
+        for hid in hids:
+            scored[hid] = scored.get(hid, 0) + 1
         iou = iou_matrix(tf.boxes, hboxes)
         dist = np.where(iou >= iou_gate, 1.0 - iou, np.nan)
         acc.update(tf.ids, hids, dist, frameid=tf.index)
@@ -150,6 +218,25 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
             lat1, lon1, lat2, lon2 = ground_pairs[key]
             d, _b = distance_bearing(lat1, lon1, lat2, lon2)
             errs.append(float(d))
+    matched: dict[int, int] = {}
+    pts_of = {tf.index: tf.pts for tf in truth}
+    dt = float(np.median(np.diff([tf.pts for tf in truth]))) if len(truth) > 1 else 0.0
+    confirm_pts = {tr.id: pts_of.get(tr.confirmed_frame if tr.confirmed_frame is not None
+                                     else (tr.points[0].frame_index if tr.points else -1), 0.0)
+                   for tr in tracks}
+    first_seen: dict[int, float] = {}
+    for tf in truth:
+        for g in tf.ids:
+            first_seen.setdefault(g, tf.pts)
+    reported: dict[int, float] = {}
+    for (frame, _e), row in m.iterrows():
+        hid, oid = int(row["HId"]), int(row["OId"])
+        matched[hid] = matched.get(hid, 0) + 1
+        at = max(pts_of.get(int(frame), 0.0), confirm_pts.get(hid, 0.0)) + delay_frames * dt
+        reported[oid] = min(reported.get(oid, float("inf")), at)
+    first_report = {g: reported.get(g, float("inf")) - t0 for g, t0 in first_seen.items()}
+    false_tracks = sum(1 for hid, n in scored.items() if matched.get(hid, 0) < 0.5 * n)
+    minutes = (len(truth) * dt) / 60.0 if truth else 0.0
     nan = float("nan")
     return Score(
         mota=r["mota"], idf1=r["idf1"], precision=r["precision"] if np.isfinite(r["precision"]) else 0.0,
@@ -161,6 +248,7 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.5
         speed_error_median_mps=float(np.median(speed_errs)) if speed_errs else None,
         heading_error_median_deg=float(np.median(heading_errs)) if heading_errs else None,
         tracks=len(tracks), targets=len({g for tf in truth for g in tf.ids}),
+        false_tracks=false_tracks, minutes=minutes, first_report_s=first_report,
     )
 
 
@@ -186,26 +274,54 @@ def hota(steps: list[tuple[list[int], list[int], npt.NDArray[np.float64]]]) -> f
     return float(np.mean(res["HOTA"]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m kestrel.ped.score CLIP.ts TRUTH.json [...]`: run PED on each clip, print scores."""
-    import argparse
+COLUMNS = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "ttfr_max_s",
+           "late_targets", "ground_err_med_m", "tracks", "targets")
 
+
+def score_clip(clip: str | Path, truth: str | Path, *, detector: str = "mti", iou_gate: float = 0.3) -> tuple[Score, Any]:
+    """Run PED on a clip and score it: (Score, PedResult)."""
     from kestrel.ped.pipeline import run
 
-    ap = argparse.ArgumentParser(prog="python -m kestrel.ped.score", description=main.__doc__)
-    ap.add_argument("pairs", nargs="+", help="CLIP.ts TRUTH.json, repeated")
-    ap.add_argument("--iou", type=float, default=0.5, help="IoU gate for a match (default 0.5)")
-    args = ap.parse_args(argv)
+    res = run(clip, detector=detector)
+    return score(res.tracks, load_truth(truth), iou_gate=iou_gate, delay_frames=res.delay_frames), res
+
+
+def format_row(name: str, s: Score, cols: tuple[str, ...] = COLUMNS) -> str:
+    row = s.row()
+    cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else ("-" if row[c] is None else str(row[c])) for c in cols]
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m kestrel.ped.score CLIP.ts TRUTH.json [...]` (also `kestrel ped score`): run PED on
+    each clip, print one table row per clip."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="kestrel ped score", description=main.__doc__)
+    add_arguments(ap)
+    return run_cli(ap.parse_args(argv), ap.error)
+
+
+def add_arguments(ap: Any) -> None:
+    ap.add_argument("pairs", nargs="+", help="CLIP.ts TRUTH.json, repeated (truth from `kestrel fmv synth --truth`)")
+    ap.add_argument("--iou", type=float, default=0.3, help="IoU gate for a match (default 0.3)")
+    ap.add_argument("--detector", default="mti", help="mti (default) or mti-v1 (the previous MTI + tracker)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per clip instead of a table")
+
+
+def run_cli(args: Any, error: Any) -> int:
     if len(args.pairs) % 2:
-        ap.error("give CLIP.ts TRUTH.json pairs")
-    cols = ("MOTA", "IDF1", "HOTA", "precision", "recall", "IDsw", "ground_err_med_m", "speed_err_med_mps",
-            "heading_err_med_deg", "tracks")
-    print("| clip | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
+        error("give CLIP.ts TRUTH.json pairs")
+    if not args.json:
+        print("| clip | " + " | ".join(COLUMNS) + " |")
+        print("|---" * (len(COLUMNS) + 1) + "|")
     for clip, truth in zip(args.pairs[::2], args.pairs[1::2], strict=True):
-        row = score(run(clip).tracks, load_truth(truth), iou_gate=args.iou).row()
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in cols]
-        print(f"| {Path(clip).name} | " + " | ".join(cells) + " |")
+        s, res = score_clip(clip, truth, detector=args.detector, iou_gate=args.iou)
+        if args.json:
+            print(json.dumps({"clip": str(clip), **s.row(), "fps": res.fps["end_to_end"],
+                              "first_report_s": {str(k): v for k, v in s.first_report_s.items()}}))
+        else:
+            print(format_row(Path(clip).name, s))
     return 0
 
 

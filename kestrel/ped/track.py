@@ -59,6 +59,11 @@ class TrackerConfig:
     max_speed_px: float = 300.0
     default_dt: float = 1 / 30  # when frames carry no PTS
 
+    @classmethod
+    def previous(cls, require_motion: bool = True) -> TrackerConfig:
+        """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
+        return cls(require_motion=require_motion)
+
 
 @dataclass(slots=True)
 class _Live:
@@ -211,6 +216,7 @@ class Tracker:
         if tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di):
             lv.hist = []
             tr.state = TrackState.CONFIRMED
+            tr.confirmed_frame = dets.frame_index
             tr.id = self._next_id
             self._next_id += 1
 

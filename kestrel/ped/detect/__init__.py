@@ -48,17 +48,18 @@ class ModelError(BadInput):
 
 
 def make_detector(name: str = "mti", model: str | None = None, **options: Any) -> Detector:
-    """`mti` (default, no weights) or `onnx` (needs `model`, a YOLO-style .onnx file)."""
+    """`mti` (default, no weights), `mti-v1` (the previous MTI settings, kept for comparison) or
+    `onnx` (needs `model`, a YOLO-style .onnx file)."""
     if model is not None and name == "mti":
         name = "onnx"
-    if name == "mti":
-        from kestrel.ped.detect.mti import MtiDetector
+    if name in ("mti", "mti-v1"):
+        from kestrel.ped.detect.mti import MtiConfig, MtiDetector
 
-        return MtiDetector(**options)
+        return MtiDetector(MtiConfig.previous() if name == "mti-v1" else None, **options)
     if name == "onnx":
         if model is None:
             raise ModelError("onnx detector: --model FILE.onnx is required")
         from kestrel.ped.detect.onnx import OnnxDetector
 
         return OnnxDetector(model, **options)
-    raise BadInput(f"unknown detector {name!r} (choose mti or onnx)")
+    raise BadInput(f"unknown detector {name!r} (choose mti, mti-v1 or onnx)")

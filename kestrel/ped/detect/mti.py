@@ -74,6 +74,11 @@ class MtiConfig:
     split_frac: float = 0.25
     default_fps: float = 30.0  # used when frames carry no PTS
 
+    @classmethod
+    def previous(cls) -> MtiConfig:
+        """The settings before issue 9 (`--detector mti-v1`), kept to measure against."""
+        return cls()
+
 
 @dataclass(slots=True)
 class _Slot:
