@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean vendor
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,16 @@ bench: $(STAMP)
 	$(BIN)/python bench/klv.py
 	$(BIN)/python bench/ped.py
 	$(BIN)/python bench/fanout.py
+
+# Browser libraries for the workbench, from npm (pinned in package-lock.json), copied with their
+# licence into the package; the copies are committed, so `make run`/`make test` never need npm.
+WB_VENDOR := kestrel/workbench/static/vendor
+vendor:
+	npm ci --ignore-scripts --no-audit --no-fund
+	rm -rf $(WB_VENDOR)/maplibre-gl && mkdir -p $(WB_VENDOR)/maplibre-gl
+	cp node_modules/maplibre-gl/dist/maplibre-gl.mjs node_modules/maplibre-gl/dist/maplibre-gl-worker.mjs \
+	   node_modules/maplibre-gl/dist/maplibre-gl.css node_modules/maplibre-gl/LICENSE.txt $(WB_VENDOR)/maplibre-gl/
+	node -e 'console.log(require("./node_modules/maplibre-gl/package.json").version)' > $(WB_VENDOR)/maplibre-gl/VERSION
 
 clean:
 	rm -rf $(VENV) kestrel-data build *.egg-info

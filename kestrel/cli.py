@@ -19,6 +19,7 @@ _GROUPS: tuple[str, ...] = (
     "kestrel.server.cli",
     "kestrel.fmv.cli",
     "kestrel.ped.cli",
+    "kestrel.workbench.cli",
     "kestrel.demo",
 )
 

@@ -35,7 +35,8 @@ def register(subparsers: Any) -> None:
     rev.add_argument("--label", choices=("vehicle", "person", "vessel", "unknown"))
     rev.add_argument("--affiliation", choices=("friend", "hostile", "neutral", "unknown", "suspect"))
     rev.add_argument("--analyst", help="who decided (default: $USER)")
-    rev.add_argument("--json", action="store_true", help="print the track list as JSON")
+    rev.add_argument("--json", action="store_true", help="print the track list as JSON (id, state, label, "
+                     "affiliation, analyst, reviewed_at, first_frame, last_frame, ...)")
     rev.set_defaults(func=_review)
 
     sc = sub.add_parser("score", help="run PED on synthetic clips and score it against their truth")
@@ -186,7 +187,10 @@ def _review(args: argparse.Namespace) -> int:
             raise _bad("--label/--affiliation need --confirm ID")
         tracks = store.tracks(points=False)
         if args.json:
-            json.dump([track_properties(t) | {"lat": t.lat, "lon": t.lon} for t in tracks], sys.stdout, indent=1)
+            spans = store.frame_spans()
+            json.dump([track_properties(t) | {"state": t.state, "first_frame": spans.get(t.id, (None, None))[0],
+                                              "last_frame": spans.get(t.id, (None, None))[1], "lat": t.lat,
+                                              "lon": t.lon} for t in tracks], sys.stdout, indent=1)
             print()
             return 0
         print(f"{'id':>5} {'frames':>6} {'first':>8} {'last':>8} {'m/s':>6} {'position':>23}  state")

@@ -200,6 +200,10 @@ class ReviewStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(reviews)")}
+        for col in ("frame INTEGER", "action TEXT"):  # audit columns added after the first release
+            if col.split()[0] not in cols:
+                self._db.execute(f"ALTER TABLE reviews ADD COLUMN {col}")
 
     def close(self) -> None:
         self._db.close()
@@ -273,8 +277,10 @@ class ReviewStore:
         label: str | None = None,
         affiliation: str | None = None,
         analyst: str | None = None,
+        frame: int | None = None,
     ) -> StoredTrack:
-        """Record a verdict (and keep it in the audit table). Raises ReviewError on bad input."""
+        """Record a verdict (and keep it in the audit table, with the frame the analyst was looking
+        at when known). Raises ReviewError on bad input."""
         if state not in STATES:
             raise ReviewError(f"state must be one of {', '.join(STATES)}, not {state!r}")
         if label is not None and label not in LABELS:
@@ -294,12 +300,73 @@ class ReviewStore:
                 (state, new_label, new_aff, who, at, track_id),
             )
             db.execute(
-                "INSERT INTO reviews(track_id, state, label, affiliation, analyst, at) VALUES (?,?,?,?,?,?)",
-                (track_id, state, new_label, new_aff, who, at),
+                "INSERT INTO reviews(track_id, state, label, affiliation, analyst, at, frame, action)"
+                " VALUES (?,?,?,?,?,?,?,'review')",
+                (track_id, state, new_label, new_aff, who, at, frame),
             )
         got = self.track(track_id)
         assert got is not None
         return got
+
+    def undo(self, track_id: int, *, analyst: str | None = None, frame: int | None = None) -> StoredTrack:
+        """Take back the track's latest verdict: it returns to the verdict before (or to pending
+        with the label and affiliation it had). The undo is itself an audit row (action 'undo');
+        undone rows stay. Raises ReviewError when the track has nothing to undo."""
+        who = analyst or default_analyst()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT seq, state, label, affiliation, analyst, at, action FROM reviews WHERE track_id=? ORDER BY seq",
+                (track_id,),
+            ).fetchall()
+            live: list[tuple[Any, ...]] = []  # verdicts still in force after replaying undos
+            for r in rows:
+                if r[6] == "undo":
+                    if live:
+                        live.pop()
+                else:
+                    live.append(r)
+            if not live:
+                raise ReviewError(f"track {track_id}: no decision to undo")
+            live.pop()
+            if live:
+                _, state, label, aff, by, at = live[-1][:6]
+            else:  # back to the machine's verdict (the pipeline never sets label or affiliation)
+                state, label, aff, by, at = "pending", "unknown", "unknown", None, None
+            db.execute("UPDATE tracks SET state=?, label=?, affiliation=?, analyst=?, reviewed_at=? WHERE id=?",
+                       (state, label, aff, by, at, track_id))
+            db.execute(
+                "INSERT INTO reviews(track_id, state, label, affiliation, analyst, at, frame, action)"
+                " VALUES (?,?,?,?,?,?,?,'undo')",
+                (track_id, state, label, aff, who, utc_now(), frame),
+            )
+        got = self.track(track_id)
+        assert got is not None
+        return got
+
+    def frame_spans(self) -> dict[int, tuple[int, int]]:
+        """track id -> (first frame, last frame) from its stored points."""
+        cur = self._db.execute("SELECT track_id, MIN(frame), MAX(frame) FROM points GROUP BY track_id")
+        return {r[0]: (r[1], r[2]) for r in cur}
+
+    def boxes(self, first: int, last: int) -> list[tuple[int, int, float, float, float, float]]:
+        """(frame, track id, x, y, w, h) of every stored box with first <= frame <= last."""
+        return list(self._db.execute(
+            "SELECT frame, track_id, x, y, w, h FROM points WHERE frame BETWEEN ? AND ? ORDER BY frame, track_id",
+            (first, last)))
+
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever any writer (pipeline, analyst, another process) committed something."""
+        r = self._db.execute("SELECT (SELECT IFNULL(MAX(seq), 0) FROM reviews), (SELECT COUNT(*) FROM tracks),"
+                             " (SELECT IFNULL(SUM(frames), 0) FROM tracks), (SELECT COUNT(*) FROM platform)").fetchone()
+        return tuple(int(v) for v in r)
+
+    def audit(self, since: int = 0) -> list[dict[str, Any]]:
+        """Audit rows after sequence number `since` (oldest first)."""
+        cur = self._db.execute(
+            "SELECT seq, track_id, state, label, affiliation, analyst, at, frame, action FROM reviews"
+            " WHERE seq > ? ORDER BY seq", (since,))
+        keys = ("seq", "track_id", "state", "label", "affiliation", "analyst", "at", "frame", "action")
+        return [dict(zip(keys, r, strict=True)) for r in cur]
 
     # ---- dissemination bookkeeping -------------------------------------------------------------
     def disseminated(self) -> dict[int, tuple[str, str]]:
@@ -317,10 +384,11 @@ class ReviewStore:
 
     def history(self, track_id: int) -> list[dict[str, Any]]:
         cur = self._db.execute(
-            "SELECT state, label, affiliation, analyst, at FROM reviews WHERE track_id=? ORDER BY seq",
+            "SELECT state, label, affiliation, analyst, at, frame, action FROM reviews WHERE track_id=? ORDER BY seq",
             (track_id,),
         )
-        return [dict(zip(("state", "label", "affiliation", "analyst", "at"), r, strict=True)) for r in cur]
+        keys = ("state", "label", "affiliation", "analyst", "at", "frame", "action")
+        return [dict(zip(keys, r, strict=True)) for r in cur]
 
     # ---- reading -----------------------------------------------------------------------------
     def tracks(

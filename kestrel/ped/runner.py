@@ -208,7 +208,8 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
         raise
     run_id = uuid.uuid4().hex[:12]
     video_url = video_url or cot.shareable_video_url(source)
-    store.set_meta(run_id=run_id, source=source, video_url=video_url, started=utc_now(), detector=detector)
+    store.set_meta(run_id=run_id, source=source, video_url=video_url, started=utc_now(), detector=detector,
+                   source_path=None if live else str(Path(source).resolve()))  # the workbench finds the video
     opts = cot.CotOptions(run_id, callsign=callsign, video_url=video_url, stale_s=stale_s, release_auto=release_auto)
     pusher = Pusher(parse_target(push), ssl_ctx) if push else None
     rec = _Recorder(store, pusher if live else None, opts)
