@@ -248,7 +248,7 @@ _kid = st.one_of(
 
 
 @settings(max_examples=200, deadline=None)
-@given(_s, _s, st.integers(0, 253402300799998), _f, _f, st.lists(_kid, max_size=5))
+@given(_s, _s, st.integers(0, 253402300799998), st.floats(-90, 90), st.floats(-180, 180), st.lists(_kid, max_size=5))
 def test_property_protobuf_round_trip(uid: str, typ: str, t: int, lat: float, lon: float,
                                       kids: list[str]) -> None:
     detail = "".join(kids).encode()

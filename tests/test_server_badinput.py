@@ -138,7 +138,8 @@ def test_bad_varint_closes_and_garbage_protobuf_is_skipped(tmp_path: Path, caplo
 def test_client_that_stops_reading_is_dropped_and_never_blocks_others(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = Limits(queue_bytes=128 * 1024, queue_messages=1000)
+    limits = Limits(queue_bytes=128 * 1024, queue_messages=1000,
+                    events_per_s_per_client=1e9, events_burst_per_client=1 << 30)  # a flood on purpose
 
     async def scenario() -> None:
         async with server_running(make_config(tmp_path, limits=limits)) as server:

@@ -69,6 +69,7 @@ class Connection:
         self.pings = 0
         self.controls = 0  # other control messages consumed (v, q, r, pongs, auth)
         self.unnegotiated = 0  # 0xBF frames received before/without negotiation (accepted)
+        self.frames = 0  # complete messages taken off the stream (events, controls, bad ones)
         self._framer: XmlFramer | ProtoFramer = XmlFramer(max_event_bytes)
         self._out = bytearray()
         self._offer_uid: str | None = None
@@ -116,6 +117,7 @@ class Connection:
                 return out
             if frame is None:
                 return out
+            self.frames += 1
             try:
                 ev = self._decode(frame, proto)
             except CotError as e:
@@ -129,6 +131,12 @@ class Connection:
                 continue
             self.events_in += 1
             out.append(ev)
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished message held (leading whitespace is dropped, so > 0 means an event
+        has begun and not ended: what an incomplete-event timeout measures)."""
+        return self._framer.pending
 
     def _decode(self, frame: bytes, proto: bool) -> Event | None:
         if proto:

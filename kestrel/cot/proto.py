@@ -16,7 +16,7 @@ from typing import Any
 from kestrel.cot import protowire
 from kestrel.cot.cottime import MAX_MS
 from kestrel.cot.errors import CotError
-from kestrel.cot.event import Event
+from kestrel.cot.event import Event, check_point
 from kestrel.cot.typed_detail import has_typed, merge_detail, split_detail
 from kestrel.cot.xml import XML_INVALID
 
@@ -107,6 +107,10 @@ def message_to_event(msg: dict[str, Any]) -> Event:
     for key in ("sendTime", "startTime", "staleTime"):
         if cot.get(key, 0) > MAX_MS:
             raise CotError(f"CotEvent.{key} beyond year 9999")
+    point = [cot.get(k, 0.0) for k in ("lat", "lon", "hae", "ce", "le")]
+    bad = check_point(*point)
+    if bad is not None:
+        raise CotError(f"CotEvent {bad}")
     detail = cot.get("detail") or {}
     typed = {k: detail[k] for k in _DETAIL_FIELDS if k in detail}
     attrs = {"version": "2.0"}

@@ -20,7 +20,7 @@ import re
 from kestrel.cot import xmlscan
 from kestrel.cot.cottime import format_time, parse_time
 from kestrel.cot.errors import CotError
-from kestrel.cot.event import UNKNOWN, Event
+from kestrel.cot.event import UNKNOWN, Event, check_point
 
 MAX_EVENT_BYTES = 1 << 20
 XML_PROLOG = b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -166,6 +166,11 @@ def parse_event(data: bytes, max_bytes: int = MAX_EVENT_BYTES) -> Event:
                 raise CotError(f"detail not decodable as {enc[:20]}") from None
     t = parse_time(attrs["time"])
     start = t if attrs["start"] == attrs["time"] else parse_time(attrs["start"])
+    lat, lon = _num(pt, "lat", None), _num(pt, "lon", None)
+    hae, ce, le = _num(pt, "hae", UNKNOWN), _num(pt, "ce", UNKNOWN), _num(pt, "le", UNKNOWN)
+    bad = check_point(lat, lon, hae, ce, le)
+    if bad is not None:
+        raise CotError(f"<point {bad}>")
     return Event(
         uid=attrs["uid"],
         type=attrs["type"],
@@ -173,11 +178,11 @@ def parse_event(data: bytes, max_bytes: int = MAX_EVENT_BYTES) -> Event:
         start=start,
         stale=parse_time(attrs["stale"]),
         how=attrs.get("how", ""),
-        lat=_num(pt, "lat", None),
-        lon=_num(pt, "lon", None),
-        hae=_num(pt, "hae", UNKNOWN),
-        ce=_num(pt, "ce", UNKNOWN),
-        le=_num(pt, "le", UNKNOWN),
+        lat=lat,
+        lon=lon,
+        hae=hae,
+        ce=ce,
+        le=le,
         detail=detail,
         attrs={k: v for k, v in attrs.items() if k not in _CORE},
     )

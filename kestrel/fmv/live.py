@@ -10,7 +10,10 @@ range, an address of another machine) is an `FmvInputError`, one line naming the
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import stat
 import struct
 import threading
 from collections import deque
@@ -155,6 +158,12 @@ def open_source(source: str | Path | IO[bytes], *, idle_timeout: float = DEFAULT
         return UdpSource.from_url(name, idle_timeout=idle_timeout), name, True
     if "://" in name:
         raise FmvInputError(f"{name}: only files and udp:// URLs are supported")
+    with contextlib.suppress(OSError):  # a missing file is reported by open() below
+        mode = os.stat(name).st_mode
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode) or stat.S_ISDIR(mode):
+            # open() of a FIFO without a writer blocks for ever; a directory cannot be read.
+            kind = "a directory" if stat.S_ISDIR(mode) else "a pipe, FIFO or device"
+            raise FmvInputError(f"{name}: is {kind}, not a video file; give a .ts file or a udp:// URL")
     try:
         return open(name, "rb", buffering=1 << 20), name, True  # noqa: SIM115 - closed by owner
     except OSError as exc:

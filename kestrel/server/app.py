@@ -4,6 +4,12 @@ Tasks: one accept loop per listener (asyncio's), a reader and a writer task per 
 one housekeeping task (store flush + expiry every `store_flush_seconds`). Everything runs on one
 event loop thread; the router is plain synchronous code in between.
 
+Start-up owns the data dir: it must be a directory, one server at a time (`datadir.DataDirLock`,
+naming the other pid), and an unreadable `kestrel.db` stops the start (`StoreError`) unless
+`config.repair` moves it aside. Counters and gauges live in `self.metrics` (`GET /metrics` on
+`metrics_host:metrics_port`, loopback by default; its port is written to the lock file).
+Connections over `max_connections` / `max_connections_per_address` are closed at once.
+
     server = Server(config); await server.start(); server.ports["tcp"]; ...; await server.stop()
 """
 
@@ -13,15 +19,18 @@ import asyncio
 import contextlib
 import ssl
 import time
+from pathlib import Path
 
 from kestrel.cot.connection import decode_datagram, encode_for
+from kestrel.cot.event import Event
 from kestrel.cot.xml import parse_event
-from kestrel.server import logs
+from kestrel.server import datadir, logs
 from kestrel.server.config import ListenerConfig, ServerConfig, check_exposure, is_loopback
 from kestrel.server.listeners import Listener, TcpListener, TlsListener, UdpListener, common_name, tls_context
+from kestrel.server.metrics import Metrics, MetricsListener
 from kestrel.server.router import Retained, Router
 from kestrel.server.session import Session
-from kestrel.server.store import Store
+from kestrel.server.store import Store, StoreError, set_aside
 
 DB_NAME = "kestrel.db"
 
@@ -30,8 +39,21 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store: Store | None = None
-        self.router = Router(encode_for, None, config.limits.max_retained)
+        self.metrics = Metrics()
+        self.router = Router(encode_for, None, config.limits.max_retained, metrics=self.metrics,
+                             retained_bytes_per_group=config.limits.retained_bytes_per_group)
         self.sessions: set[Session] = set()
+        self._per_address: dict[str, int] = {}
+        self._lock: datadir.DataDirLock | None = None
+        self._metrics_listener: MetricsListener | None = None
+        m = self.metrics
+        m.gauge("clients", lambda: len(self.sessions), "streaming clients connected")
+        m.gauge("retained_items", lambda: len(self.router.retained), "retained items (all groups)")
+        m.gauge("retained_bytes", lambda: dict(self.router.group_bytes), "retained bytes per group", "group")
+        m.gauge("store_pending", lambda: self.store.pending if self.store else 0, "store rows waiting for a flush")
+        m.describe("dropped", "events dropped, by reason")
+        m.describe("closed", "client connections closed by the server, by reason")
+        m.describe("refused", "connections refused at accept, by reason")
         self.ports: dict[str, int] = {}
         self.listening: list[tuple[ListenerConfig, int]] = []
         self._listeners: list[Listener] = []
@@ -44,13 +66,23 @@ class Server:
         cfg = self.config
         check_exposure(cfg)  # ConfigError: an anonymous listener exposed without its own groups
         self._prepare_tls()  # BadInput naming the file: before anything is opened
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(cfg.data_dir / DB_NAME)
-        self.router.attach_store(self.store)
-        self._restore()
+        datadir.prepare(cfg.data_dir)  # DataDirError: a file, not creatable
+        self._lock = datadir.DataDirLock.acquire(cfg.data_dir)  # DataDirError naming the other pid
         try:
+            self.store = self._open_store(cfg.data_dir / DB_NAME)
+            self.router.attach_store(self.store)
+            self._restore()
             for li in cfg.listeners:
                 await self._listen(li)
+            if cfg.metrics_port is not None:
+                self._metrics_listener = await MetricsListener.start(cfg.metrics_host, cfg.metrics_port,
+                                                                     self.metrics.render)
+                self.ports["metrics"] = self._metrics_listener.port
+                self._lock.write(metrics=f"{cfg.metrics_host}:{self._metrics_listener.port}")
+                if not is_loopback(cfg.metrics_host):
+                    logs.warning("listener.exposed", name="metrics", host=cfg.metrics_host, note="plain HTTP")
+                logs.info("listener.open", name="metrics", kind="http", host=cfg.metrics_host,
+                          port=self._metrics_listener.port, path="/metrics")
         except BaseException:
             await self.stop()
             raise
@@ -70,6 +102,17 @@ class Server:
             return  # _listen logs listener.skipped
         self._tls_ctx = tls_context(*paths)
 
+    def _open_store(self, path: Path) -> Store:
+        try:
+            return Store(path)
+        except StoreError:
+            if not self.config.repair:
+                raise
+        kept = set_aside(path)
+        logs.warning("store.repaired", path=path, moved_to=kept,
+                     note="the unreadable store was moved aside; starting with an empty picture")
+        return Store(path)
+
     def _restore(self) -> None:
         assert self.store is not None
         rows = self.store.load(int(time.time() * 1000))
@@ -81,7 +124,7 @@ class Server:
                 bad += 1
                 self.store.delete(row.uid)
                 continue
-            self.router.restore(Retained(event, row.groups))
+            self.router.restore(Retained(event, row.groups, owner=row.owner))
         logs.info("store.open", path=self.store.path, retained=len(rows) - bad, unreadable=bad)
 
     async def _listen(self, li: ListenerConfig) -> None:
@@ -93,7 +136,8 @@ class Server:
         if li.kind == "udp":
             groups = cfg.groups_for(li)
             listener = await UdpListener.start(
-                li.host, li.port, li.name, decode_datagram, lambda ev: self.router.route(ev, None, groups)
+                li.host, li.port, li.name, decode_datagram, lambda ev: self._route_datagram(ev, groups),
+                on_error=lambda: self.metrics.inc("dropped_invalid"),
             )
         elif li.kind == "tls":
             if self._tls_ctx is None:  # no certificates, and this listener is the optional default
@@ -120,18 +164,52 @@ class Server:
         logs.info("listener.open", name=li.name, kind=li.kind, host=li.host, port=listener.port,
                   groups=cfg.groups_for(li))
 
+    def _route_datagram(self, event: Event, groups: frozenset[str]) -> None:
+        """UDP carries situational events only: control (pings, negotiation, deletes: `t-*`) is
+        dropped; the router keeps a datagram from echoing to its sender's own stream."""
+        if event.type.startswith("t-"):
+            self.metrics.inc("dropped_udp_control")
+            self.metrics.limited_warning("udp.control_dropped", type=logs.short(event.type, 40),
+                                         uid=logs.short(event.uid, 80))
+            return
+        self.router.route(event, None, groups)
+
+    def _admit(self, address: str, peer: str, listener: str) -> str | None:
+        """Why a new connection from `address` must be refused now, or None."""
+        lim = self.config.limits
+        if len(self.sessions) >= lim.max_connections:
+            reason = "max_connections"
+        elif self._per_address.get(address, 0) >= lim.max_connections_per_address:
+            reason = "per_address"
+        else:
+            return None
+        self.metrics.inc(f"refused_{reason}")
+        self.metrics.limited_warning(f"client.refused_{reason}", peer=peer, listener=listener,
+                                     clients=len(self.sessions), from_address=self._per_address.get(address, 0))
+        return reason
+
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, li: ListenerConfig, cn: str | None
     ) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        if self._stopped.is_set() or self._admit(address, f"{address}:{peer[1] if isinstance(peer, tuple) else ''}",
+                                                  li.name):
+            writer.transport.abort()
+            return
         session = Session(
             self.router, encode_for, reader, writer, listener=li.name,
-            groups=self.config.groups_for(li, cn), limits=self.config.limits, cert_cn=cn,
+            groups=self.config.groups_for(li, cn), limits=self.config.limits, cert_cn=cn, metrics=self.metrics,
         )
         self.sessions.add(session)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            left = self._per_address[address] = self._per_address[address] - 1
+            if left <= 0:
+                del self._per_address[address]
             if session.close_reason == "slow":
                 self.dropped_slow += 1
 
@@ -153,7 +231,8 @@ class Server:
                     st = self.router.stats
                     logs.info("server.stats", clients=len(self.sessions), retained=len(self.router.retained),
                               routed=st.routed, delivered=st.delivered, addressed=st.addressed, unreadable=st.unreadable,
-                              dropped_slow=self.dropped_slow, store_pending=self.store.pending if self.store else 0)
+                              dropped_slow=self.dropped_slow, store_pending=self.store.pending if self.store else 0,
+                              **{k: v for k, v in self.metrics.counters.items() if v})
             except Exception as exc:  # a full disk must not stop routing; say so and retry
                 logs.warning("store.error", reason=repr(exc))
 
@@ -164,6 +243,8 @@ class Server:
         self._stopped.set()
         for listener in self._listeners:
             listener.close()
+        if self._metrics_listener is not None:
+            self._metrics_listener.close()
         for s in list(self.sessions):
             s.close()
         if self._housekeeping is not None:
@@ -177,10 +258,15 @@ class Server:
             await asyncio.sleep(0.01)
         for listener in self._listeners:
             await listener.wait_closed()
+        if self._metrics_listener is not None:
+            await self._metrics_listener.wait_closed()
         if self.store is not None:
             self.store.close()
             logs.info("store.closed", path=self.store.path, flushes=self.store.flushes)
             self.store = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         logs.info("server.stopped")
 
     async def wait_stopped(self) -> None:

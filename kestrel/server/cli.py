@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data", type=Path, metavar="DIR", help="data dir: store and certs (default ./kestrel-data)")
     p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default asyncio; auto = uvloop when installed)")
     p.add_argument("--log-level", choices=("debug", "info", "warning"), help="default info")
+    p.add_argument("--repair", action="store_true",
+                   help="if DATA/kestrel.db is unreadable, move it aside (kestrel.db.corrupt-TIME) and start empty")
+    p.add_argument("--status", action="store_true",
+                   help="print the counters of the server running on --data (its /metrics) and exit")
     p.set_defaults(func=_cmd_serve)
     try:
         certs = importlib.import_module("kestrel.server.certs")
@@ -53,15 +57,44 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
+    if args.status:
+        return _status(cfg.data_dir)
+    cfg.repair = bool(args.repair)
     logs.setup(cfg.log_level)
     _raise_fd_limit()
+    from kestrel.server.datadir import DataDirError
+    from kestrel.server.store import StoreError
+
     try:
         _run(cfg)
-    except (FileNotFoundError, ConfigError) as exc:
+    except (FileNotFoundError, ConfigError, DataDirError, StoreError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _status(data_dir: Path) -> int:
+    """`kestrel serve --status`: fetch the running server's /metrics (address from its lock file)."""
+    import urllib.request
+
+    from kestrel.cli import BadInput
+    from kestrel.server import datadir
+
+    if not datadir.is_locked(data_dir):
+        raise BadInput(f"{data_dir}: no kestrel server is running on this data directory")
+    where = datadir.read_info(data_dir).get("metrics")
+    if not where:
+        raise BadInput(f"{data_dir}: the running server has no metrics listener (metrics_port = \"off\")")
+    try:
+        with urllib.request.urlopen(f"http://{where}/metrics", timeout=10) as resp:
+            text = resp.read().decode("utf-8", "replace")
+    except OSError as exc:
+        raise BadInput(f"http://{where}/metrics: cannot read the server's metrics ({exc})") from None
+    pid = datadir.read_info(data_dir).get("pid")
+    print(f"# kestrel server pid {pid}, data {data_dir}, metrics http://{where}/metrics")
+    print(text, end="")
     return 0
 
 

@@ -33,12 +33,23 @@ class ListenerConfig:
 
 @dataclass(slots=True)
 class Limits:
-    max_event_bytes: int = 1 << 20  # pending (unterminated) event cap per connection
+    """`[limits]`: what one client (or one group) may cost. Exceeding a limit costs only that client:
+    its event is dropped or its connection closed, with a counter and a rate-limited log line.
+    Documented in docs/server.md ("Limits"); every value must be a positive number."""
+
+    max_event_bytes: int = 1 << 20  # one event (pending, unterminated bytes) per connection: over it, closed
     negotiation_window: float = 60.0  # seconds a client may answer the protobuf offer
     queue_bytes: int = 4 << 20  # outbound bytes waiting for one client before it is dropped
     queue_messages: int = 20_000  # outbound messages waiting for one client before it is dropped
     handshake_timeout: float = 10.0  # TLS handshake
-    max_retained: int = 100_000  # retained events (latest SA + markers) kept in memory and on disk
+    max_retained: int = 100_000  # retained items (latest SA + markers) per group, in memory and on disk
+    retained_bytes_per_group: int = 64 << 20  # retained picture per group (oldest evicted first)
+    max_connections: int = 10_000  # streaming clients at once (TCP + TLS); more are refused
+    max_connections_per_address: int = 1_000  # from one IP address (NAT'd units share one)
+    events_per_s_per_client: float = 200.0  # sustained events a client may send (token bucket)
+    events_burst_per_client: int = 1_000  # bucket size: a burst above the rate (a data package)
+    idle_timeout_s: float = 600.0  # no byte at all for this long: closed (ATAK pings every ~15 s)
+    incomplete_event_timeout_s: float = 60.0  # an event begun but unfinished this long after its first byte
     max_datagram: int = 65_507
     read_chunk: int = 65_536
 
@@ -55,6 +66,9 @@ class ServerConfig:
     tls_cert: Path | None = None  # default <data>/certs/server.pem
     tls_key: Path | None = None  # default <data>/certs/server.key
     store_flush_seconds: float = 1.0
+    metrics_host: str = "127.0.0.1"  # GET /metrics (Prometheus text); loopback unless configured
+    metrics_port: int | None = 0  # 0: any free port (written to <data>/kestrel.lock); None: off
+    repair: bool = False  # move an unreadable kestrel.db aside instead of refusing to start
     loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto" (uvloop when installed, else asyncio)
     log_level: str = "info"
 
@@ -84,7 +98,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_SERVER_KEYS = {"host", "data", "tcp_port", "tls_port", "udp_port", "loop", "log_level", "store_flush_seconds"}
+_SERVER_KEYS = {"host", "data", "tcp_port", "tls_port", "udp_port", "loop", "log_level", "store_flush_seconds",
+                "metrics_host", "metrics_port"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _LISTENER_KEYS = {"name", "kind", "host", "port", "groups"}
 _TOP_KEYS = {"server", "limits", "groups", "tls", "listeners"}
@@ -148,9 +163,22 @@ def load(
     _check_keys(lim, set(Limits.__slots__), f"{where} [limits]")  # type: ignore[attr-defined]
     defaults = Limits()
     for key, value in lim.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
             raise ConfigError(f"{where} [limits] {key}: expected a positive number, got {value!r}")
-        setattr(cfg.limits, key, type(getattr(defaults, key))(value))
+        kind = type(getattr(defaults, key))
+        if kind is int and value != int(value):
+            raise ConfigError(f"{where} [limits] {key}: expected a whole number, got {value!r}")
+        if key.endswith("_timeout_s") and value < 1:
+            raise ConfigError(f"{where} [limits] {key}: expected at least 1 (seconds), got {value!r}")
+        setattr(cfg.limits, key, kind(value))
+    lm = cfg.limits
+    if lm.retained_bytes_per_group < lm.max_event_bytes:
+        raise ConfigError(f"{where} [limits] retained_bytes_per_group: {lm.retained_bytes_per_group} is below "
+                          f"max_event_bytes ({lm.max_event_bytes}): one event would not fit")
+    if lm.max_connections_per_address > lm.max_connections:
+        lm.max_connections_per_address = lm.max_connections
+    cfg.metrics_host = str(srv.get("metrics_host", cfg.metrics_host))
+    cfg.metrics_port = _port(srv.get("metrics_port", 0), f"{where} [server] metrics_port")
 
     tls = raw.get("tls", {})
     _check_keys(tls, _TLS_KEYS, f"{where} [tls]")

@@ -31,6 +31,7 @@ class Addressing:
     parent_link: bool = False  # <link relation="p-p"> : an item someone placed, not a client's own SA
     link_uids: list[str] = field(default_factory=list)  # <link uid=…> (targets of a t-x-d-d delete)
     unreadable: str | None = None  # why a detail that mentions `marti` could not be read (fail closed)
+    marti: bool = False  # a <marti> element: addressed, even when no <dest> in it is usable (fail closed)
 
     @property
     def addressed(self) -> bool:
@@ -71,6 +72,7 @@ def inspect(detail: bytes, want_links: bool = False) -> Addressing:
                     out.callsign = cs
             elif name == "marti":
                 in_marti = depth
+                out.marti = True
             elif name == "link":
                 if _attr(attrs, "relation") == "p-p":
                     out.parent_link = True

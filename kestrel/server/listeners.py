@@ -224,15 +224,16 @@ class TlsListener(Listener):
 class UdpListener(Listener, asyncio.DatagramProtocol):
     """Decodes each datagram with `decode` and hands the event to `deliver`; bad ones are skipped."""
 
-    def __init__(self, name: str, decode: Callable[[bytes], Any], deliver: Callable[[Any], object]) -> None:
-        self.name, self._decode, self._deliver = name, decode, deliver
+    def __init__(self, name: str, decode: Callable[[bytes], Any], deliver: Callable[[Any], object],
+                 on_error: Callable[[], object] | None = None) -> None:
+        self.name, self._decode, self._deliver, self._on_error = name, decode, deliver, on_error
         self.received = self.errors = 0
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
     async def start(cls, host: str, port: int, name: str, decode: Callable[[bytes], Any],
-                    deliver: Callable[[Any], object]) -> UdpListener:
-        proto = cls(name, decode, deliver)
+                    deliver: Callable[[Any], object], on_error: Callable[[], object] | None = None) -> UdpListener:
+        proto = cls(name, decode, deliver, on_error)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
             lambda: proto, local_addr=(host, port)
         )
@@ -245,6 +246,8 @@ class UdpListener(Listener, asyncio.DatagramProtocol):
             event = self._decode(data)
         except Exception as exc:  # CotError, or whatever a hostile datagram provokes: skip it
             self.errors += 1
+            if self._on_error is not None:
+                self._on_error()
             if self.errors <= 10 or self.errors % 1000 == 0:
                 logs.warning(
                     "udp.bad_input", listener=self.name, peer=f"{addr[0]}:{addr[1]}",

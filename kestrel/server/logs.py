@@ -9,6 +9,7 @@ passwords, no payloads beyond a short, escaped prefix for bad input).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -16,10 +17,25 @@ from typing import Any
 LOGGER = logging.getLogger("kestrel.server")
 
 
+MAX_FIELD = 200  # characters of one field value in a log line (a 10 kB callsign must not make a 10 kB line)
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def short(v: Any, limit: int = MAX_FIELD) -> str:
+    """`v` as text, at most `limit` characters (+ a `…(+N)` note of what was cut)."""
+    s = ",".join(sorted(map(str, v))) if isinstance(v, frozenset | set) else str(v)
+    return s if len(s) <= limit else f"{s[:limit]}…(+{len(s) - limit})"
+
+
 def _value(v: Any) -> str:
-    s = ",".join(sorted(v)) if isinstance(v, frozenset | set) else str(v)
-    if s == "" or any(c in s for c in ' "=\t\n\r'):
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    """One field value: bounded, control characters escaped, quoted when it holds spaces/quotes/=."""
+    s = short(v)
+    if "\\" in s:
+        s = s.replace("\\", "\\\\")
+    if _UNSAFE.search(s):
+        s = _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", s)
+    if s == "" or any(c in s for c in ' "='):
+        return '"' + s.replace('"', '\\"') + '"'
     return s
 
 

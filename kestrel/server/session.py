@@ -14,7 +14,19 @@ retained picture (streamed lazily from the router's cache, in XML, not counted a
 limit; items replaced or deleted meanwhile are skipped), then the protobuf offer from
 `Connection.start()`, then live traffic. Live traffic that arrives during the snapshot is held and
 counted against the same limits, but retained state (SA, markers) is coalesced per uid there, so a
-slow joiner is bounded by the number of changing uids, not by how long its snapshot takes.
+slow joiner is bounded by the number of changing uids, not by how long its snapshot takes. The
+snapshot yields to the loop after every batch, and the answers to this client's own pings and
+negotiation bypass the hold, so a newcomer gets its pong while its picture is still on the way.
+
+Per-client limits (`Limits`, each costs only this client, counted in `Metrics`):
+- events in: a token bucket (`events_per_s_per_client`, `events_burst_per_client`); events over
+  it are dropped (`dropped_rate`), pings are still answered;
+- `idle_timeout_s` without any byte in: closed (`closed_idle`);
+- `incomplete_event_timeout_s` from the first byte of an event that has not ended (trickling does
+  not reset it): closed (`closed_incomplete`);
+- a bad event is skipped (`dropped_invalid`); a broken stream or an event over `max_event_bytes`
+  closes it (`closed_bad_input`, `closed_oversize`); a full queue drops it (`closed_slow`).
+One watchdog timer per client, re-armed only when it fires (no per-read timer churn).
 """
 
 from __future__ import annotations
@@ -26,11 +38,13 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from kestrel.cot.connection import Connection, ProtocolError
 from kestrel.cot.event import Event
 from kestrel.server import logs
 from kestrel.server.config import Limits
+from kestrel.server.metrics import Metrics
 from kestrel.server.router import Retained, Router
 
 _ids = itertools.count(1)
@@ -64,11 +78,14 @@ class Session:
         groups: frozenset[str],
         limits: Limits,
         cert_cn: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = next(_ids)
         self.groups = groups
         self.listener = listener
         self.cert_cn = cert_cn
+        self.identity = cert_cn  # authenticated identity (TLS client certificate CN), None over plain TCP
+        self.metrics = metrics if metrics is not None else router.metrics
         self._router = router
         self._encode = encode
         self._reader = reader
@@ -92,7 +109,15 @@ class Session:
         self.close_reason: str | None = None
         self.received = 0
         self.errors = 0
+        self.rate_dropped = 0
+        self._tokens = float(limits.events_burst_per_client)
+        self._loop = asyncio.get_running_loop()
+        self._refilled = self._loop.time()
+        self._last_rx = self._refilled
+        self._partial_since: float | None = None  # loop time of the first byte of an unfinished event
+        self._watchdog: asyncio.TimerHandle | None = None
         peer = writer.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         _keepalive(writer.get_extra_info("socket"))
 
@@ -151,16 +176,57 @@ class Session:
         self._latest.clear()
         self._holding = False
 
-    def abort(self, reason: str, **fields: object) -> None:
+    def abort(self, reason: str, **fields: Any) -> None:
         """Drop this client now (no flush): leaves the router, resets the transport."""
         if self.closed:
             return
         self.closed = True
         self.close_reason = reason
         self._router.leave(self)
-        logs.warning(f"client.{reason}", id=self.id, peer=self.peer, listener=self.listener, **fields)
+        self.metrics.inc(f"closed_{reason}")
+        self.metrics.limited_warning(f"client.{reason}", id=self.id, peer=self.peer, listener=self.listener,
+                                     **fields)
         self._writer.transport.abort()
         self._wake.set()
+        self._stop_watchdog()
+
+    # -- limits ---------------------------------------------------------------------------------
+
+    def _arm_watchdog(self) -> None:
+        lim = self._limits
+        due = self._last_rx + lim.idle_timeout_s
+        if self._partial_since is not None:
+            due = min(due, self._partial_since + lim.incomplete_event_timeout_s)
+        self._watchdog = self._loop.call_at(due, self._watch)
+
+    def _watch(self) -> None:
+        """Timer: close a client silent for idle_timeout_s, or sitting on an unfinished event."""
+        if self.closed:
+            return
+        now, lim = self._loop.time(), self._limits
+        if self._partial_since is not None and now >= self._partial_since + lim.incomplete_event_timeout_s:
+            self.abort("incomplete", pending_bytes=self.conn.pending, seconds=lim.incomplete_event_timeout_s)
+        elif now >= self._last_rx + lim.idle_timeout_s:
+            self.abort("idle", seconds=lim.idle_timeout_s)
+        else:
+            self._arm_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _take_token(self, now: float) -> bool:
+        """Token bucket: `events_per_s_per_client` sustained, `events_burst_per_client` at once."""
+        lim = self._limits
+        tokens = self._tokens + (now - self._refilled) * lim.events_per_s_per_client
+        self._refilled = now
+        burst = float(lim.events_burst_per_client)
+        if tokens >= 1.0:
+            self._tokens = min(tokens, burst) - 1.0
+            return True
+        self._tokens = tokens
+        return False
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -172,7 +238,8 @@ class Session:
         )
         self._snapshot = self._router.join(self)
         self.conn.start(time.time())
-        self._flush_conn()
+        self._flush_conn()  # the offer: held behind the snapshot (negotiation must follow the picture)
+        self._arm_watchdog()
         writer_task = asyncio.create_task(self._write_loop(), name=f"kestrel-writer-{self.id}")
         reason = "eof"
         try:
@@ -187,10 +254,13 @@ class Session:
                 self.closed = True
                 self.close_reason = reason
                 self._router.leave(self)
+                if reason in ("bad_input", "oversize"):
+                    self.metrics.inc(f"closed_{reason}")
                 logs.info(
                     "client.close", id=self.id, peer=self.peer, reason=reason,
-                    received=self.received, errors=self.errors,
+                    received=self.received, errors=self.errors, rate_dropped=self.rate_dropped or None,
                 )
+            self._stop_watchdog()
             self._wake.set()
             writer_task.cancel()
             try:
@@ -204,23 +274,40 @@ class Session:
 
     async def _read_loop(self) -> str:
         read, chunk = self._reader.read, self._limits.read_chunk
-        route, groups = self._router.route, self.groups
+        route, groups, conn, loop = self._router.route, self.groups, self.conn, self._loop
         while not self.closed:
             data = await read(chunk)
             if not data:
                 return "eof"
-            items = self.conn.receive_data(data, time.time())
-            self._flush_conn()  # pongs and the negotiation answer, in the order they were made
+            now = self._last_rx = loop.time()
+            frames = conn.frames
+            items = conn.receive_data(data, time.time())
+            if not conn.pending:
+                self._partial_since = None
+            elif self._partial_since is None or conn.frames != frames:
+                self._partial_since = now  # a new event began in this read
+                if self._watchdog is not None and self._watchdog.when() > now + self._limits.incomplete_event_timeout_s:
+                    self._stop_watchdog()
+                    self._arm_watchdog()
+            self._flush_conn(direct=True)  # pongs and the negotiation answer, in the order they were made
             for item in items:
                 if isinstance(item, ProtocolError):
                     self.errors += 1
+                    if not item.fatal:
+                        self.metrics.inc("dropped_invalid")
                     if item.fatal or self.errors <= LOG_FIRST_ERRORS or self.errors % 1000 == 0:
                         logs.warning(
                             "client.bad_input", id=self.id, peer=self.peer, reason=item.reason,
                             fatal=item.fatal, errors=self.errors,
                         )
                     if item.fatal:
-                        return "bad_input"
+                        return "oversize" if "cap" in item.reason else "bad_input"
+                elif not self._take_token(now):
+                    self.rate_dropped += 1
+                    self.metrics.inc("dropped_rate")
+                    self.metrics.limited_warning("client.rate_limited", id=self.id, peer=self.peer,
+                                                 dropped=self.rate_dropped,
+                                                 per_s=self._limits.events_per_s_per_client)
                 else:
                     self.received += 1
                     route(item, self, groups)
@@ -228,10 +315,16 @@ class Session:
                         return self.close_reason or "closed"
         return self.close_reason or "closed"
 
-    def _flush_conn(self) -> None:
+    def _flush_conn(self, direct: bool = False) -> None:
         out = self.conn.data_to_send()
-        if out:
-            self.send(out)
+        if not out:
+            return
+        if direct and self._holding and not self.closed and not self._transport.is_closing():
+            # Our own pong / negotiation answer during the join snapshot: written between two
+            # snapshot batches (each write holds whole messages), not behind the whole picture.
+            self._transport.write(out)
+            return
+        self.send(out)
 
     async def _write_loop(self) -> None:
         w = self._writer
@@ -250,6 +343,7 @@ class Session:
                 w.write(b"".join(batch))
                 batch, size = [], 0
                 await w.drain()
+                await asyncio.sleep(0)  # paced: the reader (pongs) and other clients run in between
         self._snapshot = []
         if batch:
             w.write(b"".join(batch))
@@ -279,3 +373,4 @@ class Session:
             self._router.leave(self)
         self._writer.transport.abort()
         self._wake.set()
+        self._stop_watchdog()

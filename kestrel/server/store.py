@@ -4,14 +4,24 @@ The router keeps the live copy in memory; this module only makes it survive a re
 batched: `put`/`delete` mark a uid dirty (O(1)), `flush` writes all dirty rows in one transaction
 (called every `store_flush_seconds` and at shutdown). Worst case per flush: O(dirty uids) rows;
 a crash loses at most one flush interval. One row per uid, so the file is bounded by the number of
-retained uids (itself capped by `limits.max_retained`).
+retained uids (itself capped by the per-group limits).
+
+A file that is not a readable SQLite store (truncated, overwritten, not a database) raises
+`StoreError` naming the file and the way out; `set_aside()` moves it (and its -wal/-shm) away for
+`kestrel serve --repair`. Each row keeps the authenticated identity (certificate CN) that wrote it,
+so ownership survives a restart; older files get that column on open.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class StoreError(Exception):
+    """The store file cannot be used; the message names it and says what to do."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS retained (
@@ -19,7 +29,8 @@ CREATE TABLE IF NOT EXISTS retained (
     type     TEXT NOT NULL,
     stale_ms INTEGER NOT NULL,
     groups   TEXT NOT NULL,      -- newline-joined group names of the sender
-    xml      BLOB NOT NULL       -- the event as CoT XML
+    xml      BLOB NOT NULL,      -- the event as CoT XML
+    owner    TEXT                -- certificate CN of the writer (NULL: unauthenticated)
 );
 CREATE INDEX IF NOT EXISTS retained_stale ON retained (stale_ms);
 """
@@ -32,6 +43,7 @@ class Row:
     stale_ms: int
     groups: frozenset[str]
     xml: bytes
+    owner: str | None = None
 
 
 class Store:
@@ -41,17 +53,34 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            cols = {r[1] for r in self._db.execute("PRAGMA table_info(retained)")}
+            if "owner" not in cols:
+                self._db.execute("ALTER TABLE retained ADD COLUMN owner TEXT")
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(str(check[0] if check else "quick_check returned nothing")[:120])
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(
+                f"{path}: not a readable Kestrel store ({exc}); move it aside, or start with "
+                f"`kestrel serve --repair` to keep it as {path.name}.corrupt-* and start with an empty picture"
+            ) from None
         self._dirty: dict[str, Row | None] = {}  # uid -> row to write, or None to delete
         self.flushes = 0
 
     def load(self, now_ms: int) -> list[Row]:
         """Every row not yet stale, oldest write first; stale rows are deleted."""
         self._db.execute("DELETE FROM retained WHERE stale_ms <= ?", (now_ms,))
-        cur = self._db.execute("SELECT uid, type, stale_ms, groups, xml FROM retained ORDER BY rowid")
-        return [Row(u, t, s, frozenset(g.split("\n")), bytes(x)) for u, t, s, g, x in cur]
+        try:
+            cur = self._db.execute("SELECT uid, type, stale_ms, groups, xml, owner FROM retained ORDER BY rowid")
+            return [Row(u, t, s, frozenset(g.split("\n")), bytes(x), o) for u, t, s, g, x, o in cur]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a readable Kestrel store ({exc}); move it aside, or start "
+                             f"with `kestrel serve --repair`") from None
 
     def put(self, row: Row) -> None:
         self._dirty[row.uid] = row
@@ -78,8 +107,8 @@ class Store:
                     # Delete then insert so rowid order follows the latest write.
                     db.execute("DELETE FROM retained WHERE uid = ?", (uid,))
                     db.execute(
-                        "INSERT INTO retained (uid, type, stale_ms, groups, xml) VALUES (?, ?, ?, ?, ?)",
-                        (row.uid, row.type, row.stale_ms, "\n".join(sorted(row.groups)), row.xml),
+                        "INSERT INTO retained (uid, type, stale_ms, groups, xml, owner) VALUES (?, ?, ?, ?, ?, ?)",
+                        (row.uid, row.type, row.stale_ms, "\n".join(sorted(row.groups)), row.xml, row.owner),
                     )
             if now_ms is not None:
                 db.execute("DELETE FROM retained WHERE stale_ms <= ?", (now_ms,))
@@ -94,3 +123,15 @@ class Store:
     def close(self) -> None:
         self.flush()
         self._db.close()
+
+
+def set_aside(path: Path) -> Path:
+    """Move an unreadable store (and its -wal/-shm files) to `<name>.corrupt-<UTC time>`; returns
+    the new path of the main file. The next `Store(path)` starts empty."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(target.with_name(target.name + suffix))
+    return target
