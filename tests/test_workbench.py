@@ -166,3 +166,39 @@ def test_review_json_fields(run_dir: Path, capsys: pytest.CaptureFixture[str]) -
         t = stored[r["id"]]
         assert (r["first_frame"], r["last_frame"]) == (t.points[0].frame, t.points[-1].frame)
         assert r["state"] == t.state
+
+
+def test_push_confirm_sends_reject_retracts(run_dir: Path, tmp_path: Path) -> None:
+    """With --push, `a` in the page puts the track on TAK maps at once and `r` takes it off:
+    a pytak client on our TAK server sees the track event, then its delete."""
+    import asyncio
+    import contextlib
+
+    from tests.test_server_support import Client, make_config, run, server_running, uid_of
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path / "ten")) as server:
+            tak = f"tcp://127.0.0.1:{server.ports['tcp']}"
+            watcher = await Client.connect(tak)
+            await watcher.drain(0.2)
+            loop = asyncio.get_running_loop()
+            with contextlib.ExitStack() as stack:
+                url = await loop.run_in_executor(None, lambda: stack.enter_context(
+                    workbench(run_dir, extra=("--push", tak))))
+                status, _ = await loop.run_in_executor(None, lambda: post_json(
+                    f"{url}/api/runs/0/review", {"track": 1, "state": "confirmed", "affiliation": "hostile"}))
+                assert status == 200
+                seen = await watcher.recv_until(lambda e: uid_of(e).endswith("-track-1"), timeout=60)
+                track_ev = seen[-1]
+                assert track_ev.get("type", "").startswith("a-h-G")
+                status, _ = await loop.run_in_executor(None, lambda: post_json(
+                    f"{url}/api/runs/0/review", {"track": 1, "state": "rejected"}))
+                assert status == 200
+                gone = await watcher.recv_until(lambda e: e.get("type") == "t-x-d-d", timeout=60)
+                assert gone[-1].find("detail/link").get("uid") == uid_of(track_ev)  # type: ignore[union-attr]
+            await watcher.close()
+
+    run(scenario(), timeout=120)
+    with ReviewStore(run_dir, create=False) as st:
+        st.undo(1)
+        st.undo(1)

@@ -219,3 +219,27 @@ def test_no_klv_run_says_why(driver: Any, tmp_path: Path) -> None:
         assert "not geolocated" in by(d, "#map-note")[0].text
         assert not by(d, "#map")[0].is_displayed()
         assert not console_errors(d), console_errors(d)
+
+
+def test_live_run_grows_without_reload(driver: Any, run_dir: Path, tmp_path: Path) -> None:
+    """A run still being written (as `ped run udp://...` does): new tracks appear in the open page."""
+    import shutil
+    import sqlite3
+
+    live = tmp_path / "live"
+    live.mkdir()
+    shutil.copy(run_dir / "ped.sqlite", live / "ped.sqlite")
+    con = sqlite3.connect(live / "ped.sqlite")
+    with con:
+        con.execute("DELETE FROM points WHERE track_id > 1")
+        con.execute("DELETE FROM tracks WHERE id > 1")
+    con.close()
+    later = [t for t in tracks(run_dir) if t.id > 1]
+    with workbench(live) as url:
+        d = driver
+        open_page(d, url + "/")
+        assert len(by(d, "[data-track-id][data-state]")) == 1
+        with ReviewStore(live, create=False) as st:
+            st.upsert_tracks(later)  # what the pipeline's periodic flush does
+        wait(d, lambda d: len(by(d, "[data-track-id][data-state]")) == 1 + len(later))
+        assert not console_errors(d), console_errors(d)

@@ -48,6 +48,12 @@ def register(subparsers: Any) -> None:
     sc.add_argument("--json", action="store_true", help="one JSON object per clip instead of a table")
     sc.set_defaults(func=_score)
 
+    exp = sub.add_parser("export", help="products a person looks at: annotated video, self-contained HTML report")
+    exp.add_argument("run_dir")
+    exp.add_argument("--video", metavar="OUT.mp4", help="write the source video with boxes, ids and labels burned in")
+    exp.add_argument("--report", metavar="OUT.html", help="write one self-contained HTML report (map, thumbnails, review)")
+    exp.set_defaults(func=_export)
+
     dis = sub.add_parser("disseminate", help="push a run's platform, footprint and confirmed tracks as CoT")
     dis.add_argument("run_dir")
     _push_args(dis, required=True)
@@ -215,6 +221,27 @@ def _score(args: argparse.Namespace) -> int:
         raise _bad(f"ped score: {msg}")
 
     return run_cli(args, error)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from kestrel.ped.export import export_report, export_video, find_video
+
+    if not args.video and not args.report:
+        raise _bad("nothing to export: give --video OUT.mp4 and/or --report OUT.html")
+    for out in (args.video, args.report):
+        if out and not Path(out).resolve().parent.is_dir():
+            raise _bad(f"{out}: its folder does not exist")
+    with _open_store(args.run_dir) as store:
+        video, why = find_video(store.run_dir, store.meta())
+        if args.video:
+            if video is None:
+                raise _bad(f"{args.run_dir}: cannot make --video: {why}")
+            n = export_video(store, video, Path(args.video))
+            print(f"{args.video}: {n} frames with boxes, ids and labels")
+        if args.report:
+            export_report(store, video, Path(args.report))
+            print(f"{args.report}: {len(store.tracks(points=False))} tracks" + ("" if video else f" (no thumbnails: {why})"))
+    return 0
 
 
 def _disseminate(args: argparse.Namespace) -> int:

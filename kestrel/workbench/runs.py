@@ -45,30 +45,11 @@ def check_run_dir(path: str | Path) -> Path:
     return p
 
 
-def find_video(run_dir: Path, meta: dict[str, Any]) -> tuple[Path | None, str | None]:
-    """The run's source video file, or (None, why not). Tries the absolute path recorded at run
-    time, then the source as given (from here, then from the run folder and its parents)."""
-    source = str(meta.get("source") or "")
-    if source.startswith(LIVE_SCHEMES):
-        rec = run_dir / "source.ts"
-        if rec.is_file():
-            return rec, None
-        return None, f"live source {source} was not recorded to a file: no pictures, tracks only"
-    if not source:
-        return None, "the run does not name its source video"
-    candidates = [Path(str(meta["source_path"]))] if meta.get("source_path") else []
-    s = Path(source)
-    candidates += [s] if s.is_absolute() else [s, run_dir / s, *(q / s for q in run_dir.resolve().parents)]
-    for c in candidates:
-        if c.is_file():
-            return c, None
-    return None, f"source video {source} not found (moved?); pictures unavailable"
-
-
 class Run:
     """A run folder opened for the workbench. `call(fn)` runs fn(store) on the run's store thread."""
 
     def __init__(self, path: str | Path, key: int) -> None:
+        from kestrel.ped.export import find_video
         from kestrel.ped.review import ReviewStore
 
         self.path = check_run_dir(path)
