@@ -17,6 +17,7 @@ from collections.abc import Sequence
 # (module, attribute) of every sub-command group's register function.
 _GROUPS: tuple[str, ...] = (
     "kestrel.server.cli",
+    "kestrel.marti.cli",  # after server.cli: adds `certs enroll-link`
     "kestrel.fmv.cli",
     "kestrel.ped.cli",
     "kestrel.workbench.cli",

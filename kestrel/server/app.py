@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kestrel.cot.connection import decode_datagram, encode_for
 from kestrel.cot.event import Event
@@ -61,6 +63,11 @@ class Server:
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._tls_ctx: ssl.SSLContext | None = None
+        # Extensions (the Marti HTTP API): `await ext.start(server)` after the listeners open,
+        # `await ext.stop()` before the store closes. `cn_groups(cn)`: groups of a certificate CN
+        # not in [groups.certs] (an enrolled user's), or None.
+        self.extensions: list[Any] = []
+        self.cn_groups: Callable[[str], frozenset[str] | None] | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -83,6 +90,8 @@ class Server:
                     logs.warning("listener.exposed", name="metrics", host=cfg.metrics_host, note="plain HTTP")
                 logs.info("listener.open", name="metrics", kind="http", host=cfg.metrics_host,
                           port=self._metrics_listener.port, path="/metrics")
+            for ext in self.extensions:
+                await ext.start(self)
         except BaseException:
             await self.stop()
             raise
@@ -199,7 +208,7 @@ class Server:
             return
         session = Session(
             self.router, encode_for, reader, writer, listener=li.name,
-            groups=self.config.groups_for(li, cn), limits=self.config.limits, cert_cn=cn, metrics=self.metrics,
+            groups=self.groups_for(li, cn), limits=self.config.limits, cert_cn=cn, metrics=self.metrics,
         )
         self.sessions.add(session)
         self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -212,6 +221,14 @@ class Server:
                 del self._per_address[address]
             if session.close_reason == "slow":
                 self.dropped_slow += 1
+
+    def groups_for(self, li: ListenerConfig, cn: str | None) -> frozenset[str]:
+        """[groups.certs] for this CN, else an enrolled user's groups, else the listener's."""
+        if cn is not None and cn not in self.config.cert_groups and self.cn_groups is not None:
+            groups = self.cn_groups(cn)
+            if groups:
+                return groups
+        return self.config.groups_for(li, cn)
 
     async def _housekeep(self) -> None:
         every = self.config.store_flush_seconds
@@ -260,6 +277,9 @@ class Server:
             await listener.wait_closed()
         if self._metrics_listener is not None:
             await self._metrics_listener.wait_closed()
+        for ext in self.extensions:
+            with contextlib.suppress(Exception):
+                await ext.stop()
         if self.store is not None:
             self.store.close()
             logs.info("store.closed", path=self.store.path, flushes=self.store.flushes)

@@ -24,6 +24,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-port", type=int, metavar="P",
                    help="TLS port with client certificates (default 8089, only when DATA/certs exists)")
     p.add_argument("--udp-port", type=int, metavar="P", help="UDP CoT datagram port (default off)")
+    for flag, default, what in (("--http-port", 8080, "plain HTTP Marti API (data packages, video)"),
+                                ("--https-port", 8443, "HTTPS Marti API with client certificates"),
+                                ("--enroll-port", 8446, "HTTPS certificate enrollment (Basic auth)")):
+        p.add_argument(flag, type=_port_or_off, metavar="P", help=f"{what} (default {default}; 'off' disables)")
     p.add_argument("--data", type=Path, metavar="DIR", help="data dir: store and certs (default ./kestrel-data)")
     p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default asyncio; auto = uvloop when installed)")
     p.add_argument("--log-level", choices=("debug", "info", "warning"), help="default info")
@@ -41,6 +45,15 @@ def register(subparsers: Any) -> None:
         certs.register(subparsers)
 
 
+def _port_or_off(value: str) -> int | str:
+    if value == "off":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number or 'off'") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.cli import BadInput
     from kestrel.server import config as config_mod
@@ -54,7 +67,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         cfg = config_mod.load(
             args.config, host=args.host, tcp_port=args.tcp_port, tls_port=args.tls_port,
             udp_port=args.udp_port, data_dir=args.data, loop=args.loop, log_level=args.log_level,
+            marti={f"{k}_port": getattr(args, f"{k}_port") for k in ("http", "https", "enroll")
+                   if getattr(args, f"{k}_port") is not None},
         )
+        from kestrel.marti import config as marti_config
+
+        mcfg = marti_config.parse(cfg, str(args.config or "config"))
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
     if args.status:
@@ -66,7 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.server.store import StoreError
 
     try:
-        _run(cfg)
+        _run(cfg, mcfg)
     except (FileNotFoundError, ConfigError, DataDirError, StoreError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -117,7 +135,7 @@ def _raise_fd_limit() -> None:
     logs.info("server.fd_limit", open_files=soft)
 
 
-def _run(cfg: ServerConfig) -> None:
+def _run(cfg: ServerConfig, mcfg: Any = None) -> None:
     loop_kind = cfg.loop
     if loop_kind in ("uvloop", "auto"):
         try:
@@ -126,16 +144,20 @@ def _run(cfg: ServerConfig) -> None:
             if loop_kind == "uvloop":
                 raise
         else:
-            uvloop.run(_serve(cfg))
+            uvloop.run(_serve(cfg, mcfg))
             return
-    asyncio.run(_serve(cfg))
+    asyncio.run(_serve(cfg, mcfg))
 
 
-async def _serve(cfg: ServerConfig) -> None:
+async def _serve(cfg: ServerConfig, mcfg: Any = None) -> None:
     from kestrel.server import logs
     from kestrel.server.app import Server
 
     server = Server(cfg)
+    if mcfg is not None:
+        from kestrel.marti.service import Marti
+
+        server.extensions.append(Marti(mcfg))
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -180,5 +202,7 @@ def connect_help(server: Any) -> str:
     if not any(li.kind == "tls" for li, _ in server.listening):
         lines.append(f"  (TLS is off: run `kestrel certs init --data {cfg.data_dir}` and "
                      f"`kestrel certs client NAME --data {cfg.data_dir}`, then restart)")
+    for ext in getattr(server, "extensions", ()):
+        lines.extend(ext.help_lines())
     lines.append("Stop with Ctrl-C (or SIGTERM).")
     return "\n".join(lines)

@@ -71,6 +71,7 @@ class ServerConfig:
     repair: bool = False  # move an unreadable kestrel.db aside instead of refusing to start
     loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto" (uvloop when installed, else asyncio)
     log_level: str = "info"
+    marti: dict[str, Any] = field(default_factory=dict)  # [marti] table + flags (kestrel.marti.config)
 
     def cert_paths(self) -> tuple[Path, Path, Path]:
         certs = self.data_dir / "certs"
@@ -102,7 +103,7 @@ _SERVER_KEYS = {"host", "data", "tcp_port", "tls_port", "udp_port", "loop", "log
                 "metrics_host", "metrics_port"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _LISTENER_KEYS = {"name", "kind", "host", "port", "groups"}
-_TOP_KEYS = {"server", "limits", "groups", "tls", "listeners"}
+_TOP_KEYS = {"server", "limits", "groups", "tls", "listeners", "marti"}
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -136,6 +137,7 @@ def load(
     data_dir: Path | None = None,
     loop: str | None = None,
     log_level: str | None = None,
+    marti: dict[str, Any] | None = None,
 ) -> ServerConfig:
     """Read the TOML file (if any), then apply flag overrides. Raises ConfigError."""
     raw: dict[str, Any] = {}
@@ -155,6 +157,9 @@ def load(
     cfg.data_dir = Path(data_dir or srv.get("data", cfg.data_dir))
     cfg.loop = loop or srv.get("loop", cfg.loop)
     cfg.log_level = log_level or srv.get("log_level", cfg.log_level)
+    if not isinstance(raw.get("marti", {}), dict):
+        raise ConfigError(f"{where}: [marti] must be a table")
+    cfg.marti = {**raw.get("marti", {}), **(marti or {})}  # checked by kestrel.marti.config.parse
     cfg.store_flush_seconds = float(srv.get("store_flush_seconds", cfg.store_flush_seconds))
     if cfg.loop not in ("asyncio", "uvloop", "auto"):
         raise ConfigError(f"{where} [server] loop: expected asyncio, uvloop or auto, got {cfg.loop!r}")
