@@ -3,7 +3,9 @@ streaming on plain TCP and requests as ATAK sends them."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import http.client
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -33,6 +35,21 @@ def test_version_and_what_atak_asks_first(tmp_path: Path) -> None:
             assert {(d["name"], d["direction"]) for d in g["data"]} == {("__ANON__", "IN"), ("__ANON__", "OUT")}
             assert (await arequest(r.http, "GET", "/Marti/api/nothing")).status == 404
             assert (await arequest(r.http, "DELETE", "/Marti/api/version")).status == 405
+
+            def keepalive() -> list[int]:  # one connection, several requests (ATAK's HTTP client pools)
+                conn = http.client.HTTPConnection("127.0.0.1", r.http, timeout=10)
+                out = []
+                for path in ("/Marti/api/version", "/Marti/api/nothing", "/Marti/api/version/config", "/Marti/vcm"):
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                    resp.read()
+                    out.append(resp.status)
+                conn.close()
+                return out
+
+            before = r.marti.shells["http"].connections
+            assert await asyncio.to_thread(keepalive) == [200, 404, 200, 200]
+            assert r.marti.shells["http"].connections == before + 1  # all four on one connection
 
     run(scenario())
 

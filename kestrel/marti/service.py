@@ -162,15 +162,14 @@ class Marti:
                 self.state.clients.sweep()
 
     def help_lines(self) -> list[str]:
-        host = self.mcfg.host
-        out = []
-        if "http" in self.ports:
-            out.append(f"  http://{host}:{self.ports['http']:<13} Marti API (data packages, video) for plain-TCP clients")
-        if "https" in self.ports:
-            out.append(f"  https://{host}:{self.ports['https']:<12} Marti API with client certificates (ATAK on SSL)")
-        if "enroll" in self.ports:
-            out.append(f"  https://{host}:{self.ports['enroll']:<12} enrollment: ATAK 'Enroll for client certificate' "
-                       "with a user from `kestrel users add`")
+        host, out = self.mcfg.host, []
+        what = {"http": "Marti API (data packages, video) for plain-TCP clients",
+                "https": "Marti API with client certificates (ATAK on SSL)",
+                "enroll": "enrollment: ATAK 'Enroll for client certificate', a user from `kestrel users add`"}
+        for kind in KINDS:
+            if kind in self.ports:
+                url = f"{'http' if kind == 'http' else 'https'}://{host}:{self.ports[kind]}"
+                out.append(f"  {url:28} {what[kind]}")
         return out
 
     async def stop(self) -> None:

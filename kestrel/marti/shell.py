@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -96,6 +97,7 @@ class HttpShell:
         self.max_upload = max_upload
         self.scheme = "http" if kind == "http" else "https"
         self.active = 0
+        self.connections = 0
         self.requests = 0
         self.refused_busy = 0
 
@@ -106,6 +108,7 @@ class HttpShell:
             writer.close()
             return
         self.active += 1
+        self.connections += 1
         try:
             await _Conn(self, reader, writer).run()
         except (_Closed, ConnectionError, OSError):
@@ -197,6 +200,10 @@ class _Conn:
         finally:
             if upload is not None:
                 upload.abort()
+        if self.h.their_state is h11.SEND_BODY and headers.get("content-length", "0") == "0" \
+                and "transfer-encoding" not in headers:
+            with contextlib.suppress(HttpError, TimeoutError):  # refused early, but there is no body:
+                await self._next(s.limits.body_timeout)  # take its end, keep the connection
         must_close = self.h.their_state is not h11.DONE  # body not read (refused early): do not reuse
         await self._send(resp, close=must_close, head=method == "HEAD")
         level = logs.info if resp.status >= 400 else logs.debug

@@ -25,6 +25,10 @@ def register(subparsers: Any) -> None:
     run.add_argument("--idle-timeout", type=_seconds, default=60.0, metavar="S",
                      help="live input: end the run after S seconds without data (default 60; 0 = wait forever)")
     _push_args(run, required=False)
+    run.add_argument("--restream", metavar="URL",
+                     help="re-send the source video, KLV intact, to udp://HOST:PORT (a file plays at its own pace)")
+    run.add_argument("--marti", metavar="URL",
+                     help="register the video feed with this TAK server's video list (http://HOST:8080)")
     run.set_defaults(func=_run)
 
     rev = sub.add_parser("review", help="list a run's tracks, or confirm/reject one")
@@ -136,10 +140,12 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_out_dir(args.source)
     if not args.out:  # say where before a long (or live) run starts, so it can be reviewed meanwhile
         print(f"run folder: {out}", flush=True)
+    restream, video_url = _video_out(args, ssl_ctx)
     report = run_to_dir(
         args.source, out, detector=args.detector, model=args.model, max_frames=args.max_frames,
         vmti=not args.no_vmti, push=args.push, ssl_ctx=ssl_ctx, release_auto=args.release == "auto",
-        callsign=args.callsign, stale_s=args.stale, idle_timeout=args.idle_timeout, video_url=args.video_url,
+        callsign=args.callsign, stale_s=args.stale, idle_timeout=args.idle_timeout, video_url=video_url,
+        restream=restream,
     )
     geo = "geolocated" if report["geolocated"] else f"NOT geolocated ({report['geolocation_reason']})"
     dropped = report["frames_dropped"]
@@ -150,6 +156,34 @@ def _run(args: argparse.Namespace) -> int:
         print(_push_line(push))
         return 0 if push["sent"] or not push["errors"] else 1
     return 0
+
+
+def _video_out(args: argparse.Namespace, ssl_ctx: Any) -> tuple[Any, str | None]:
+    """--restream (opened now: a bad URL is bad input) and the video URL for CoT and --marti."""
+    restream = None
+    video_url = args.video_url
+    if args.restream:
+        from kestrel.ped.restream import Restream, RestreamError
+
+        try:
+            restream = Restream(args.restream, paced=not str(args.source).startswith("udp://"))
+        except (RestreamError, OSError) as exc:
+            raise _bad(str(exc)) from None
+        video_url = video_url or args.restream
+    if args.marti:
+        from kestrel.ped.cot import shareable_video_url
+
+        url = video_url or shareable_video_url(str(args.source))
+        if url is None:
+            raise _bad("--marti: no video URL others can open: give --restream or --video-url")
+        from kestrel.marti.register import register_feed
+
+        try:
+            uid = register_feed(args.marti, url, args.callsign, ssl_ctx=ssl_ctx)
+            print(f"video feed {url} registered with {args.marti} (uid {uid})", flush=True)
+        except (OSError, ValueError) as exc:  # PED still runs; the feed is just not listed
+            print(f"kestrel: warning: --marti: could not register the video feed: {exc}", file=sys.stderr)
+    return restream, video_url
 
 
 def _push_line(push: dict[str, Any]) -> str:

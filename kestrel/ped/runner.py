@@ -185,12 +185,13 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
                max_frames: int | None = None, vmti: bool = True, push: str | None = None,
                ssl_ctx: ssl.SSLContext | None = None, release_auto: bool = False,
                callsign: str = "KESTREL-UAV", stale_s: float = 600.0, idle_timeout: float = 60.0,
-               video_url: str | None = None) -> dict[str, Any]:
+               video_url: str | None = None, restream: Any = None) -> dict[str, Any]:
     """Run PED on `source` into folder `out`; returns report.json's content.
 
     `idle_timeout`: a live source ends after that many seconds without data (0 = never).
     `video_url`: the link track events carry; default: the source if it is a stream other
-    machines can open (`cot.shareable_video_url`), else none (never a local file path)."""
+    machines can open (`cot.shareable_video_url`), else none (never a local file path).
+    `restream`: a `ped.restream.Restream` that also gets the source's bytes, unchanged."""
     from kestrel.fmv.frame import FmvInputError
     from kestrel.fmv.ingest import VideoReader
     from kestrel.ped import pipeline
@@ -218,7 +219,10 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
     try:
         result: Any = None
         try:
-            frames: Any = VideoReader(udp if udp is not None else source, idle_timeout=idle_timeout)
+            reader_src: Any = udp if udp is not None else source
+            if restream is not None:  # --restream: the same TS bytes also go out, unchanged
+                reader_src = restream.tee(reader_src)
+            frames: Any = VideoReader(reader_src, idle_timeout=idle_timeout)
             result = pipeline.run(frames, detector=detector, model=model, max_frames=max_frames, live=live,
                                   on_frame=rec)
         except KeyboardInterrupt:  # Ctrl-C is how a live run ends: keep and publish what was seen
@@ -259,6 +263,8 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
     finally:
         if udp is not None:
             udp.close()
+        if restream is not None:
+            restream.close()
         push_report = pusher.close() if pusher is not None else None
         if push_report is not None and batch is not None:
             _record(store, batch, set(push_report.uids))
