@@ -111,6 +111,18 @@ def test_atak_enrollment_then_streaming_with_the_issued_cert(tmp_path: Path) -> 
             await c.close()
 
     run(scenario())
+    # `kestrel certs revoke alice` covers the enrolled certificate; after a restart 8443 refuses it
+    assert main(["certs", "revoke", "alice", "--data", str(tmp_path)]) == 0
+    assert [(i.name, i.revoked) for i in issued(tmp_path)] == [("alice", True)]
+
+    async def after_restart() -> None:
+        async with marti_running(tmp_path, tls=True) as r:
+            mine = ca_context(tmp_path)
+            mine.load_cert_chain(tmp_path / "alice.pem", tmp_path / "alice.key")
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                await arequest(r.https, "GET", "/Marti/api/version", tls=mine)
+
+    run(after_restart())
 
 
 def test_v2_json_and_v1_pkcs12_and_refusals(tmp_path: Path) -> None:
