@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytak
+import pytest
 
 from kestrel.server import certs
 from kestrel.server.config import ListenerConfig
@@ -273,3 +274,16 @@ def test_exposed_plain_http_needs_groups(tmp_path: Path) -> None:
         raise AssertionError("plain HTTP on 0.0.0.0 without groups was accepted")
     cfg.marti = {"http_port": "off"}
     assert "http" not in marti_config.parse(cfg).ports
+
+
+def test_serve_refuses_exposed_plain_http_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kestrel.cli import main
+
+    f = tmp_path / "k.toml"
+    f.write_text('[server]\nhost = "0.0.0.0"\ntcp_port = "off"\n')
+    assert main(["serve", "--config", str(f), "--data", str(tmp_path / "d"), "--http-port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("kestrel: error:") and "http_groups" in err[-1]
+    f.write_text('[server]\nhost = "0.0.0.0"\ntcp_port = "off"\n[marti]\nbogus = 1\n')
+    assert main(["serve", "--config", str(f), "--data", str(tmp_path / "d"), "--http-port", "off"]) == 2
+    assert "unknown key 'bogus'" in capsys.readouterr().err

@@ -30,6 +30,16 @@ def register(subparsers: Any) -> None:
     pr.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data dir (default ./kestrel-data)")
     pr.set_defaults(func=_cmd_remove)
 
+    serve = subparsers.choices.get("serve")  # `kestrel serve`: the Marti listeners start with it
+    if serve is not None:
+        for flag, default, what in (("--http-port", 8080, "plain HTTP Marti API (data packages, video)"),
+                                    ("--https-port", 8443, "HTTPS Marti API with client certificates"),
+                                    ("--enroll-port", 8446, "HTTPS certificate enrollment (Basic auth)")):
+            serve.add_argument(flag, type=_port_or_off, metavar="P", help=f"{what} (default {default}; 'off' disables)")
+        from kestrel.server import cli as server_cli
+
+        server_cli.EXTENSIONS["marti"] = _extension
+
     certs = subparsers.choices.get("certs")  # `kestrel certs`, registered by the server package
     certs_sub = next((a for a in getattr(certs, "_actions", ()) if isinstance(a, argparse._SubParsersAction)), None)
     if certs_sub is not None:
@@ -39,6 +49,27 @@ def register(subparsers: Any) -> None:
         pe.add_argument("--password-file", type=Path, metavar="F",
                         help="also put the user's password (first line of F) in the link: one tap, but hand it over like a password")
         pe.set_defaults(func=_cmd_enroll_link)
+
+
+def _port_or_off(value: str) -> int | str:
+    if value == "off":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number or 'off'") from None
+
+
+def _extension(cfg: Any, args: argparse.Namespace) -> Any:
+    """The Marti API for `kestrel serve`: flags over the [marti] table. Raises ConfigError."""
+    from kestrel.marti import config as marti_config
+    from kestrel.marti.service import Marti
+
+    for kind in ("http", "https", "enroll"):
+        value = getattr(args, f"{kind}_port", None)
+        if value is not None:
+            cfg.marti[f"{kind}_port"] = value
+    return Marti(marti_config.parse(cfg, str(getattr(args, "config", None) or "config")))
 
 
 def _read_password(path: Path | None, confirm: bool) -> str:

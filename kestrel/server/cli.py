@@ -7,10 +7,16 @@ import asyncio
 import importlib
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kestrel.server.config import ConfigError, ServerConfig
+
+# What `kestrel serve` starts beside the server, by name: factories `(config, args) -> extension`
+# (an object with `async start(server)`, `async stop()`, `help_lines()`), registered by packages
+# that build on the server (kestrel.marti.cli adds the Marti HTTP API and its flags).
+EXTENSIONS: dict[str, Callable[[ServerConfig, argparse.Namespace], Any]] = {}
 
 
 def register(subparsers: Any) -> None:
@@ -24,10 +30,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--tls-port", type=int, metavar="P",
                    help="TLS port with client certificates (default 8089, only when DATA/certs exists)")
     p.add_argument("--udp-port", type=int, metavar="P", help="UDP CoT datagram port (default off)")
-    for flag, default, what in (("--http-port", 8080, "plain HTTP Marti API (data packages, video)"),
-                                ("--https-port", 8443, "HTTPS Marti API with client certificates"),
-                                ("--enroll-port", 8446, "HTTPS certificate enrollment (Basic auth)")):
-        p.add_argument(flag, type=_port_or_off, metavar="P", help=f"{what} (default {default}; 'off' disables)")
     p.add_argument("--data", type=Path, metavar="DIR", help="data dir: store and certs (default ./kestrel-data)")
     p.add_argument("--loop", choices=("asyncio", "uvloop", "auto"), help="event loop (default asyncio; auto = uvloop when installed)")
     p.add_argument("--log-level", choices=("debug", "info", "warning"), help="default info")
@@ -45,15 +47,6 @@ def register(subparsers: Any) -> None:
         certs.register(subparsers)
 
 
-def _port_or_off(value: str) -> int | str:
-    if value == "off":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number or 'off'") from None
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.cli import BadInput
     from kestrel.server import config as config_mod
@@ -67,12 +60,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         cfg = config_mod.load(
             args.config, host=args.host, tcp_port=args.tcp_port, tls_port=args.tls_port,
             udp_port=args.udp_port, data_dir=args.data, loop=args.loop, log_level=args.log_level,
-            marti={f"{k}_port": getattr(args, f"{k}_port") for k in ("http", "https", "enroll")
-                   if getattr(args, f"{k}_port") is not None},
         )
-        from kestrel.marti import config as marti_config
-
-        mcfg = marti_config.parse(cfg, str(args.config or "config"))
+        exts = [make(cfg, args) for make in EXTENSIONS.values()]  # ConfigError: bad [marti] & co
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
     if args.status:
@@ -84,7 +73,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.server.store import StoreError
 
     try:
-        _run(cfg, mcfg)
+        _run(cfg, exts)
     except (FileNotFoundError, ConfigError, DataDirError, StoreError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -135,7 +124,7 @@ def _raise_fd_limit() -> None:
     logs.info("server.fd_limit", open_files=soft)
 
 
-def _run(cfg: ServerConfig, mcfg: Any = None) -> None:
+def _run(cfg: ServerConfig, exts: list[Any] | None = None) -> None:
     loop_kind = cfg.loop
     if loop_kind in ("uvloop", "auto"):
         try:
@@ -144,20 +133,17 @@ def _run(cfg: ServerConfig, mcfg: Any = None) -> None:
             if loop_kind == "uvloop":
                 raise
         else:
-            uvloop.run(_serve(cfg, mcfg))
+            uvloop.run(_serve(cfg, exts))
             return
-    asyncio.run(_serve(cfg, mcfg))
+    asyncio.run(_serve(cfg, exts))
 
 
-async def _serve(cfg: ServerConfig, mcfg: Any = None) -> None:
+async def _serve(cfg: ServerConfig, exts: list[Any] | None = None) -> None:
     from kestrel.server import logs
     from kestrel.server.app import Server
 
     server = Server(cfg)
-    if mcfg is not None:
-        from kestrel.marti.service import Marti
-
-        server.extensions.append(Marti(mcfg))
+    server.extensions.extend(exts or ())
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -71,7 +71,7 @@ class ServerConfig:
     repair: bool = False  # move an unreadable kestrel.db aside instead of refusing to start
     loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto" (uvloop when installed, else asyncio)
     log_level: str = "info"
-    marti: dict[str, Any] = field(default_factory=dict)  # [marti] table + flags (kestrel.marti.config)
+    marti: dict[str, Any] = field(default_factory=dict)  # the [marti] table (read by kestrel.marti.config)
 
     def cert_paths(self) -> tuple[Path, Path, Path]:
         certs = self.data_dir / "certs"
@@ -137,7 +137,6 @@ def load(
     data_dir: Path | None = None,
     loop: str | None = None,
     log_level: str | None = None,
-    marti: dict[str, Any] | None = None,
 ) -> ServerConfig:
     """Read the TOML file (if any), then apply flag overrides. Raises ConfigError."""
     raw: dict[str, Any] = {}
@@ -159,7 +158,7 @@ def load(
     cfg.log_level = log_level or srv.get("log_level", cfg.log_level)
     if not isinstance(raw.get("marti", {}), dict):
         raise ConfigError(f"{where}: [marti] must be a table")
-    cfg.marti = {**raw.get("marti", {}), **(marti or {})}  # checked by kestrel.marti.config.parse
+    cfg.marti = dict(raw.get("marti", {}))  # checked (with the serve flags) by kestrel.marti.config
     cfg.store_flush_seconds = float(srv.get("store_flush_seconds", cfg.store_flush_seconds))
     if cfg.loop not in ("asyncio", "uvloop", "auto"):
         raise ConfigError(f"{where} [server] loop: expected asyncio, uvloop or auto, got {cfg.loop!r}")
