@@ -68,24 +68,32 @@ class Server:
         # not in [groups.certs] (an enrolled user's), or None.
         self.extensions: list[Any] = []
         self.cn_groups: Callable[[str], frozenset[str] | None] | None = None
+        # kestrel.cluster.backplane.Backplane (`--cluster`): the site's NATS stream replaces the
+        # SQLite store (and so the data-dir lock) and joins this router to the others'. None: one process.
+        self.backplane: Any = None
 
     async def start(self) -> None:
         cfg = self.config
         check_exposure(cfg)  # ConfigError: an anonymous listener exposed without its own groups
         self._prepare_tls()  # BadInput naming the file: before anything is opened
         datadir.prepare(cfg.data_dir)  # DataDirError: a file, not creatable
-        self._lock = datadir.DataDirLock.acquire(cfg.data_dir)  # DataDirError naming the other pid
+        if self.backplane is None:
+            self._lock = datadir.DataDirLock.acquire(cfg.data_dir)  # DataDirError naming the other pid
         try:
-            self.store = self._open_store(cfg.data_dir / DB_NAME)
-            self.router.attach_store(self.store)
-            self._restore()
+            if self.backplane is not None:
+                await self.backplane.start()  # ClusterError; replays the stored picture first
+            else:
+                self.store = self._open_store(cfg.data_dir / DB_NAME)
+                self.router.attach_store(self.store)
+                self._restore()
             for li in cfg.listeners:
                 await self._listen(li)
             if cfg.metrics_port is not None:
                 self._metrics_listener = await MetricsListener.start(cfg.metrics_host, cfg.metrics_port,
                                                                      self.metrics.render)
                 self.ports["metrics"] = self._metrics_listener.port
-                self._lock.write(metrics=f"{cfg.metrics_host}:{self._metrics_listener.port}")
+                if self._lock is not None:
+                    self._lock.write(metrics=f"{cfg.metrics_host}:{self._metrics_listener.port}")
                 if not is_loopback(cfg.metrics_host):
                     logs.warning("listener.exposed", name="metrics", host=cfg.metrics_host, note="plain HTTP")
                 logs.info("listener.open", name="metrics", kind="http", host=cfg.metrics_host,
@@ -146,7 +154,7 @@ class Server:
             groups = cfg.groups_for(li)
             listener = await UdpListener.start(
                 li.host, li.port, li.name, decode_datagram, lambda ev: self._route_datagram(ev, groups),
-                on_error=lambda: self.metrics.inc("dropped_invalid"),
+                on_error=lambda: self.metrics.inc("dropped_invalid"), reuse_port=cfg.reuse_port,
             )
         elif li.kind == "tls":
             if self._tls_ctx is None:  # no certificates, and this listener is the optional default
@@ -160,13 +168,14 @@ class Server:
             listener = await TlsListener.start(
                 li.host, li.port, self._tls_ctx, on_tls, name=li.name,
                 limit=cfg.limits.read_chunk, handshake_timeout=cfg.limits.handshake_timeout,
+                reuse_port=cfg.reuse_port,
             )
         else:
 
             async def on_tcp(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
                 await self._serve_client(r, w, li, None)
 
-            listener = await TcpListener.start(li.host, li.port, on_tcp, cfg.limits.read_chunk)
+            listener = await TcpListener.start(li.host, li.port, on_tcp, cfg.limits.read_chunk, cfg.reuse_port)
         self._listeners.append(listener)
         self.ports[li.name] = listener.port
         self.listening.append((li, listener.port))
@@ -280,6 +289,8 @@ class Server:
         for ext in self.extensions:
             with contextlib.suppress(Exception):
                 await ext.stop()
+        if self.backplane is not None:
+            await self.backplane.stop()
         if self.store is not None:
             self.store.close()
             logs.info("store.closed", path=self.store.path, flushes=self.store.flushes)

@@ -36,7 +36,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--repair", action="store_true",
                    help="if DATA/kestrel.db is unreadable, move it aside (kestrel.db.corrupt-TIME) and start empty")
     p.add_argument("--status", action="store_true",
-                   help="print the counters of the server running on --data (its /metrics) and exit")
+                   help="print the counters of the server running on --data (its /metrics) and exit; "
+                   "with --cluster (or --workers running on --data): every process and site of the cluster")
+    importlib.import_module("kestrel.cluster.cli").add_arguments(p)
     p.set_defaults(func=_cmd_serve)
     try:
         certs = importlib.import_module("kestrel.server.certs")
@@ -49,6 +51,8 @@ def register(subparsers: Any) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.cli import BadInput
+    from kestrel.cluster import cli as cluster_cli
+    from kestrel.cluster.errors import ClusterError
     from kestrel.server import config as config_mod
     from kestrel.server import logs
 
@@ -65,6 +69,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
     if args.status:
+        url = cluster_cli.status_url(args, cfg.data_dir)
+        if url is not None:
+            try:
+                return cluster_cli.show_status(url)
+            except ClusterError as exc:
+                raise BadInput(str(exc)) from None
         return _status(cfg.data_dir)
     cfg.repair = bool(args.repair)
     logs.setup(cfg.log_level)
@@ -72,9 +82,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from kestrel.server.datadir import DataDirError
     from kestrel.server.store import StoreError
 
+    if args.workers is not None:  # N processes over a NATS server started here (kestrel.cluster)
+        return importlib.import_module("kestrel.cluster.workers").run(args, cfg)
+    cluster = cluster_cli.config_from(args)
+    cfg.reuse_port = bool(args.reuse_port)
     try:
-        _run(cfg, exts)
-    except (FileNotFoundError, ConfigError, DataDirError, StoreError) as exc:
+        _run(cfg, exts, cluster)
+    except (FileNotFoundError, ConfigError, DataDirError, StoreError, ClusterError) as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
@@ -124,7 +138,7 @@ def _raise_fd_limit() -> None:
     logs.info("server.fd_limit", open_files=soft)
 
 
-def _run(cfg: ServerConfig, exts: list[Any] | None = None) -> None:
+def _run(cfg: ServerConfig, exts: list[Any] | None = None, cluster: Any = None) -> None:
     loop_kind = cfg.loop
     if loop_kind in ("uvloop", "auto"):
         try:
@@ -133,17 +147,21 @@ def _run(cfg: ServerConfig, exts: list[Any] | None = None) -> None:
             if loop_kind == "uvloop":
                 raise
         else:
-            uvloop.run(_serve(cfg, exts))
+            uvloop.run(_serve(cfg, exts, cluster))
             return
-    asyncio.run(_serve(cfg, exts))
+    asyncio.run(_serve(cfg, exts, cluster))
 
 
-async def _serve(cfg: ServerConfig, exts: list[Any] | None = None) -> None:
+async def _serve(cfg: ServerConfig, exts: list[Any] | None = None, cluster: Any = None) -> None:
     from kestrel.server import logs
     from kestrel.server.app import Server
 
     server = Server(cfg)
     server.extensions.extend(exts or ())
+    if cluster is not None:  # --cluster: join the other processes over NATS (kestrel.cluster)
+        from kestrel.cluster.backplane import Backplane
+
+        server.backplane = Backplane(cluster, server.router, clients=lambda: len(server.sessions))
     await server.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

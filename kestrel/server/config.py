@@ -71,6 +71,7 @@ class ServerConfig:
     repair: bool = False  # move an unreadable kestrel.db aside instead of refusing to start
     loop: str = "asyncio"  # "asyncio" | "uvloop" | "auto" (uvloop when installed, else asyncio)
     log_level: str = "info"
+    reuse_port: bool = False  # SO_REUSEPORT: several processes share the ports (`--workers`)
     marti: dict[str, Any] = field(default_factory=dict)  # the [marti] table (read by kestrel.marti.config)
 
     def cert_paths(self) -> tuple[Path, Path, Path]:

@@ -136,8 +136,9 @@ class TcpListener(Listener):
         self.port = server.sockets[0].getsockname()[1]
 
     @classmethod
-    async def start(cls, host: str, port: int, on_client: OnClient, limit: int) -> TcpListener:
-        srv = await asyncio.start_server(on_client, host, port, limit=limit, backlog=BACKLOG)
+    async def start(cls, host: str, port: int, on_client: OnClient, limit: int, reuse_port: bool = False) -> TcpListener:
+        srv = await asyncio.start_server(on_client, host, port, limit=limit, backlog=BACKLOG,
+                                         reuse_port=reuse_port or None)
         return cls(srv)
 
     def close(self) -> None:
@@ -160,13 +161,15 @@ class TlsListener(Listener):
 
     @classmethod
     async def start(cls, host: str, port: int, ctx: ssl.SSLContext, on_client: OnClient, *, name: str,
-                    limit: int, handshake_timeout: float) -> TlsListener:
+                    limit: int, handshake_timeout: float, reuse_port: bool = False) -> TlsListener:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
         family, _, _, _, addr = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(addr)
             sock.listen(BACKLOG)
             sock.setblocking(False)
@@ -232,10 +235,11 @@ class UdpListener(Listener, asyncio.DatagramProtocol):
 
     @classmethod
     async def start(cls, host: str, port: int, name: str, decode: Callable[[bytes], Any],
-                    deliver: Callable[[Any], object], on_error: Callable[[], object] | None = None) -> UdpListener:
+                    deliver: Callable[[Any], object], on_error: Callable[[], object] | None = None,
+                    reuse_port: bool = False) -> UdpListener:
         proto = cls(name, decode, deliver, on_error)
         transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: proto, local_addr=(host, port)
+            lambda: proto, local_addr=(host, port), reuse_port=reuse_port or None
         )
         proto._transport = transport
         proto.port = transport.get_extra_info("sockname")[1]

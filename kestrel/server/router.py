@@ -122,6 +122,11 @@ class Router:
         self._uids_of: dict[int, set[str]] = {}  # peer id -> its contact uids
         self.retained: dict[str, Retained] = {}  # uid -> latest retained event
         self.stats = Stats()
+        # Cluster hook (kestrel.cluster): sees every accepted event posted here, before it changes
+        # any state, so it can be published to the other processes and sites. None: one process.
+        self.tap: Callable[[Event, frozenset[str], detail_mod.Addressing, str | None], None] | None = None
+        self._remote = False  # routing an event another process accepted (its checks were done there)
+        self._remote_identity: str | None = None
 
     def attach_store(self, store: Store) -> None:
         """Persist retained items from now on (the server opens the store at start)."""
@@ -214,9 +219,9 @@ class Router:
                 logs.warning("route.unreadable", uid=event.uid, type=event.type, reason=addr.unreadable,
                              sender=sender.id if sender is not None else "udp", count=n)
             return 0
-        identity: str | None = getattr(sender, "identity", None)
-        refused = self._check_write(event.uid, sender, groups, identity)
-        if refused is None and is_delete:
+        identity: str | None = getattr(sender, "identity", None) if not self._remote else self._remote_identity
+        refused = None if self._remote else self._check_write(event.uid, sender, groups, identity)
+        if refused is None and is_delete and not self._remote:
             for uid in addr.link_uids:
                 refused = self._check_write(uid, sender, groups, identity, item_only=True)
                 if refused is not None:
@@ -230,6 +235,8 @@ class Router:
         if addr.marti and not addr.addressed:
             self._refuse("dropped_unaddressable", event, sender)
             return 0
+        if self.tap is not None and not self._remote:
+            self.tap(event, groups, addr, identity)
         if is_contact and sender is not None and addr.callsign:
             self._learn_contact(sender, event.uid, addr.callsign)
         if is_delete:
@@ -301,6 +308,15 @@ class Router:
         """The streaming peer whose own event came back over UDP (ATAK sends SA on both)."""
         contact = self.contacts.get(event.uid)
         return contact.peer_id if contact is not None else None
+
+    def route_remote(self, event: Event, groups: frozenset[str], identity: str | None = None) -> int:
+        """Deliver an event another process or site accepted (its write checks ran there): as from
+        UDP, keeping the sender's identity as the item's owner, and never tapped again."""
+        self._remote, self._remote_identity = True, identity
+        try:
+            return self.route(event, None, groups)
+        finally:
+            self._remote, self._remote_identity = False, None
 
     def _encode_or_skip(self, fmt: str, event: Event) -> bytes:
         """Encoded bytes, or b"" when this event cannot be written in `fmt` (logged, skipped)."""

@@ -1,0 +1,392 @@
+"""One server process on its site's NATS: the others' events in, its clients' events out.
+
+Goal: N processes (and, through `link`, N sites) behave as one TAK server. Each process
+- publishes what its clients post (the router's `tap`): retained state and deletions to the site's
+  stored subject of that uid (stream `KESTREL_<site>`, one message per subject, TTL = stale), the
+  rest (chat, direct messages) to the site's live subject;
+- consumes the site stream from its first message (an ordered consumer): at start this replays
+  the retained picture before the listeners open, afterwards it is the live feed; and it subscribes
+  to the live subject. Both feed `router.route_remote`, so groups, `<marti><dest>` by callsign or
+  uid, and the join snapshot work as inside one process;
+- applies each (K-Src, K-Seq) at most once and in order (JetStream delivers at least once);
+- while its NATS is unreachable keeps serving its own clients and holds what they post: the outbox
+  (live messages, bounded) and `unconfirmed` (stored messages not yet seen back from the stream,
+  coalesced per uid); on reconnect both are published once, oldest first.
+Worst cases: memory O(retained uids) for `unconfirmed` while cut off, `OUTBOX_LIVE` live messages;
+one decode + one route per message from the other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kestrel.cluster import wire
+from kestrel.cluster.conn import connect
+from kestrel.cluster.errors import ClusterError
+from kestrel.cot.event import Event
+from kestrel.server import detail as detail_mod
+from kestrel.server import logs
+from kestrel.server.router import DELETE_TYPE, NOT_RETAINED, Router
+
+OUTBOX_LIVE = 10_000  # live (not stored) messages held while cut off; older ones are dropped
+CATCH_UP_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 8.0  # seconds for the first connection to the site's NATS server  # seconds to replay the stored picture at start
+
+
+@dataclass(slots=True)
+class ClusterConfig:
+    url: str
+    site: str = "kestrel"
+    hub: str | None = None  # an edge site: the hub's site name (= its JetStream domain)
+    hold_groups: frozenset[str] = frozenset()  # items only in these groups never leave this site
+    link_interval: float = 1.0  # seconds between cross-site batches: SA coalesced per contact per interval
+
+
+@dataclass(slots=True)
+class Counters:
+    published: int = 0
+    published_bytes: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    expired: int = 0
+    older: int = 0
+    bad: int = 0
+    outbox_dropped: int = 0
+    republished: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    sent: bool = False
+
+
+@dataclass(slots=True)
+class RemoteContact:
+    uid: str
+    callsign: str
+    src: str
+
+
+@dataclass(slots=True)
+class _Out:
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    key: str | None = None  # stored subject: superseded in `unconfirmed` by a newer one
+    seq: int = 0
+
+
+class Backplane:
+    """Attach to a `Server` before `start()`: `server.backplane = Backplane(cfg, server.router, ...)`."""
+
+    def __init__(self, cfg: ClusterConfig, router: Router, clients: Callable[[], int] = lambda: 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        wire.check_site(cfg.site)
+        if cfg.hub is not None:
+            wire.check_site(cfg.hub)
+        self.cfg = cfg
+        self.router = router
+        self.node = "n:" + secrets.token_hex(4)
+        self._clients = clients
+        self._clock = clock
+        self.stream = wire.stream_name(cfg.site)
+        self.nc: Any = None
+        self.js: Any = None
+        self.connected = False
+        self.counters = Counters()
+        self.contacts: dict[str, RemoteContact] = {}  # the other processes' contacts, from their SA
+        self.applied: dict[str, int] = {}  # K-Src -> highest K-Seq applied (stored messages)
+        self.stream_seq = 0  # last message of the site stream seen
+        self._seq = 0  # this process's numbering of what it publishes
+        self._queue: deque[_Out] = deque()  # to publish, in order (the outbox while cut off)
+        self._live_held = 0
+        self.unconfirmed: dict[str, _Pending] = {}  # stored subject -> latest own message not seen back
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Any] = []
+        self._caught_up = asyncio.Event()
+        self.link: Any = None
+        router.tap = self._on_local
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, make sure the site stream exists, replay the stored picture. ClusterError."""
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+
+        # The client retries forever once connected; the first connection gets CONNECT_TIMEOUT.
+        self.nc = await connect(
+            self.cfg.url, CONNECT_TIMEOUT, "--cluster",
+            name=f"kestrel {self.cfg.site} {self.node} pid {os.getpid()}",
+            allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+            ping_interval=5, max_outstanding_pings=2,
+            disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect, error_cb=self._on_error,
+        )
+        self.connected = True
+        self.js = self.nc.jetstream()
+        sc = StreamConfig(
+            name=self.stream, subjects=[wire.stored_filter(self.cfg.site)], max_msgs_per_subject=1,
+            allow_msg_ttl=True, storage=StorageType.FILE, discard=DiscardPolicy.OLD,
+            max_msgs=self.router_limit(), duplicate_window=120.0,
+        )
+        try:
+            try:
+                await self.js.add_stream(sc)
+            except Exception as exc:
+                if "already in use" not in str(exc):
+                    raise
+                await self.js.update_stream(sc)
+            self._subs.append(await self.nc.subscribe(wire.live_subject(self.cfg.site), cb=self._on_live))
+            self._subs.append(await self.nc.subscribe(wire.STATUS_SUBJECT, cb=self._on_status))
+            await self._subscribe_stored()
+            await self._catch_up()
+        except ClusterError:
+            raise
+        except Exception as exc:
+            raise ClusterError(f"--cluster {self.cfg.url}: JetStream not usable ({type(exc).__name__}: {exc}); "
+                               "the NATS server needs `jetstream` enabled") from None
+        self._tasks.append(asyncio.create_task(self._publisher(), name="kestrel-cluster-publisher"))
+        if self.cfg.hub is not None:
+            from kestrel.cluster.link import SiteLink
+
+            self.link = SiteLink(self)
+            await self.link.start()
+        logs.info("cluster.ready", site=self.cfg.site, node=self.node, url=self.cfg.url, hub=self.cfg.hub,
+                  retained=len(self.router.retained), stream_seq=self.stream_seq)
+
+    def router_limit(self) -> int:
+        return max(self.router._max_retained * 2, 1000)
+
+    async def _subscribe_stored(self) -> None:
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        start = self.stream_seq + 1
+        cc = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        sub = await self.js.subscribe(
+            wire.stored_filter(self.cfg.site), stream=self.stream, cb=self._on_stored, ordered_consumer=True,
+            idle_heartbeat=2.0, config=cc,
+        )
+        self._subs.append(sub)
+
+    async def _catch_up(self) -> None:
+        """Wait until every message stored before now has been applied (or CATCH_UP_TIMEOUT)."""
+        info = await self.js.stream_info(self.stream)
+        last = info.state.last_seq
+        if info.state.messages == 0 or last <= self.stream_seq:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CATCH_UP_TIMEOUT
+        self._catch_up_to = last
+        self._caught_up.clear()
+        while self.stream_seq < last:
+            # The last message may be gone (TTL): then the consumer has nothing pending.
+            sub = self._subs[-1]
+            with contextlib.suppress(Exception):
+                ci = await sub.consumer_info()
+                if ci.num_pending == 0 and sub.pending_msgs == 0:
+                    break
+            if loop.time() > deadline:
+                logs.warning("cluster.catch_up_slow", applied_to=self.stream_seq, last=last)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), 0.2)
+
+    async def stop(self) -> None:
+        if self.link is not None:
+            await self.link.stop()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._flush_queue(), 2.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.close(), 3.0)
+        self.connected = False
+        logs.info("cluster.stopped", node=self.node, outbox=len(self._queue), unconfirmed=len(self.unconfirmed))
+
+    # -- out: what our clients post ------------------------------------------------------------------
+
+    def _on_local(self, event: Event, groups: frozenset[str], addr: detail_mod.Addressing,
+                  identity: str | None) -> None:
+        """Router tap (synchronous): queue an accepted event for the other processes and sites."""
+        now_ms = int(self._clock() * 1000)
+        self._seq += 1
+        env = wire.Envelope(event, groups, self.cfg.site, self.node, self._seq, identity)
+        if event.type == DELETE_TYPE and addr.link_uids:
+            # A deletion replaces what it deletes in the stream (same subject) and outlives it.
+            until = max([event.stale, now_ms + 3_600_000] + [
+                r.event.stale for u in addr.link_uids if (r := self.router.retained.get(u)) is not None])
+            for uid in addr.link_uids:
+                self._queue_stored(env, uid, wire.ttl_seconds(until, now_ms))
+            return
+        if not addr.addressed and not event.type.startswith(NOT_RETAINED) and event.stale > now_ms:
+            self._queue_stored(env, event.uid, wire.ttl_seconds(event.stale, now_ms))
+            return
+        payload, headers = wire.encode(env)
+        if not self.connected and self._live_held >= OUTBOX_LIVE:
+            self.counters.outbox_dropped += 1
+            return
+        self._queue.append(_Out(wire.live_subject(self.cfg.site), payload, headers))
+        self._live_held += not self.connected
+        self._wake.set()
+
+    def _queue_stored(self, env: wire.Envelope, uid: str, ttl_s: int) -> None:
+        subject = wire.stored_subject(self.cfg.site, uid)
+        payload, headers = wire.encode(env, ttl_s=ttl_s)
+        self.unconfirmed.pop(subject, None)  # re-insert: dict order = publish order
+        self.unconfirmed[subject] = _Pending(env.seq, subject, payload, headers)
+        self._queue.append(_Out(subject, payload, headers, subject, env.seq))
+        self._wake.set()
+
+    async def _publisher(self) -> None:
+        """One task, one queue: publish in order while connected; hold everything while not."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._flush_queue()
+            except Exception as exc:  # cut mid-batch: what was not sent stays queued / unconfirmed
+                logs.warning("cluster.publish_error", reason=f"{type(exc).__name__}: {exc}"[:200])
+
+    async def _flush_queue(self) -> None:
+        q = self._queue
+        while q and self.connected:
+            out = q[0]
+            if out.key is not None:
+                p = self.unconfirmed.get(out.key)
+                if p is None or p.seq != out.seq:  # superseded (coalesced while waiting) or confirmed
+                    q.popleft()
+                    continue
+                p.sent = True
+            await self.nc.publish(out.subject, out.payload, headers=out.headers)
+            q.popleft()
+            self.counters.published += 1
+            self.counters.published_bytes += len(out.payload)
+        if not self.connected:
+            return
+        self._live_held = 0
+
+    # -- in: what the other processes (and sites) posted ---------------------------------------------
+
+    async def _on_stored(self, msg: Any) -> None:
+        self.stream_seq = msg.metadata.sequence.stream
+        self.apply(msg.data, msg.headers)
+        if self.stream_seq >= getattr(self, "_catch_up_to", 0):
+            self._caught_up.set()
+
+    def apply(self, payload: bytes, headers: dict[str, str] | None) -> bool:
+        """Apply one stored message exactly once (by K-Src + K-Seq). True if it was routed."""
+        try:
+            env = wire.decode(payload, headers)
+        except Exception:  # malformed: counted and skipped
+            self.counters.bad += 1
+            return False
+        if env.src == self.node:  # ours, now stored: no need to send it again
+            self._confirm(env)
+            return False
+        if env.seq <= self.applied.get(env.src, 0):
+            self.counters.duplicates += 1
+            return False
+        self.applied[env.src] = env.seq
+        ev = env.event
+        now_ms = int(self._clock() * 1000)
+        if ev.stale <= now_ms:
+            self.counters.expired += 1
+            return False
+        current = self.router.retained.get(ev.uid)
+        if current is not None and current.event.time > ev.time:
+            self.counters.older += 1  # posted on both sides while cut off: the newer one wins
+            return False
+        self.counters.applied += 1
+        self._learn(env)
+        self.router.route_remote(ev, env.groups, env.identity)
+        return True
+
+    def _confirm(self, env: wire.Envelope) -> None:
+        for uid in self._subjects_of(env.event):
+            subject = wire.stored_subject(self.cfg.site, uid)
+            p = self.unconfirmed.get(subject)
+            if p is not None and p.seq <= env.seq:
+                del self.unconfirmed[subject]
+
+    def _subjects_of(self, ev: Event) -> list[str]:
+        if ev.type == DELETE_TYPE:
+            return list(detail_mod.inspect(ev.detail, want_links=True).link_uids)
+        return [ev.uid]
+
+    def _learn(self, env: wire.Envelope) -> None:
+        ev = env.event
+        if ev.type.startswith("a-"):
+            addr = detail_mod.inspect(ev.detail)
+            if addr.callsign and not addr.parent_link:
+                self.contacts[ev.uid] = RemoteContact(ev.uid, addr.callsign, env.src)
+
+    async def _on_live(self, msg: Any) -> None:
+        try:
+            env = wire.decode(msg.data, msg.headers)
+        except Exception:
+            self.counters.bad += 1
+            return
+        if env.src == self.node:
+            return
+        self.counters.applied += 1
+        self.router.route_remote(env.event, env.groups, env.identity)
+
+    # -- connection state -----------------------------------------------------------------------------
+
+    async def _on_disconnect(self) -> None:
+        if self.connected:
+            logs.warning("cluster.disconnected", url=self.cfg.url, node=self.node)
+        self.connected = False
+
+    async def _on_reconnect(self) -> None:
+        # Stored messages sent but never seen back may have died with the connection: send them
+        # again, oldest first, ahead of what was queued meanwhile (receivers drop repeats by seq).
+        resend = [p for p in self.unconfirmed.values() if p.sent]
+        resend.sort(key=lambda p: p.seq)
+        for p in reversed(resend):
+            self._queue.appendleft(_Out(p.subject, p.payload, p.headers, p.subject, p.seq))
+        self.counters.republished += len(resend)
+        self.connected = True
+        logs.info("cluster.reconnected", url=self.cfg.url, node=self.node, outbox=len(self._queue))
+        self._wake.set()
+
+    async def _on_error(self, exc: Exception) -> None:
+        logs.debug("cluster.nats_error", reason=f"{type(exc).__name__}: {exc}"[:200])
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        st: dict[str, Any] = {
+            "site": self.cfg.site, "node": self.node, "pid": os.getpid(), "clients": self._clients(),
+            "retained": len(self.router.retained), "contacts_remote": len(self.contacts),
+            "nats": "up" if self.connected else "down", "outbox": len(self._queue),
+            "unconfirmed": len(self.unconfirmed), "stream_seq": self.stream_seq,
+            "published": self.counters.published, "applied": self.counters.applied,
+            "duplicates": self.counters.duplicates,
+        }
+        if self.link is not None:
+            st["link"] = self.link.status()
+        return st
+
+    async def _on_status(self, msg: Any) -> None:
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, json.dumps(self.status()).encode())
+

@@ -1,0 +1,74 @@
+"""`kestrel serve` flags of the cluster: --cluster, --site, --hub, --hold-groups, --workers, --status.
+
+The server's own CLI calls `add_arguments` and, per invocation, `config_from` (a ClusterConfig or
+None), `run_workers` or `show_status`. Bad flags raise BadInput (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kestrel.cluster import wire
+from kestrel.cluster.backplane import ClusterConfig
+
+URL_FILE = "cluster.url"  # in the data dir: written by --workers, read by --status
+
+
+def add_arguments(p: Any) -> None:
+    g = p.add_argument_group("cluster (see docs/cluster.md)")
+    g.add_argument("--cluster", metavar="nats://HOST:PORT",
+                   help="join the other server processes on this NATS server (JetStream on)")
+    g.add_argument("--site", metavar="NAME", help="site name (default kestrel); an edge site names its own")
+    g.add_argument("--hub", metavar="SITE", help="edge site: link to the hub SITE (its JetStream domain) "
+                   "over the NATS leaf node, both ways, resuming after a cut")
+    g.add_argument("--hold-groups", metavar="G[,G]", help="edge site: items only in these groups stay here")
+    g.add_argument("--link-interval", type=float, metavar="S",
+                   help="seconds between cross-site batches; SA is coalesced per contact (default 1)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="run N server processes sharing the ports (SO_REUSEPORT) over a NATS server "
+                   "started here on loopback")
+    g.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+
+
+def config_from(args: argparse.Namespace) -> ClusterConfig | None:
+    from kestrel.cli import BadInput
+
+    if args.cluster is None:
+        for flag in ("site", "hub", "hold_groups", "link_interval"):
+            if getattr(args, flag) is not None:
+                raise BadInput(f"--{flag.replace('_', '-')} needs --cluster (or --workers)")
+        return None
+    if not args.cluster.startswith(("nats://", "tls://")):
+        raise BadInput(f"--cluster {args.cluster}: expected nats://HOST:PORT")
+    try:
+        site = wire.check_site(args.site or "kestrel")
+        hub = wire.check_site(args.hub) if args.hub else None
+    except ValueError as exc:
+        raise BadInput(f"--site/--hub: {exc}") from None
+    if hub == site:
+        raise BadInput(f"--hub {hub}: an edge site links to another site, not to itself")
+    interval = 1.0 if args.link_interval is None else args.link_interval
+    if not 0 < interval <= 3600:
+        raise BadInput(f"--link-interval {interval}: expected 0 < S <= 3600")
+    hold = frozenset(g for g in (args.hold_groups or "").split(",") if g)
+    return ClusterConfig(args.cluster, site, hub, hold, interval)
+
+
+def status_url(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """The NATS URL `--status` surveys: --cluster, else the one `--workers` on this data dir wrote."""
+    if args.cluster:
+        return str(args.cluster)
+    f = data_dir / URL_FILE
+    return f.read_text(encoding="utf-8").strip() if f.is_file() else None
+
+
+def show_status(url: str, wait: float = 1.5) -> int:
+    import asyncio
+
+    from kestrel.cluster.status import gather, render
+
+    replies = asyncio.run(gather(url, wait))
+    print(render(replies))
+    return 0 if replies else 1

@@ -1,0 +1,118 @@
+"""What an event looks like on NATS (pure: no I/O). See docs/cluster.md for the subject map.
+
+Subjects, per site (streams capturing the same subjects across a leaf node would each store
+everything, so every site has its own):
+- `kst.<site>.s.<key(uid)>`: the stored picture; stream `KESTREL_<site>` keeps one message per
+  subject (`max_msgs_per_subject=1`: the latest SA of a contact, the latest state of a marker or
+  shape, or the deletion that removed it) and drops it at its stale time (per-message `Nats-TTL`).
+- `kst.<site>.l`: live only (chat, direct messages, anything not retained); core NATS, not stored.
+- `kst.status`: `kestrel serve --status` asks, every process answers (crosses leaf nodes).
+
+Payload: the event as TAK protocol v1 (a serialized TakMessage), or CoT XML (`K-Fmt: xml`) for the
+rare event protobuf cannot carry. Headers: `K-Groups` (the sender's groups), `K-Origin` (the site
+where a client posted it), `K-Src` + `K-Seq` (who numbered it: a process `n:<hex>` with its own
+counter, or a site `@<site>` with its stream sequence): a receiver applies each (src, seq) once and
+in order, whatever JetStream redelivers. Worst case: O(len(event)) per message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from kestrel.cot.event import Event
+from kestrel.cot.proto import decode_payload, encode_payload
+from kestrel.cot.xml import encode_event, parse_event
+
+SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+STATUS_SUBJECT = "kst.status"
+H_GROUPS, H_ORIGIN, H_SRC, H_SEQ, H_FMT, H_TTL = "K-Groups", "K-Origin", "K-Src", "K-Seq", "K-Fmt", "Nats-TTL"
+H_ID = "K-Id"  # the sender's certificate identity (owner of what it posts), when it has one
+MAX_TTL_S = 7 * 24 * 3600  # a deletion is kept at most this long (it must outlive a cut link)
+
+
+def check_site(name: str) -> str:
+    if not SITE_RE.match(name):
+        raise ValueError(f"site name {name!r}: use 1-32 letters, digits, '-' or '_'")
+    return name
+
+
+def stream_name(site: str) -> str:
+    return f"KESTREL_{site}"
+
+
+def stored_filter(site: str) -> str:
+    return f"kst.{site}.s.>"
+
+
+def key(uid: str) -> str:
+    """A subject token for any uid (uids may hold '.', '*', '>' or spaces)."""
+    return hashlib.sha1(uid.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def stored_subject(site: str, uid: str) -> str:
+    return f"kst.{site}.s.{key(uid)}"
+
+
+def live_subject(site: str) -> str:
+    return f"kst.{site}.l"
+
+
+def origin_of_subject(subject: str) -> str:
+    """`kst.<site>.…` -> site."""
+    return subject.split(".", 2)[1]
+
+
+@dataclass(slots=True)
+class Envelope:
+    event: Event
+    groups: frozenset[str]
+    origin: str  # site where a client posted it
+    src: str  # numbering source: "n:<process>" or "@<site>"
+    seq: int
+    identity: str | None = None
+
+
+def encode_groups(groups: frozenset[str]) -> str:
+    return ",".join(quote(g, safe="") for g in sorted(groups))
+
+
+def decode_groups(text: str) -> frozenset[str]:
+    return frozenset(unquote(g) for g in text.split(",") if g)
+
+
+def ttl_seconds(stale_ms: int, now_ms: int) -> int:
+    """Seconds a stored message lives: until the event's stale time (at least 1 s)."""
+    return max(1, min(MAX_TTL_S, -(-(stale_ms - now_ms) // 1000)))
+
+
+def encode(env: Envelope, *, ttl_s: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Envelope -> (payload, headers). `ttl_s`: set `Nats-TTL` (stored subjects only)."""
+    headers = {H_GROUPS: encode_groups(env.groups), H_ORIGIN: env.origin, H_SRC: env.src, H_SEQ: str(env.seq)}
+    try:
+        payload = encode_payload(env.event)
+    except ValueError:  # e.g. a time before 1970: protobuf cannot carry it, XML can
+        payload = encode_event(env.event, prolog=False)
+        headers[H_FMT] = "xml"
+    if env.identity is not None:
+        headers[H_ID] = quote(env.identity, safe="")
+    if ttl_s is not None:
+        headers[H_TTL] = str(ttl_s)
+    return payload, headers
+
+
+def decode(payload: bytes, headers: dict[str, str] | None) -> Envelope:
+    """(payload, headers) -> Envelope. ValueError (CotError) on anything malformed."""
+    h = headers or {}
+    try:
+        src, seq = h[H_SRC], int(h[H_SEQ])
+        origin, groups = h[H_ORIGIN], decode_groups(h[H_GROUPS])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"missing or bad Kestrel header ({exc})") from None
+    if not groups:
+        raise ValueError("message without groups")
+    event = parse_event(payload) if h.get(H_FMT) == "xml" else decode_payload(payload)
+    identity = unquote(h[H_ID]) if H_ID in h else None
+    return Envelope(event, groups, origin, src, seq, identity)
