@@ -17,12 +17,13 @@ from tests.test_server_support import Client, run, sa, uid_of
 
 pytestmark = NEEDS_NATS
 READY = b"Kestrel TAK server is up"
+NO_HTTP = ("--http-port", "off", "--https-port", "off", "--enroll-port", "off")  # the Marti API is not under test
 
 
 async def start_serve(*args: str, ready_lines: int = 1) -> asyncio.subprocess.Process:
     """`kestrel serve ARGS`; returns once it printed its ready line `ready_lines` times (workers)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kestrel", "serve", *args,
+        sys.executable, "-m", "kestrel", "serve", *args, *NO_HTTP,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
