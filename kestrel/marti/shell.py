@@ -48,7 +48,7 @@ class ShellLimits:
     body_timeout: float = 30.0
     idle_timeout: float = 60.0
     max_connections: int = 256
-    chunk: int = 64 * 1024
+    chunk: int = 256 * 1024  # one read; the stream buffer pauses the socket at 2x this
 
 
 class UploadSink:

@@ -3,7 +3,8 @@
 The MPEG-TS bytes PED reads are forwarded unchanged (no demux, no re-encode: every PID, the
 video, the ST 0601 KLV, PCR and tables arrive bit for bit), so ATAK draws the sensor from the KLV
 while it plays. `udp://HOST:PORT` (multicast or unicast; `?ttl=N` for multicast) sends 7 TS
-packets per datagram as STANAG 4609 streams do. (`srt://` is refused: not built yet.) A file source is paced by its PCR (it plays at its own speed, so a viewer sees real time);
+packets per datagram as STANAG 4609 streams do. (`srt://` is refused: the FFmpeg inside PyAV has
+no SRT protocol.) A file source is paced by its PCR (it plays at its own speed, so a viewer sees real time);
 a live source is forwarded as it arrives. Forwarding errors are counted, never fatal to PED.
 Worst case memory: one datagram (1316 B) plus one read chunk.
 """
@@ -93,7 +94,7 @@ class Restream:
                 raise RestreamError(f"--restream {url}: ttl must be a number") from None
             self._out: Any = _Udp(u.hostname, port, ttl)
         elif u.scheme == "srt":
-            raise RestreamError(f"--restream {url}: srt:// is not built yet; use udp://HOST:PORT")
+            raise RestreamError(f"--restream {url}: srt:// needs FFmpeg built with SRT, which PyAV's is not; use udp://HOST:PORT")
         else:
             raise RestreamError(f"--restream {url}: expected udp://HOST:PORT or srt://HOST:PORT")
         self.url = url
