@@ -20,7 +20,8 @@ negotiation bypass the hold, so a newcomer gets its pong while its picture is st
 
 Per-client limits (`Limits`, each costs only this client, counted in `Metrics`):
 - events in: a token bucket (`events_per_s_per_client`, `events_burst_per_client`); events over
-  it are dropped (`dropped_rate`), pings are still answered;
+  it are dropped (`dropped_rate`) and the socket is not read for up to 1 s (TCP backpressure:
+  a flood costs one read chunk of parsing per pause); pings are still answered;
 - `idle_timeout_s` without any byte in: closed (`closed_idle`);
 - `incomplete_event_timeout_s` from the first byte of an event that has not ended (trickling does
   not reset it): closed (`closed_incomplete`);
@@ -32,6 +33,7 @@ One watchdog timer per client, re-armed only when it fires (no per-read timer ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import socket
@@ -116,6 +118,7 @@ class Session:
         self._last_rx = self._refilled
         self._partial_since: float | None = None  # loop time of the first byte of an unfinished event
         self._watchdog: asyncio.TimerHandle | None = None
+        self._ended = asyncio.Event()  # set when the server closes this client
         peer = writer.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -188,6 +191,7 @@ class Session:
                                      **fields)
         self._writer.transport.abort()
         self._wake.set()
+        self._ended.set()
         self._stop_watchdog()
 
     # -- limits ---------------------------------------------------------------------------------
@@ -290,6 +294,7 @@ class Session:
                     self._stop_watchdog()
                     self._arm_watchdog()
             self._flush_conn(direct=True)  # pongs and the negotiation answer, in the order they were made
+            limited = False
             for item in items:
                 if isinstance(item, ProtocolError):
                     self.errors += 1
@@ -303,6 +308,7 @@ class Session:
                     if item.fatal:
                         return "oversize" if "cap" in item.reason else "bad_input"
                 elif not self._take_token(now):
+                    limited = True
                     self.rate_dropped += 1
                     self.metrics.inc("dropped_rate")
                     self.metrics.limited_warning("client.rate_limited", id=self.id, peer=self.peer,
@@ -313,7 +319,18 @@ class Session:
                     route(item, self, groups)
                     if self.closed:
                         return self.close_reason or "closed"
+            if limited:
+                # Over its rate: stop reading this socket for a while (TCP pushes back on the sender),
+                # so a flood costs at most one read chunk of parsing per pause, not all it can send.
+                with contextlib.suppress(TimeoutError):  # close()/abort() end the pause at once
+                    await asyncio.wait_for(self._ended.wait(), self._pause())
         return self.close_reason or "closed"
+
+    def _pause(self) -> float:
+        """Seconds until the bucket holds a second's worth of tokens again (at most 1 s)."""
+        lim = self._limits
+        target = min(float(lim.events_burst_per_client), lim.events_per_s_per_client)
+        return max(0.0, min(1.0, (target - self._tokens) / lim.events_per_s_per_client))
 
     def _flush_conn(self, direct: bool = False) -> None:
         out = self.conn.data_to_send()
@@ -373,4 +390,5 @@ class Session:
             self._router.leave(self)
         self._writer.transport.abort()
         self._wake.set()
+        self._ended.set()
         self._stop_watchdog()

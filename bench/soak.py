@@ -1,0 +1,357 @@
+"""Soak: well-behaved TAK clients beside abusive ones, against the same run without abusers.
+
+    .venv/bin/python bench/soak.py                       # 200 clients, 20 abusers, 5 min per phase
+    .venv/bin/python bench/soak.py --seconds 60 --rounds 3   # shorter, medians of 3 alternating rounds
+
+Each phase starts its own `kestrel serve` (loopback only) from the config below, then:
+- 200 well-behaved raw-TCP clients (bench/_loadgen.py) in group Blue: each stores one marker
+  (`KB-MK-i`), then sends an ATAK-style SA at 1 Hz; every receiver counts deliveries and latency;
+- "attack" phases add 20 abusers in their own process (so their CPU does not skew the
+  measurement): 5 flooders (Blue: SA as fast as TCP takes them), 5 slowloris (Blue: one byte of an
+  event every 0.5 s, reconnecting), 5 huge-event senders (Blue: 2 MB without an end, reconnecting),
+  5 spoofers (group `open` on another listener: the well-behaved clients' uids and callsigns, deletes
+  and overwrites of their markers, and 900 KB markers filling their own group's budget);
+- at the end a fresh client joins Blue and checks that every well-behaved marker and SA is in its
+  picture, unchanged.
+
+Pass: well-behaved delivery 100 % in every phase, median p99 of the attack phases <= 1.5 x that of
+the baseline phases, server peak RSS under the stated bound, no well-behaved stored item lost.
+The load generator and the server share this machine (and today other jobs too): compare the
+ratio, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+import _loadgen as lg  # noqa: E402
+import fanout  # noqa: E402
+
+RETAINED_BUDGET = 32 << 20
+CONFIG = """
+[server]
+metrics_port = 0
+[groups.listeners]
+tcp = ["Blue"]
+[[listeners]]
+name = "open"
+kind = "tcp"
+port = {open_port}
+groups = ["open"]
+[limits]
+events_per_s_per_client = 10        # well-behaved clients send 1/s (+ one marker)
+events_burst_per_client = 50
+retained_bytes_per_group = {budget}
+incomplete_event_timeout_s = 10
+"""
+
+
+def _iso(t: float) -> str:
+    return lg._iso(t)
+
+
+def marker(uid: str, remarks: str, pad: int = 0, stale_s: float = 3600) -> bytes:
+    now = time.time()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><event version="2.0" uid="{uid}" type="b-m-p-s-m" how="h-g-i-g-o" '
+        f'time="{_iso(now)}" start="{_iso(now)}" stale="{_iso(now + stale_s)}">'
+        f'<point lat="38.9" lon="-77.0" hae="0" ce="9" le="9"/><detail><contact callsign="{uid}"/>'
+        f"<remarks>{remarks}{'x' * pad}</remarks></detail></event>"
+    ).encode()
+
+
+def delete(uid: str, target: str) -> bytes:
+    now = time.time()
+    return (
+        f'<event version="2.0" uid="{uid}" type="t-x-d-d" how="h-g-i-g-o" time="{_iso(now)}" start="{_iso(now)}" '
+        f'stale="{_iso(now + 60)}"><point lat="0" lon="0" hae="0" ce="9" le="9"/><detail>'
+        f'<link uid="{target}" relation="none" type="none"/><__forcedelete/></detail></event>'
+    ).encode()
+
+
+def flood_sa(i: int, seq: int) -> bytes:
+    now = time.time()
+    return (
+        f'<event version="2.0" uid="FLOOD-{i}" type="a-f-G-U-C" how="m-g" time="{_iso(now)}" start="{_iso(now)}" '
+        f'stale="{_iso(now + 60)}"><point lat="38.{seq % 1000:03d}" lon="-77.0" hae="0" ce="9" le="9"/>'
+        f'<detail><contact callsign="FLOOD-{i}"/></detail></event>'
+    ).encode()
+
+
+# -- abusers (run in their own process: `soak.py --abuse ...`) -------------------------------------
+
+
+async def _flooder(host: str, port: int, i: int, until: float) -> int:
+    sent = 0
+    while time.monotonic() < until:
+        try:
+            _, w = await asyncio.open_connection(host, port)
+            while time.monotonic() < until:
+                w.write(b"".join(flood_sa(i, sent + k) for k in range(50)))
+                sent += 50
+                await w.drain()
+        except (ConnectionError, OSError):
+            await asyncio.sleep(0.5)
+    return sent
+
+
+async def _slowloris(host: str, port: int, i: int, until: float) -> int:
+    closed = 0
+    body = f'<event version="2.0" uid="SLOW-{i}" type="a-f-G" '.encode() + b" " * 1_000_000
+    while time.monotonic() < until:
+        try:
+            r, w = await asyncio.open_connection(host, port)
+            for b in body:
+                if time.monotonic() >= until or r.at_eof():
+                    break
+                w.write(bytes([b]))
+                await asyncio.sleep(0.5)
+            w.close()
+        except (ConnectionError, OSError):
+            pass
+        closed += 1
+        await asyncio.sleep(0.2)
+    return closed
+
+
+async def _huge(host: str, port: int, i: int, until: float) -> int:
+    sent = 0
+    chunk = b"<x>" + b"y" * 65_536 + b"</x>"
+    while time.monotonic() < until:
+        try:
+            r, w = await asyncio.open_connection(host, port)
+            now = time.time()
+            w.write(f'<event version="2.0" uid="HUGE-{i}" type="b-m-p-s-m" time="{_iso(now)}" start="{_iso(now)}" '
+                    f'stale="{_iso(now + 600)}"><point lat="0" lon="0"/><detail>'.encode())
+            for _ in range(32):  # 2 MB, never finished; the server closes at max_event_bytes
+                w.write(chunk)
+                await w.drain()
+            sent += 1
+        except (ConnectionError, OSError):
+            sent += 1
+        await asyncio.sleep(0.5)
+    return sent
+
+
+async def _spoofer(host: str, port: int, i: int, until: float, victims: int) -> int:
+    sent = 0
+    rng = random.Random(i)
+    while time.monotonic() < until:
+        try:
+            _, w = await asyncio.open_connection(host, port)
+            while time.monotonic() < until:
+                v = rng.randrange(victims)
+                w.write(lg.make_sa(v, 1))  # a well-behaved client's uid and callsign
+                w.write(delete(f"SPOOF-DEL-{i}-{sent}", f"KB-MK-{v}"))
+                w.write(marker(f"KB-MK-{v}", "spoofed overwrite"))
+                if sent % 10 == 0:
+                    w.write(marker(f"SPOOF-BIG-{i}-{sent}", "fills its own group", pad=900_000))
+                sent += 1
+                await w.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, OSError):
+            await asyncio.sleep(0.5)
+    return sent
+
+
+KINDS = ("flood", "slowloris", "huge", "spoof")
+
+
+async def abuse(host: str, port: int, open_port: int, seconds: float, n: int, victims: int,
+                kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
+    until = time.monotonic() + seconds
+    tasks = []
+    for k in range(n):
+        kind = kinds[k % len(kinds)]
+        if kind == "flood":
+            tasks.append(_flooder(host, port, k, until))
+        elif kind == "slowloris":
+            tasks.append(_slowloris(host, port, k, until))
+        elif kind == "huge":
+            tasks.append(_huge(host, port, k, until))
+        else:
+            tasks.append(_spoofer(host, open_port, k, until, victims))
+    done = await asyncio.gather(*tasks)
+    out: dict[str, int] = {}
+    for k, v in enumerate(done):
+        out[kinds[k % len(kinds)]] = out.get(kinds[k % len(kinds)], 0) + v
+    return out
+
+
+# -- one phase ---------------------------------------------------------------------------------------
+
+
+async def _audit(port: int, n: int) -> dict[str, int]:
+    """Join Blue as a newcomer: which well-behaved markers and SA are in the picture, unchanged."""
+    r, w = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+    markers = sas = changed = 0
+    try:
+        while True:
+            ev = await asyncio.wait_for(r.readuntil(b"</event>"), 30)
+            if b"t-x-takp-v" in ev:
+                break
+            m = re.search(rb'uid="KB-MK-(\d+)"', ev)
+            if m:
+                markers += 1
+                changed += b"kb marker" not in ev
+            elif re.search(rb'uid="KB-\d{5}"', ev):
+                sas += 1
+    finally:
+        w.close()
+    return {"markers_kept": markers - changed, "markers_changed": changed, "sa_kept": sas,
+            "markers_lost": n - (markers - changed)}
+
+
+def _metrics(data: Path) -> dict[str, float]:
+    from kestrel.server import datadir
+
+    where = datadir.read_info(data).get("metrics")
+    if not where:
+        return {}
+    with urllib.request.urlopen(f"http://{where}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name.replace("kestrel_", "").replace("_total{reason=", ":").replace('"', "").replace("}", "")] = float(value)
+    return out
+
+
+async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, open_port: int,
+                  data: Path, kinds: str) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    run = lg.Run(steady=range(n))
+    clients, failures = await lg.connect_many(tg, lambda i: lg.Client(i, run, True), range(n))
+    if len(clients) < n:
+        raise RuntimeError(f"only {len(clients)}/{n} clients connected")
+    for c in clients:  # like ATAK on connect: its SA, then the marker it placed
+        c.send(lg.make_sa(c.sid, 0))
+        c.send(marker(f"KB-MK-{c.sid}", f"kb marker {c.sid}"))
+    await asyncio.sleep(1.0)
+    child = None
+    if abusers:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--abuse", str(tg.port), str(open_port), str(seconds + 2), str(abusers), str(n), kinds],
+            stdout=subprocess.PIPE, text=True,
+        )
+        await asyncio.sleep(1.0)  # the abusers are at it before the measurement starts
+    meter = lg.Meter(proc)
+    run.t_start = time.time_ns()
+    start = loop.time() + 0.05
+    meter.start()
+    rng = random.Random(n)
+    tasks = [loop.create_task(lg.send_loop(c, start, rng.random(), seconds)) for c in clients]
+    sent = sum(await asyncio.gather(*tasks))
+    usage = meter.stop()
+    expected = sent * (n - 1)
+    await lg.drain(run, expected)
+    abuse_out: dict[str, int] = {}
+    if child is not None:
+        out, _ = await loop.run_in_executor(None, child.communicate)
+        abuse_out = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    audit = await _audit(tg.port, n)
+    counters = await loop.run_in_executor(None, _metrics, data)
+    for c in clients:
+        c.close()
+    await asyncio.sleep(0.2)
+    return {"n": n, "abusers": abusers, "seconds": seconds, "sent": sent, "connect_retries": failures,
+            **lg.summarize(run, expected), **usage, **audit, "abuse": abuse_out, "counters": counters}
+
+
+def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: str = ",".join(KINDS)) -> dict[str, Any]:
+    open_port = lg_free_port()
+    cfg = workdir / f"{label}.toml"
+    cfg.write_text(CONFIG.format(open_port=open_port, budget=RETAINED_BUDGET))
+    t = time.monotonic()
+    with fanout.server("kestrel", workdir, label, extra=("--config", str(cfg))) as (tg, proc):
+        res = fanout.run_async(measure(tg, proc, n, seconds, abusers, open_port, workdir / f"data-{label}", kinds))
+    res.update(phase=label, took_s=time.monotonic() - t)
+    print(f"  {label}: delivered {res['delivered']:.4%} p99 {res['p99_ms']:.1f} ms rss {res['srv_rss_mb']:.0f} MB "
+          f"markers lost {res['markers_lost']} in {res['took_s']:.0f} s", file=sys.stderr, flush=True)
+    return res
+
+
+def lg_free_port() -> int:
+    return fanout.free_port()
+
+
+def report(rows: list[dict[str, Any]], bound_mb: float) -> tuple[str, bool]:
+    base = [r for r in rows if not r["abusers"]]
+    att = [r for r in rows if r["abusers"]]
+    p99_base = statistics.median(r["p99_ms"] for r in base)
+    p99_att = statistics.median(r["p99_ms"] for r in att)
+    lines = ["| phase | clients | abusers | delivered | p50 ms | p99 ms | max ms | server CPU | peak RSS MB "
+             "| markers kept | SA kept |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['phase']} | {r['n']} | {r['abusers']} | {r['received']}/{r['expected']} "
+                     f"({r['delivered']:.2%}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} "
+                     f"| {r['srv_cpu']:.0%} | {r['srv_rss_mb']:.0f} | {r['markers_kept']}/{r['n']} | {r['sa_kept']} |")
+    ratio = p99_att / p99_base if p99_base else float("inf")
+    rss_max = max(r["srv_rss_mb"] for r in att)
+    ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
+    ok_lost = all(r["markers_lost"] == 0 for r in rows)
+    ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
+    lines.append("")
+    lines.append(f"median p99: baseline {p99_base:.1f} ms, attack {p99_att:.1f} ms, ratio {ratio:.2f} (pass <= 1.5)")
+    lines.append(f"peak RSS under attack {rss_max:.0f} MB (bound {bound_mb:.0f} MB = baseline peak + 2 x "
+                 f"{RETAINED_BUDGET >> 20} MB budget + 64 MB)")
+    lines.append(f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
+                 f"{sum(r['markers_lost'] for r in rows)}")
+    for r in att:
+        c = {k: int(v) for k, v in r["counters"].items() if ":" in k or k.startswith("retained_evicted")}
+        lines.append(f"{r['phase']}: abusers did {r['abuse']}; server counters {c}")
+    lines.append(f"PASS: {ok}")
+    return "\n".join(lines), ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--abuse":
+        port, open_port, seconds, n, victims, kinds = sys.argv[2:8]
+        out = asyncio.run(abuse("127.0.0.1", int(port), int(open_port), float(seconds), int(n), int(victims),
+                                tuple(kinds.split(","))))
+        print(json.dumps(out))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--abusers", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=300, help="measured seconds per phase (default 300)")
+    ap.add_argument("--rounds", type=int, default=1, help="baseline/attack pairs, alternating (default 1)")
+    ap.add_argument("--kinds", default=",".join(KINDS), help="abuser kinds, comma list (default all: %(default)s)")
+    ap.add_argument("--json", type=Path, help="also write the raw rows here")
+    ap.add_argument("--workdir", type=Path, help="keep server logs and data here (default: a temp dir)")
+    args = ap.parse_args(argv)
+    fanout.raise_nofile()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="kestrel-soak-") as tmp:
+        w = args.workdir or Path(tmp)
+        w.mkdir(parents=True, exist_ok=True)
+        for k in range(args.rounds):
+            rows.append(phase(w, f"baseline{k}", args.clients, args.seconds, 0))
+            rows.append(phase(w, f"attack{k}", args.clients, args.seconds, args.abusers, args.kinds))
+    bound = statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]) + 2 * (RETAINED_BUDGET >> 20) + 64
+    text, ok = report(rows, bound)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
