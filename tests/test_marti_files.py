@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kestrel.marti.shell import ShellLimits
 from tests.marti_support import BOUNDARY, arequest, marti_running, multipart
-from tests.test_server_support import run
+from tests.test_server_support import eventually, run
 
 PKG = b"PK\x03\x04" + bytes(range(256)) * 64  # stands in for a zip (the server never opens it)
 SHA = hashlib.sha256(PKG).hexdigest()
@@ -144,6 +144,20 @@ def test_bad_uploads_store_nothing(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_connections_over_the_cap_get_503(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with marti_running(tmp_path, limits=ShellLimits(max_connections=1)) as r:
+            held = await asyncio.open_connection("127.0.0.1", r.http)  # one idle keep-alive client
+            await eventually(lambda: r.marti.shells["http"].active == 1)
+            busy = await arequest(r.http, "GET", "/Marti/api/version")
+            assert busy.status == 503 and r.marti.shells["http"].refused_busy == 1
+            held[1].close()
+            await eventually(lambda: r.marti.shells["http"].active == 0)
+            assert (await arequest(r.http, "GET", "/Marti/api/version")).status == 200
+
+    run(scenario())
+
+
 def test_huge_or_slow_body_is_cut_off(tmp_path: Path) -> None:
     limits = ShellLimits(body_timeout=0.5, max_small_body=4096)
 
@@ -177,5 +191,8 @@ def test_huge_or_slow_body_is_cut_off(tmp_path: Path) -> None:
             assert json.loads((await arequest(r.http, "GET", "/Marti/sync/search")).body)["resultCount"] == 0
             # the server still serves others
             assert (await arequest(r.http, "GET", "/Marti/api/version")).status == 200
+            # HEAD: the headers of GET, no body
+            head = await arequest(r.http, "HEAD", "/Marti/api/version")
+            assert head.status == 200 and head.body == b"" and int(head.header("content-length") or 0) > 0
 
     run(scenario())
