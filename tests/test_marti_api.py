@@ -51,6 +51,10 @@ def test_version_and_what_atak_asks_first(tmp_path: Path) -> None:
             before = r.marti.shells["http"].connections
             assert await asyncio.to_thread(keepalive) == [200, 404, 200, 200]
             assert r.marti.shells["http"].connections == before + 1  # all four on one connection
+            text = r.server.metrics.render()  # what an admin reads on /metrics
+            assert re.search(r"^kestrel_http_requests_total \d+$", text, re.M)
+            assert re.search(r"^kestrel_http_404_total [1-9]\d*$", text, re.M)
+            assert 'kestrel_http_connections{listener="http"}' in text and "kestrel_marti_files_bytes 0" in text
 
     run(scenario())
 

@@ -68,6 +68,7 @@ def test_atak_enrollment_then_streaming_with_the_issued_cert(tmp_path: Path) -> 
             bad = await arequest(r.enroll, "GET", "/Marti/api/tls/config", tls=ca,
                                  headers={"Authorization": basic("alice", "nope")})
             assert bad.status == 401 and "Basic" in (bad.header("www-authenticate") or "")
+            assert r.server.metrics.get("refused_http_auth") == 1
             cfg = await arequest(r.enroll, "GET", "/Marti/api/tls/config", tls=ca, headers=auth)
             assert cfg.status == 200
             root = ET.fromstring(cfg.body)

@@ -79,10 +79,16 @@ class Marti:
             clients=ClientLog(server.router), node_id=node.read_text().strip(), name_entries=m.name_entries,
         )
         max_upload = m.max_file + MULTIPART_SLACK
+        metrics = getattr(server, "metrics", None)
         for kind in KINDS:
             if kind in m.ports:
-                self.shells[kind] = HttpShell(kind, self.state, self._authenticate, self.limits, max_upload)
+                shell = self.shells[kind] = HttpShell(kind, self.state, self._authenticate, self.limits, max_upload)
+                shell.metrics = metrics
                 await self._listen(kind, m.ports[kind])
+        if metrics is not None:
+            metrics.gauge("marti_files_bytes", lambda: files.used, "bytes of distinct stored files (Marti API)")
+            metrics.gauge("http_connections", lambda: {k: sh.active for k, sh in self.shells.items()},
+                          "open Marti HTTP connections per listener", label="listener")
         self._sweeper = asyncio.create_task(self._sweep(), name="kestrel-marti-sweep")
 
     async def _listen(self, kind: str, port: int) -> None:
@@ -133,6 +139,8 @@ class Marti:
             ok = await asyncio.get_running_loop().run_in_executor(None, self.users.verify, user, password)
         if not ok:
             logs.info("http.auth_failed", listener=kind, user=user[:64])
+            if getattr(server, "metrics", None) is not None:
+                server.metrics.inc("refused_http_auth")
             raise HttpError(401, "Bad credentials")
         groups = self.users.groups_of(user) or frozenset(server.config.default_groups)
         return Identity(user, groups, "basic")

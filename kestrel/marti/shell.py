@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import h11
@@ -96,6 +97,7 @@ class HttpShell:
         self.kind, self.state, self._auth, self.limits = kind, state, authenticate, limits
         self.max_upload = max_upload
         self.scheme = "http" if kind == "http" else "https"
+        self.metrics: Any = None  # the server's Metrics (counters on /metrics), when it has one
         self.active = 0
         self.connections = 0
         self.requests = 0
@@ -104,6 +106,8 @@ class HttpShell:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.active >= self.limits.max_connections:
             self.refused_busy += 1
+            if self.metrics is not None:
+                self.metrics.inc("refused_http_connections")
             writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             writer.close()
             return
@@ -206,6 +210,10 @@ class _Conn:
                 await self._next(s.limits.body_timeout)  # take its end, keep the connection
         must_close = self.h.their_state is not h11.DONE  # body not read (refused early): do not reuse
         await self._send(resp, close=must_close, head=method == "HEAD")
+        if s.metrics is not None:
+            s.metrics.inc("http_requests")
+            if resp.status >= 400:
+                s.metrics.inc(f"http_{resp.status}")
         level = logs.info if resp.status >= 400 else logs.debug
         level("http.request", listener=s.kind, peer=self.peer, user=user, method=method, path=path[:120],
               status=resp.status, ms=round((time.monotonic() - t0) * 1000, 1))
