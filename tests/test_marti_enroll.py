@@ -170,6 +170,14 @@ def test_v2_json_and_v1_pkcs12_and_refusals(tmp_path: Path) -> None:
             assert (await arequest(r.enroll, "POST", "/Marti/api/tls/signClient/v2", _bare(csr),
                                    {"Authorization": basic("mallory", "x")}, tls=ca)).status == 401
             assert len(issued(tmp_path)) == n_issued
+            # a hand-broken users file: 500 naming the cause in the log, nothing signed, the server goes on
+            good = (tmp_path / "users.json").read_text()
+            (tmp_path / "users.json").write_text("{not json")
+            assert (await arequest(r.enroll, "POST", "/Marti/api/tls/signClient/v2", _bare(csr), auth,
+                                   tls=ca)).status == 500
+            (tmp_path / "users.json").write_text(good)
+            assert (await arequest(r.enroll, "GET", "/Marti/api/tls/config", headers=auth, tls=ca)).status == 200
+            assert len(issued(tmp_path)) == n_issued
             # enrollment is not offered over plain HTTP (the password would travel in clear)
             assert (await arequest(r.http, "GET", "/Marti/api/tls/config", headers=auth)).status == 403
             # no enrollment profile configured: 204; with files: a data package

@@ -29,7 +29,7 @@ from kestrel.marti.files import FileStore
 from kestrel.marti.message import HttpError, Identity
 from kestrel.marti.missions import Missions
 from kestrel.marti.shell import HttpShell, ShellLimits, basic_credentials
-from kestrel.marti.users import Users
+from kestrel.marti.users import UserError, Users
 from kestrel.marti.video import VideoRegistry
 from kestrel.server import logs
 from kestrel.server.config import ListenerConfig
@@ -136,7 +136,11 @@ class Marti:
         user, password = cred
         assert self.users is not None
         async with self._verify:
-            ok = await asyncio.get_running_loop().run_in_executor(None, self.users.verify, user, password)
+            try:
+                ok = await asyncio.get_running_loop().run_in_executor(None, self.users.verify, user, password)
+            except UserError as exc:  # a hand-edited users.json: say so, refuse everyone, keep serving
+                logs.warning("users.unreadable", reason=str(exc)[:200])
+                raise HttpError(500, "the server's users file is unreadable (see the server log)") from None
         if not ok:
             logs.info("http.auth_failed", listener=kind, user=user[:64])
             if getattr(server, "metrics", None) is not None:
