@@ -14,7 +14,7 @@ from kestrel.cluster.natsd import free_port
 from kestrel.server.config import ListenerConfig
 from tests.cluster_support import NEEDS_NATS, cluster_server, natsd, running
 from tests.test_cluster import marker
-from tests.test_server_support import Client, eventually, run, uid_of
+from tests.test_server_support import Client, chat, eventually, run, sa, uid_of
 
 pytestmark = NEEDS_NATS
 OUTAGE = 10.0  # seconds the hub's NATS server is down (the scenario, not a synchronisation)
@@ -26,6 +26,7 @@ class Seen:
 
     def __init__(self, client: Client) -> None:
         self.count: collections.Counter[str] = collections.Counter()
+        self.chats: list[str] = []
         self.task = asyncio.create_task(self._read(client))
 
     async def _read(self, client: Client) -> None:
@@ -33,6 +34,9 @@ class Seen:
             ev: ET.Element = await client.recv_events(3600)
             if ev.get("type") == "b-m-p-s-m":
                 self.count[uid_of(ev)] += 1
+            elif ev.get("type") == "b-t-f":
+                remarks = ev.find("detail/remarks")
+                self.chats.append(remarks.text if remarks is not None and remarks.text else "")
 
 
 def test_hub_and_edge_resync_after_cut(tmp_path: Path) -> None:
@@ -57,6 +61,11 @@ def test_hub_and_edge_resync_after_cut(tmp_path: Path) -> None:
                 await ce.send(marker("e-0"))
                 await ce_local.send(marker("e-held"))  # EdgeOnly: never crosses
                 await eventually(lambda: seen_e.count["h-0"] == 1 and seen_h.count["e-0"] == 1, RESYNC)
+                # Live traffic crosses too while the link is up: a direct message by callsign, hub -> edge.
+                await ce.send(sa("uid-edge1", "EDGE1"))
+                await eventually(lambda: "uid-edge1" in h.router.retained, RESYNC)
+                await ch.send(chat("uid-hub1", "HUB1", "EDGE1", "hello edge"))
+                await eventually(lambda: seen_e.chats == ["hello edge"], RESYNC)
 
                 # Cut: the hub's NATS server goes away for OUTAGE seconds; both sides keep serving.
                 hub_nats.stop()

@@ -3,7 +3,8 @@
 Goal: N processes (and, through `link`, N sites) behave as one TAK server. Each process
 - publishes what its clients post (the router's `tap`): retained state and deletions to the site's
   stored subject of that uid (stream `KESTREL_<site>`, one message per subject, TTL = stale), the
-  rest (chat, direct messages) to the site's live subject;
+  rest (chat, direct messages) to the site's live subject (every site's processes hear it while
+  the link is up; held groups use a subject only this site hears);
 - consumes the site stream from its first message (an ordered consumer): at start this replays
   the retained picture before the listeners open, afterwards it is the live feed; and it subscribes
   to the live subject. Both feed `router.route_remote`, so groups, `<marti><dest>` by callsign or
@@ -149,7 +150,8 @@ class Backplane:
                 if "already in use" not in str(exc):
                     raise
                 await self.js.update_stream(sc)
-            self._subs.append(await self.nc.subscribe(wire.live_subject(self.cfg.site), cb=self._on_live))
+            for subject in (wire.LIVE_ALL_SITES, wire.held_subject(self.cfg.site)):
+                self._subs.append(await self.nc.subscribe(subject, cb=self._on_live))
             self._subs.append(await self.nc.subscribe(wire.STATUS_SUBJECT, cb=self._on_status))
             await self._subscribe_stored()
             await self._catch_up()
@@ -242,7 +244,9 @@ class Backplane:
         if not self.connected and self._live_held >= OUTBOX_LIVE:
             self.counters.outbox_dropped += 1
             return
-        self._queue.append(_Out(wire.live_subject(self.cfg.site), payload, headers))
+        held = bool(self.cfg.hold_groups) and groups <= self.cfg.hold_groups
+        subject = wire.held_subject(self.cfg.site) if held else wire.live_subject(self.cfg.site)
+        self._queue.append(_Out(subject, payload, headers))
         self._live_held += not self.connected
         self._wake.set()
 

@@ -5,7 +5,9 @@ everything, so every site has its own):
 - `kst.<site>.s.<key(uid)>`: the stored picture; stream `KESTREL_<site>` keeps one message per
   subject (`max_msgs_per_subject=1`: the latest SA of a contact, the latest state of a marker or
   shape, or the deletion that removed it) and drops it at its stale time (per-message `Nats-TTL`).
-- `kst.<site>.l`: live only (chat, direct messages, anything not retained); core NATS, not stored.
+- `kst.<site>.l`: live only (chat, direct messages, anything not retained); core NATS, not stored;
+  every process subscribes `kst.*.l`, so live traffic crosses leaf nodes while the link is up.
+- `kst.<site>.lh`: live traffic of held groups (`--hold-groups`): this site's processes only.
 - `kst.status`: `kestrel serve --status` asks, every process answers (crosses leaf nodes).
 
 Payload: the event as TAK protocol v1 (a serialized TakMessage), or CoT XML (`K-Fmt: xml`) for the
@@ -58,6 +60,13 @@ def stored_subject(site: str, uid: str) -> str:
 
 def live_subject(site: str) -> str:
     return f"kst.{site}.l"
+
+
+def held_subject(site: str) -> str:
+    return f"kst.{site}.lh"
+
+
+LIVE_ALL_SITES = "kst.*.l"
 
 
 def origin_of_subject(subject: str) -> str:
