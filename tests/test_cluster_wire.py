@@ -15,7 +15,7 @@ from tests.test_server_support import sa
 def test_payload_is_tak_protocol_read_by_takproto() -> None:
     ev = parse_event(sa("uid-1", "ALPHA"))
     env = wire.Envelope(ev, frozenset({"Blue", "a,b c%"}), "edge1", "n:abcd", 7, "alice smith")
-    payload, headers = wire.encode(env, ttl_s=30)
+    payload, headers = wire.encode(env, ttl_s=30, fmt="proto")
     msg = takproto.parse_proto(bytearray(b"\xbf" + bytes([len(payload)]) + payload)
                                if len(payload) < 128 else bytearray(b"\xbf\x01\xbf" + payload))
     assert msg.cotEvent.uid == "uid-1" and msg.cotEvent.detail.contact.callsign == "ALPHA"

@@ -50,6 +50,7 @@ class ClusterConfig:
     hub: str | None = None  # an edge site: the hub's site name (= its JetStream domain)
     hold_groups: frozenset[str] = frozenset()  # items only in these groups never leave this site
     link_interval: float = 1.0  # seconds between cross-site batches: SA coalesced per contact per interval
+    wire_format: str = "proto"  # payload inside the site: "proto" (TAK v1) or "xml" (`--workers`: CPU)
 
 
 @dataclass(slots=True)
@@ -88,6 +89,7 @@ class _Out:
     headers: dict[str, str]
     key: str | None = None  # stored subject: superseded in `unconfirmed` by a newer one
     seq: int = 0
+    held: bool = False  # queued while cut off: dropped if superseded before it is sent (coalesced)
 
 
 class Backplane:
@@ -240,7 +242,7 @@ class Backplane:
         if not addr.addressed and not event.type.startswith(NOT_RETAINED) and event.stale > now_ms:
             self._queue_stored(env, event.uid, wire.ttl_seconds(event.stale, now_ms))
             return
-        payload, headers = wire.encode(env)
+        payload, headers = wire.encode(env, fmt=self.cfg.wire_format)
         if not self.connected and self._live_held >= OUTBOX_LIVE:
             self.counters.outbox_dropped += 1
             return
@@ -252,10 +254,10 @@ class Backplane:
 
     def _queue_stored(self, env: wire.Envelope, uid: str, ttl_s: int) -> None:
         subject = wire.stored_subject(self.cfg.site, uid)
-        payload, headers = wire.encode(env, ttl_s=ttl_s)
+        payload, headers = wire.encode(env, ttl_s=ttl_s, fmt=self.cfg.wire_format)
         self.unconfirmed.pop(subject, None)  # re-insert: dict order = publish order
         self.unconfirmed[subject] = _Pending(env.seq, subject, payload, headers)
-        self._queue.append(_Out(subject, payload, headers, subject, env.seq))
+        self._queue.append(_Out(subject, payload, headers, subject, env.seq, not self.connected))
         self._wake.set()
 
     async def _publisher(self) -> None:
@@ -274,10 +276,11 @@ class Backplane:
             out = q[0]
             if out.key is not None:
                 p = self.unconfirmed.get(out.key)
-                if p is None or p.seq != out.seq:  # superseded (coalesced while waiting) or confirmed
+                if out.held and (p is None or p.seq != out.seq):  # superseded while cut off: coalesced
                     q.popleft()
                     continue
-                p.sent = True
+                if p is not None and p.seq == out.seq:
+                    p.sent = True
             await self.nc.publish(out.subject, out.payload, headers=out.headers)
             q.popleft()
             self.counters.published += 1
@@ -290,24 +293,32 @@ class Backplane:
 
     async def _on_stored(self, msg: Any) -> None:
         self.stream_seq = msg.metadata.sequence.stream
-        self.apply(msg.data, msg.headers)
+        self.apply(msg.data, msg.headers, msg.subject)
         if self.stream_seq >= getattr(self, "_catch_up_to", 0):
             self._caught_up.set()
 
-    def apply(self, payload: bytes, headers: dict[str, str] | None) -> bool:
-        """Apply one stored message exactly once (by K-Src + K-Seq). True if it was routed."""
+    def apply(self, payload: bytes, headers: dict[str, str] | None, subject: str = "") -> bool:
+        """Apply one stored message exactly once (by K-Src + K-Seq). True if it was routed.
+        Own messages and repeats are recognised from the headers, without decoding the event."""
+        try:
+            src, seq = wire.numbering(headers)
+        except ValueError:
+            self.counters.bad += 1
+            return False
+        if src == self.node:  # ours, now stored: no need to send it again
+            p = self.unconfirmed.get(subject)
+            if p is not None and p.seq <= seq:
+                del self.unconfirmed[subject]
+            return False
+        if seq <= self.applied.get(src, 0):
+            self.counters.duplicates += 1
+            return False
         try:
             env = wire.decode(payload, headers)
         except Exception:  # malformed: counted and skipped
             self.counters.bad += 1
             return False
-        if env.src == self.node:  # ours, now stored: no need to send it again
-            self._confirm(env)
-            return False
-        if env.seq <= self.applied.get(env.src, 0):
-            self.counters.duplicates += 1
-            return False
-        self.applied[env.src] = env.seq
+        self.applied[src] = seq
         ev = env.event
         now_ms = int(self._clock() * 1000)
         if ev.stale <= now_ms:
@@ -321,18 +332,6 @@ class Backplane:
         self._learn(env)
         self.router.route_remote(ev, env.groups, env.identity)
         return True
-
-    def _confirm(self, env: wire.Envelope) -> None:
-        for uid in self._subjects_of(env.event):
-            subject = wire.stored_subject(self.cfg.site, uid)
-            p = self.unconfirmed.get(subject)
-            if p is not None and p.seq <= env.seq:
-                del self.unconfirmed[subject]
-
-    def _subjects_of(self, ev: Event) -> list[str]:
-        if ev.type == DELETE_TYPE:
-            return list(detail_mod.inspect(ev.detail, want_links=True).link_uids)
-        return [ev.uid]
 
     def _learn(self, env: wire.Envelope) -> None:
         ev = env.event
@@ -365,7 +364,7 @@ class Backplane:
         resend = [p for p in self.unconfirmed.values() if p.sent]
         resend.sort(key=lambda p: p.seq)
         for p in reversed(resend):
-            self._queue.appendleft(_Out(p.subject, p.payload, p.headers, p.subject, p.seq))
+            self._queue.appendleft(_Out(p.subject, p.payload, p.headers, p.subject, p.seq, True))
         self.counters.republished += len(resend)
         self.connected = True
         logs.info("cluster.reconnected", url=self.cfg.url, node=self.node, outbox=len(self._queue))

@@ -30,6 +30,7 @@ def add_arguments(p: Any) -> None:
                    help="run N server processes sharing the ports (SO_REUSEPORT) over a NATS server "
                    "started here on loopback")
     g.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--wire", choices=("proto", "xml"), help=argparse.SUPPRESS)  # xml: --workers (CPU over bytes)
 
 
 def config_from(args: argparse.Namespace) -> ClusterConfig | None:
@@ -53,7 +54,7 @@ def config_from(args: argparse.Namespace) -> ClusterConfig | None:
     if not 0 < interval <= 3600:
         raise BadInput(f"--link-interval {interval}: expected 0 < S <= 3600")
     hold = frozenset(g for g in (args.hold_groups or "").split(",") if g)
-    return ClusterConfig(args.cluster, site, hub, hold, interval)
+    return ClusterConfig(args.cluster, site, hub, hold, interval, args.wire or "proto")
 
 
 def status_url(args: argparse.Namespace, data_dir: Path) -> str | None:

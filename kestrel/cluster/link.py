@@ -26,8 +26,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from kestrel.cluster import wire
-from kestrel.cot.proto import decode_payload
-from kestrel.cot.xml import parse_event
 from kestrel.server import logs
 
 if TYPE_CHECKING:
@@ -63,8 +61,7 @@ class _Meter:
 
 
 def _stale_of(payload: bytes, headers: dict[str, str]) -> int:
-    ev = parse_event(payload) if headers.get(wire.H_FMT) == "xml" else decode_payload(payload)
-    return ev.stale
+    return wire.event_of(payload, headers).stale
 
 
 class SiteLink:
@@ -169,17 +166,22 @@ class SiteLink:
             self.held += 1
         else:
             now_ms = int(time.time() * 1000)
-            stale = _stale_of(m.data, h)
-            if stale <= now_ms:
+            ev = wire.event_of(m.data, h)  # XML inside the site, protobuf over the link
+            if ev.stale <= now_ms:
                 self.expired += 1
             else:
+                data, fmt = wire.payload_of(ev, "proto")
+                h.pop(wire.H_FMT, None)
+                if fmt == "xml":
+                    h[wire.H_FMT] = "xml"
+                stale = ev.stale
                 h[wire.H_SRC], h[wire.H_SEQ] = f"@{self.site}", str(seq)
                 h[wire.H_TTL] = str(wire.ttl_seconds(stale, now_ms))
                 h["Nats-Msg-Id"] = f"{self.site}:{seq}"
                 subject = f"kst.{self.hub}.s.{m.subject.rsplit('.', 1)[-1]}"
-                await self.remote_js.publish(subject, m.data, headers=h, timeout=5)
+                await self.remote_js.publish(subject, data, headers=h, timeout=5)
                 self.sent += 1
-                self.out_bytes.add(len(m.data) + sum(len(k) + len(v) + 4 for k, v in h.items()))
+                self.out_bytes.add(len(data) + sum(len(k) + len(v) + 4 for k, v in h.items()))
                 self._up()
         await m.ack()
 

@@ -40,7 +40,7 @@ def child_argv(argv: list[str], url: str) -> list[str]:
         if a.startswith("--workers="):
             continue
         out.append(a)
-    return [sys.executable, "-m", "kestrel", *out, "--cluster", url, "--reuse-port"]
+    return [sys.executable, "-m", "kestrel", *out, "--cluster", url, "--reuse-port", "--wire", "xml"]
 
 
 HTTP_OFF = ["--http-port", "off", "--https-port", "off", "--enroll-port", "off"]  # Marti API: the first child only
