@@ -86,7 +86,7 @@ def server(
                "--udp-port", str(free_port(socket.SOCK_DGRAM)), "--data", str(data), *extra]
         if tls:  # an explicit --tls-port makes the server require certificates
             cmd += ["--tls-port", str(tls_port)]
-            from kestrel.server import certs
+            from kestrel import pki as certs
 
             certs.init(data)
             certs.issue_client(data, "bench")
@@ -150,7 +150,7 @@ def phase(
             proc = psutil.Process(args.server_pid) if args.server_pid else None
             ctx = None
             if args.tls:
-                from kestrel.server import certs
+                from kestrel import pki as certs
 
                 ctx = certs.client_ssl_context(args.tls, args.tls_client)
             res.update(run_async(body(lg.Target(host, int(port), ctx), proc)))

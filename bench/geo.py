@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from kestrel.geo import SensorModel, ecef_to_geodetic, geodetic_to_ecef
+from kestrel.geo import ecef_to_geodetic, from_metadata, geodetic_to_ecef
 from kestrel.klv.metadata import SensorMetadata
 
 
@@ -24,11 +24,11 @@ def main() -> None:
     md = SensorMetadata(sensor_lat=35.0, sensor_lon=-117.0, sensor_alt=2500.0, platform_heading=30.0,
                         platform_pitch=1.0, platform_roll=-3.0, sensor_rel_az=20.0, sensor_rel_el=-50.0,
                         sensor_rel_roll=2.0, hfov=12.0, vfov=9.0)
-    model = SensorModel.from_metadata(md, 1280, 720)
+    model = from_metadata(md, 1280, 720)
     assert model is not None
     rng = np.random.default_rng(0)
     print(f"{'operation':<34}{'N':>8}{'median us':>12}{'us/point':>10}{'x pyproj floor':>16}")
-    print(f"{'from_metadata':<34}{1:>8}{median_us(lambda: SensorModel.from_metadata(md, 1280, 720), 300):>12.1f}")
+    print(f"{'from_metadata':<34}{1:>8}{median_us(lambda: from_metadata(md, 1280, 720), 300):>12.1f}")
     print(f"{'footprint':<34}{4:>8}{median_us(model.footprint, 100):>12.1f}")
     print(f"{'gsd':<34}{1:>8}{median_us(lambda: model.gsd(640, 360), 300):>12.1f}")
     for n in (1, 100, 10_000, 100_000):

@@ -46,26 +46,22 @@ def sample_clip(data: Path) -> Path:
 
 def _ensure_certs(data: Path) -> None:
     """First run: a CA, a server certificate and one client (`atak`), so TLS works out of the box."""
-    from kestrel.server import certs
+    from kestrel import pki
 
-    p = certs.paths(data)
+    p = pki.paths(data)
     if not p.has_ca():
-        certs.init(data)
-        client = certs.issue_client(data, "atak")
+        pki.init(data)
+        client = pki.issue_client(data, "atak")
         print(f"Created a CA and server certificate in {p.dir} and a client certificate {client.p12} "
-              f"(password {certs.DEFAULT_PASSWORD!r}; `kestrel certs client NAME` makes more).", flush=True)
+              f"(password {pki.DEFAULT_PASSWORD!r}; `kestrel certs client NAME` makes more).", flush=True)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
     from kestrel.server import config as config_mod
     from kestrel.server import logs
 
     _ensure_certs(args.data)
-    try:
-        cfg = config_mod.load(None, data_dir=args.data, tcp_port=args.tcp_port, tls_port=args.tls_port)
-    except config_mod.ConfigError as exc:
-        raise BadInput(str(exc)) from None
+    cfg = config_mod.load(None, data_dir=args.data, tcp_port=args.tcp_port, tls_port=args.tls_port)
     logs.setup(cfg.log_level)
     try:
         asyncio.run(_demo(cfg, args.data, args.exit))

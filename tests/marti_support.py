@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kestrel import pki as certs
 from kestrel.marti.config import MartiConfig
 from kestrel.marti.service import Marti
 from kestrel.marti.shell import ShellLimits
-from kestrel.server import certs
 from kestrel.server.app import Server
 from kestrel.server.config import ListenerConfig
 from tests.test_server_support import make_config

@@ -11,8 +11,8 @@ import pytest
 from kestrel.cli import main
 from kestrel.fmv.ingest import VideoReader
 from kestrel.fmv.synth import Scenario, synthesize
+from kestrel.geo.build import from_metadata
 from kestrel.geo.geodesy import distance_bearing
-from kestrel.geo.sensor import SensorModel
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_geolocation_of_true_target_pixels_within_1m(clip: tuple[Path, dict]) ->
         t = truth["frames"][f.index]
         assert f.pts == pytest.approx(t["pts"], abs=1e-6)
         assert f.metadata is not None and f.metadata.time_us == t["time_us"]
-        model = SensorModel.from_metadata(f.metadata, f.width, f.height)
+        model = from_metadata(f.metadata, f.width, f.height)
         assert model is not None and model.kind == "pose"
         for tgt in t["targets"]:
             assert tgt["visible"]
@@ -162,7 +162,7 @@ def test_aerial_truth_agrees_with_picture_and_klv(aerial: tuple[Path, dict]) -> 
         t = truth["frames"][f.index]
         assert f.metadata is not None and f.metadata.time_us == t["time_us"]
         hfovs.add(round(f.metadata.hfov, 2))
-        model = SensorModel.from_metadata(f.metadata, f.width, f.height)
+        model = from_metadata(f.metadata, f.width, f.height)
         assert model is not None
         for tgt in t["targets"]:
             x1, y1, x2, y2 = tgt["box"]

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from kestrel.geo import (
     PinholeModel,
     PlaneModel,
-    SensorModel,
+    build_model,
     destination,
     distance_bearing,
+    explain,
+    from_metadata,
     geodetic_to_ecef,
     summarize_frame_center,
 )
@@ -43,15 +45,15 @@ def full_md(**kw: float | None) -> SensorMetadata:
 
 
 def test_pose_model_from_angles() -> None:
-    m = SensorModel.from_metadata(full_md(), 640, 480)
+    m = from_metadata(full_md(), 640, 480)
     assert isinstance(m, PinholeModel) and m.kind == "pose" and m.assumed == ()
-    assert SensorModel.explain(full_md()) is None
+    assert explain(full_md()) is None
 
 
 def test_missing_optional_angles_are_assumed_zero_and_listed() -> None:
     md = full_md()
     md.platform_pitch = md.platform_roll = md.sensor_rel_roll = md.vfov = None
-    m = SensorModel.from_metadata(md, 640, 480)
+    m = from_metadata(md, 640, 480)
     assert m is not None and m.kind == "pose"
     assert set(m.assumed) == {"platform_pitch", "platform_roll", "sensor_rel_roll", "vfov"}
     assert isinstance(m, PinholeModel)
@@ -69,11 +71,11 @@ def test_missing_optional_angles_are_assumed_zero_and_listed() -> None:
     ],
 )
 def test_insufficient_metadata_gives_none_and_a_reason(md: SensorMetadata, words: str) -> None:
-    assert SensorModel.from_metadata(md, 640, 480) is None
-    reason = SensorModel.explain(md)
+    assert from_metadata(md, 640, 480) is None
+    reason = explain(md)
     assert reason is not None and words in reason
     with pytest.raises(ValueError, match=re.escape(words)):
-        SensorModel.build(md, 640, 480)
+        build_model(md, 640, 480)
 
 
 def _corner_md(truth: PinholeModel, *, position: bool, fov: bool) -> SensorMetadata:
@@ -110,7 +112,7 @@ truth_poses = st.fixed_dictionaries(
 @given(truth_poses, st.booleans())
 def test_corner_pose_fallback_reproduces_the_camera(pose: dict, fov: bool) -> None:
     truth = PinholeModel.from_angles(**pose, width=640, height=480)
-    m = SensorModel.from_metadata(_corner_md(truth, position=True, fov=fov), 640, 480)
+    m = from_metadata(_corner_md(truth, position=True, fov=fov), 640, 480)
     assert isinstance(m, PinholeModel) and m.kind == "corners-pose"
     for (la1, lo1), (la2, lo2) in zip(m.footprint(0.0), truth.footprint(0.0), strict=True):
         assert distance_bearing(la1, lo1, la2, lo2)[0] < 1e-3
@@ -137,7 +139,7 @@ def test_corner_plane_fallback() -> None:
         height=480,
     )
     md = _corner_md(truth, position=False, fov=False)
-    m = SensorModel.from_metadata(md, 720, 480)
+    m = from_metadata(md, 720, 480)
     assert isinstance(m, PlaneModel) and m.kind == "corners-plane"
     for (la1, lo1), (la2, lo2) in zip(m.footprint(), truth.footprint(0.0), strict=True):
         assert distance_bearing(la1, lo1, la2, lo2)[0] < 1e-3
@@ -176,8 +178,8 @@ def test_plane_model_horizon_and_degenerate_corners() -> None:
     assert m.pixel_to_ground(50.0, -150.0) is None
     assert m.pixel_to_ground(50.0, -50.0) is not None
     bad = SensorMetadata(corners=((1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0)))
-    assert SensorModel.from_metadata(bad, 100, 100) is None
-    assert "degenerate" in (SensorModel.explain(bad) or "")
+    assert from_metadata(bad, 100, 100) is None
+    assert "degenerate" in (explain(bad) or "")
 
 
 def _example_values(ref_data: Path) -> dict[int, float]:
@@ -214,7 +216,7 @@ def test_st0601_worked_example(ref_data: Path) -> None:
         frame_center_lon=t[24],
         frame_center_elev=t[25],
     )
-    m = SensorModel.from_metadata(md, 1280, 720)
+    m = from_metadata(md, 1280, 720)
     assert isinstance(m, PinholeModel) and m.kind == "pose"
     centre = m.image_center_ground(t[25])
     assert centre is not None
@@ -241,7 +243,7 @@ def test_summarize_frame_center_known_offsets() -> None:
     mds = []
     for i, off in enumerate(offsets):
         md = full_md(platform_heading=10.0 * i)
-        m = SensorModel.from_metadata(md, 640, 480)
+        m = from_metadata(md, 640, 480)
         assert m is not None
         c = m.image_center_ground(120.0)
         assert c is not None
@@ -264,7 +266,7 @@ def test_absolute_pointing_ignores_platform_attitude() -> None:
     """EG 0104 style: angle to north + obliquity are earth-referenced; pitch/roll must not tilt them."""
     md = full_md(platform_pitch=15.0, platform_roll=-25.0, sensor_rel_roll=None)
     md.sensor_abs_az, md.sensor_abs_el = 90.0, -45.0
-    m = SensorModel.from_metadata(md, 640, 480)
+    m = from_metadata(md, 640, 480)
     assert isinstance(m, PinholeModel) and m.kind == "pose-absolute"
     assert m.assumed == ("sensor_rel_roll",)
     c = m.image_center_ground(0.0)
@@ -326,9 +328,9 @@ def test_decoded_example_packet_feeds_the_model(ref_data: Path) -> None:
     md = to_metadata(packets[0])
     assert md is not None
     t = _example_values(ref_data)
-    m = SensorModel.from_metadata(md, 1280, 720)
+    m = from_metadata(md, 1280, 720)
     assert isinstance(m, PinholeModel) and m.kind == "pose" and m.assumed == ()
-    ref = SensorModel.from_metadata(
+    ref = from_metadata(
         SensorMetadata(
             platform_heading=t[5],
             platform_pitch=t[6],

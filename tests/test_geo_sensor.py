@@ -12,8 +12,8 @@ from pyproj import Geod
 
 from kestrel.geo import (
     PinholeModel,
-    SensorModel,
     distance_bearing,
+    from_metadata,
     geodetic_to_ecef,
     ned_basis,
 )
@@ -297,7 +297,7 @@ def test_dem_hook_moves_the_hit() -> None:
         hfov=20.0,
         vfov=20.0,
     )
-    m = SensorModel.from_metadata(md, 200, 200, dem=plateau)
+    m = from_metadata(md, 200, 200, dem=plateau)
     assert m is not None
     on_dem = m.image_center_ground()
     assert on_dem is not None and on_dem[2] == pytest.approx(300.0, abs=1e-3)

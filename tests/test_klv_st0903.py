@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kestrel.klv import decode, st0601, st0903
+from kestrel.klv import decode, st0601, st0903, st0903_sets
 from kestrel.klv.st0903 import VTarget, pixel_number, row_column
 
 
@@ -71,9 +71,9 @@ def test_st0903_round_trip(targets: list[VTarget], ts: int, frame: int) -> None:
             assert g.tags[tag] == t.tags[tag]
         if 17 in t.tags:
             a, b = g.tags[17], t.tags[17]
-            assert abs(a["latitude"] - b["latitude"]) <= st0903._LAT.precision()  # IMAPB truncates: one step
-            assert abs(a["longitude"] - b["longitude"]) <= st0903._LON.precision()
-            assert abs(a["altitude"] - b["altitude"]) <= st0903._HAE.precision()  # 1 m: 2-byte IMAPB step
+            assert abs(a["latitude"] - b["latitude"]) <= st0903_sets._LAT.precision()  # IMAPB truncates: one step
+            assert abs(a["longitude"] - b["longitude"]) <= st0903_sets._LON.precision()
+            assert abs(a["altitude"] - b["altitude"]) <= st0903_sets._HAE.precision()  # 1 m: 2-byte IMAPB step
     # nested in ST 0601 tag 74 (no own checksum there)
     outer = decode(st0601.encode({74: {3: "kestrel", 101: targets}}, timestamp_us=ts))[0]
     assert outer.checksum_ok is True

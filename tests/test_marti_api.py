@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytak
 import pytest
 
-from kestrel.server import certs
+from kestrel import pki as certs
 from kestrel.server.config import ListenerConfig
 from tests.marti_support import arequest, ca_context, marti_running, multipart
 from tests.test_server_support import Client, eventually, is_type, ping, run, sa

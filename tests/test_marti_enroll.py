@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from kestrel import pki as certs
 from kestrel.cli import main
-from kestrel.server import certs
-from kestrel.server.crl import issued
+from kestrel.pki.crl import issued
 from tests.marti_support import arequest, basic, ca_context, marti_running
 from tests.test_server_support import Client, eventually, run, sa
 

@@ -139,7 +139,7 @@ def test_featureless_frames_reset_without_crashing() -> None:
 
 
 def test_unknown_detector_and_option() -> None:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     with pytest.raises(BadInput):
         make_detector("yolo-magic")

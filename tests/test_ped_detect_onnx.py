@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from kestrel.cli import BadInput
+from kestrel.errors import BadInput
 from kestrel.ped.detect import ModelError, make_detector
 from kestrel.ped.detect.onnx import OnnxDetector
 

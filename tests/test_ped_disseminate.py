@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from kestrel import pki as certs
 from kestrel.cli import main as kestrel_main
 from kestrel.ped.review import PlatformState, ReviewStore, StoredPoint, StoredTrack
-from kestrel.server import certs
 from kestrel.server.config import ListenerConfig
 from tests.test_server_support import Client, make_config, run, server_running, uid_of
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytak
 import pytest
 
-from kestrel.server import certs
+from kestrel import pki as certs
 from kestrel.server.config import ANON, Limits, ListenerConfig
 from tests.test_server_support import (
     Client,

@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from kestrel.cli import BadInput
-from kestrel.server import certs
+from kestrel import pki as certs
+from kestrel.errors import BadInput, Conflict
+from kestrel.pki import cli as pki_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:The 'aiohttp' package:UserWarning")  # pytak's import
 
@@ -239,7 +240,9 @@ def test_reinit_keeps_ca_and_clients(tmp_path: Path) -> None:
     certs.init(tmp_path)
     certs.issue_client(tmp_path, "carol")
     ca_before = certs.paths(tmp_path).ca_cert.read_bytes()
-    _, new_ca = certs.init(tmp_path, ["extra.example"])
+    with pytest.raises(Conflict, match=r"ca\.pem: a CA already exists; --force"):
+        certs.init(tmp_path, ["extra.example"])
+    _, new_ca = certs.init(tmp_path, ["extra.example"], server_only=True)
     assert not new_ca and certs.paths(tmp_path).ca_cert.read_bytes() == ca_before
     srv = OneShotServer(certs.server_ssl_context(tmp_path))
     assert _talk(srv.port, certs.client_ssl_context(tmp_path, "carol"), "extra.example") == b"hello carol"
@@ -251,7 +254,7 @@ def test_reinit_keeps_ca_and_clients(tmp_path: Path) -> None:
 
 def _cli(argv: list[str]) -> Any:
     parser = argparse.ArgumentParser(prog="kestrel")
-    certs.register(parser.add_subparsers(dest="command", required=True))
+    pki_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -113,7 +113,7 @@ def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path, with_certs: bo
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     extra: list[str] = []
     if with_certs:
-        from kestrel.server import certs
+        from kestrel import pki as certs
 
         certs.init(data)
         certs.issue_client(data, "alice")

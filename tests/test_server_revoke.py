@@ -15,8 +15,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from kestrel.cli import BadInput
-from kestrel.server import certs, crl, listeners
+from kestrel import pki as certs
+from kestrel.errors import BadInput
+from kestrel.pki import cli as pki_cli
+from kestrel.pki import crl
+from kestrel.pki.tls import server_context
 from kestrel.server.config import ListenerConfig
 from tests.test_server_certs import OneShotServer, _refused, _talk
 from tests.test_server_support import Client, make_config, run, sa, server_running, uid_of
@@ -24,7 +27,7 @@ from tests.test_server_support import Client, make_config, run, sa, server_runni
 
 def _cli(argv: list[str]) -> Any:
     parser = argparse.ArgumentParser(prog="kestrel")
-    certs.register(parser.add_subparsers(dest="command", required=True))
+    pki_cli.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -54,22 +57,22 @@ def test_revoked_client_is_refused_others_accepted(pki: Path) -> None:
     _accepted(certs.server_ssl_context(pki), pki, "alice")  # before: alice gets in
     assert crl.revoke(pki, "alice") == [_serial(pki, "alice")]
     for make in (lambda: certs.server_ssl_context(pki),
-                 lambda: listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)):
+                 lambda: server_context(p.ca_cert, p.server_cert, p.server_key)):
         srv = _refused(make(), certs.client_ssl_context(pki, "alice"))
         assert "revoked" in str(srv.error).lower()
         _accepted(make(), pki, "bob")
     # a second revoke keeps alice on the re-signed CRL and adds carol; bob still gets in
     assert crl.revoke(pki, "carol") == [_serial(pki, "carol")]
-    ctx = listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)
+    ctx = server_context(p.ca_cert, p.server_cert, p.server_key)
     assert "revoked" in str(_refused(ctx, certs.client_ssl_context(pki, "alice")).error).lower()
-    ctx = listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)
+    ctx = server_context(p.ca_cert, p.server_cert, p.server_key)
     assert "revoked" in str(_refused(ctx, certs.client_ssl_context(pki, "carol")).error).lower()
-    _accepted(listeners.tls_context(p.ca_cert, p.server_cert, p.server_key), pki, "bob")
+    _accepted(server_context(p.ca_cert, p.server_cert, p.server_key), pki, "bob")
 
 
 def test_crl_is_signed_by_ca_and_lasts(pki: Path) -> None:
     old = _serial(pki, "alice")
-    certs.issue_client(pki, "alice")  # re-issued (e.g. a new phone): both certs get revoked
+    certs.issue_client(pki, "alice", force=True)  # re-issued (e.g. a new phone): both certs get revoked
     assert set(crl.revoke(pki, "alice")) == {old, _serial(pki, "alice")}
     assert crl.revoke(pki, "alice") == []  # nothing new, CRL re-signed
     p = certs.paths(pki)
@@ -108,7 +111,7 @@ def test_bad_crl_file_is_named(pki: Path) -> None:
     p = certs.paths(pki)
     p.crl.write_text("not a crl\n")
     with pytest.raises(BadInput, match="crl.pem: not a usable certificate revocation list"):
-        listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)
+        server_context(p.ca_cert, p.server_cert, p.server_key)
 
 
 def test_in_process_server_refuses_revoked_client(pki: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.server import certs
+from kestrel import pki as certs
 from kestrel.server.app import Server
 from kestrel.server.config import ListenerConfig, ServerConfig
 from tests.test_server_support import (

@@ -13,8 +13,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kestrel.cli import BadInput, main
-from kestrel.server import certs
+from kestrel import pki as certs
+from kestrel.cli import main
+from kestrel.errors import BadInput
 from kestrel.server.app import Server
 from kestrel.server.config import ANON, ConfigError, ListenerConfig, load
 from tests.test_server_support import make_config, run
@@ -155,7 +156,7 @@ def test_good_tls_files_still_start_and_bad_ones_leave_nothing_listening(tmp_pat
 
 def test_unreadable_tls_file_is_named(tmp_path: Path, pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Permission denied (as a non-root admin would see it; the tests may run as root)."""
-    from kestrel.server import listeners
+    from kestrel.pki import tls
 
     p = certs.paths(pki)
     real_open = open
@@ -165,6 +166,6 @@ def test_unreadable_tls_file_is_named(tmp_path: Path, pki: Path, monkeypatch: py
             raise PermissionError(13, "Permission denied")
         return real_open(path, *args, **kw)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(listeners, "open", deny, raising=False)
+    monkeypatch.setattr(tls, "open", deny, raising=False)
     with pytest.raises(BadInput, match=rf"^{p.server_key}: cannot read \(Permission denied\)$"):
-        listeners.tls_context(p.ca_cert, p.server_cert, p.server_key)
+        tls.server_context(p.ca_cert, p.server_cert, p.server_key)

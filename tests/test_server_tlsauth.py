@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.server import certs
+from kestrel import pki as certs
 from kestrel.server.config import ListenerConfig
 from kestrel.server.listeners import ASYNCIO_TLS_READ_BUFFER
 from tests.test_server_support import Client, make_config, run, sa, server_running, uid_of

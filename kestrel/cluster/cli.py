@@ -12,8 +12,7 @@ from typing import Any
 
 from kestrel.cluster import wire
 from kestrel.cluster.backplane import ClusterConfig
-
-URL_FILE = "cluster.url"  # in the data dir: written by --workers, read by --status
+from kestrel.cluster.wire import URL_FILE  # noqa: E402,F401 (defined with the other names on the wire)
 
 
 def add_arguments(p: Any) -> None:
@@ -34,7 +33,7 @@ def add_arguments(p: Any) -> None:
 
 
 def config_from(args: argparse.Namespace) -> ClusterConfig | None:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     if args.cluster is None:
         for flag in ("site", "hub", "hold_groups", "link_interval"):

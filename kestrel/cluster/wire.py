@@ -30,6 +30,7 @@ from kestrel.cot.event import Event
 from kestrel.cot.proto import decode_payload, encode_payload
 from kestrel.cot.xml import encode_event, parse_event
 
+URL_FILE = "cluster.url"  # in the data dir: written by --workers, read by --status
 SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 STATUS_SUBJECT = "kst.status"
 H_GROUPS, H_ORIGIN, H_SRC, H_SEQ, H_FMT, H_TTL = "K-Groups", "K-Origin", "K-Src", "K-Seq", "K-Fmt", "Nats-TTL"

@@ -18,8 +18,8 @@ import threading
 import time
 
 from kestrel.cluster import wire
-from kestrel.cluster.cli import URL_FILE
 from kestrel.cluster.natsd import Natsd, NatsdConfig, NatsdError
+from kestrel.cluster.wire import URL_FILE
 from kestrel.server import logs
 from kestrel.server.config import ServerConfig
 
@@ -47,7 +47,7 @@ HTTP_OFF = ["--http-port", "off", "--https-port", "off", "--enroll-port", "off"]
 
 
 def run(args: argparse.Namespace, cfg: ServerConfig, argv: list[str] | None = None) -> int:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     n = args.workers
     if not 1 <= n <= 256:

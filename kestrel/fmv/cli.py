@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Any
 
-from kestrel.cli import BadInput
+from kestrel.errors import BadInput
 
 
 def register(subparsers: Any) -> None:

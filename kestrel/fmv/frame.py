@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kestrel.errors import BadInput
+
 if TYPE_CHECKING:  # numpy stays a runtime-lazy import for the CLI
     import numpy as np
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:  # numpy stays a runtime-lazy import for the CLI
     from kestrel.klv.packet import KlvPacket
 
 
-class FmvInputError(ValueError):
+class FmvInputError(BadInput):
     """The input is not usable video (not a transport stream, no video, nothing decodable).
 
     The message names the source and the reason in one line; the CLI turns it into exit code 2.

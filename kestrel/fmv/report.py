@@ -82,6 +82,7 @@ def footprints(scan: KlvScan, width: int, height: int, per_frame: bool = False) 
     """GeoJSON FeatureCollection of image footprints (UL, UR, LR, LL, closed), one per metadata
     packet (or per frame). Records whose metadata supports no sensor model are skipped and
     counted in the collection's `skipped` member."""
+    from kestrel.geo.build import from_metadata
     from kestrel.geo.sensor import SensorModel
 
     rows = per_frame_metadata(scan) if per_frame else metadata_series(scan)
@@ -91,7 +92,7 @@ def footprints(scan: KlvScan, width: int, height: int, per_frame: bool = False) 
     last: SensorMetadata | None = None
     for n, (t, md) in enumerate(rows):
         if md is not last:  # per-frame rows repeat the same record until the next packet
-            model = SensorModel.from_metadata(md, width, height) if md is not None else None
+            model = from_metadata(md, width, height) if md is not None else None
             last = md
         ring = model.footprint() if model is not None else []
         if md is None or len(ring) != 4:

@@ -29,6 +29,7 @@ import numpy as np
 
 from kestrel.fmv.mux import TsWriter
 from kestrel.fmv.scenes import CameraPlan, Route, aerial_texture, plan_traffic
+from kestrel.geo.build import build_model
 from kestrel.geo.geodesy import LocalFrame, geodetic_to_ecef, ned_basis
 from kestrel.geo.sensor import SensorModel, misb_camera_to_ned
 from kestrel.klv import SensorMetadata, decode, st0601, to_metadata
@@ -266,7 +267,7 @@ def _decoded(packet: bytes) -> SensorMetadata:
 def frame_packet(values: dict[int, Any], t_us: int, w: int, h: int) -> tuple[bytes, SensorMetadata, SensorModel]:
     """Encode, decode, ray-trace frame centre/corners from the decoded angles, encode again."""
     md = _decoded(st0601.encode(values, timestamp_us=t_us))
-    model = SensorModel.build(md, w, h)
+    model = build_model(md, w, h)
     uv = np.array([[w / 2, h / 2], [0, 0], [w, 0], [w, h], [0, h]], dtype=float)
     g = model.pixels_to_ground(uv, 0.0)
     full = dict(values)
@@ -278,7 +279,7 @@ def frame_packet(values: dict[int, Any], t_us: int, w: int, h: int) -> tuple[byt
         full[27 + 2 * k] = float(g[k + 1, 1] - g[0, 1])
     packet = st0601.encode(full, timestamp_us=t_us)
     md = _decoded(packet)
-    return packet, md, SensorModel.build(md, w, h)
+    return packet, md, build_model(md, w, h)
 
 
 def _ground_homography(model: SensorModel, frame: LocalFrame, w: int, h: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 Pure computation, no I/O. Conventions (pixels, rotation order, MSL vs HAE): docs/geo.md.
 """
 
+from kestrel.geo.build import build_model, explain, from_metadata
 from kestrel.geo.check import (
     FrameCenterSummary,
     frame_center_offset,
@@ -26,6 +27,9 @@ from kestrel.geo.geodesy import (
 from kestrel.geo.sensor import InsufficientMetadata, PinholeModel, SensorModel, misb_camera_to_ned
 
 __all__ = [
+    "build_model",
+    "explain",
+    "from_metadata",
     "FrameCenterSummary",
     "frame_center_offset",
     "InsufficientMetadata",

@@ -98,6 +98,7 @@ def _pinhole(
 def build_model(
     md: SensorMetadata, width: int, height: int, *, dem: HeightFn | None = None, geoid: HeightFn | None = None
 ) -> SensorModel:
+    """The best model the metadata supports; raises `InsufficientMetadata` with the reasons."""
     if width <= 0 or height <= 0:
         raise InsufficientMetadata(f"bad image size {width}x{height}")
     has_pos = _position_ok(md)
@@ -169,3 +170,22 @@ def build_model(
     if _finite(md.frame_center_lat, md.frame_center_lon):
         reasons.append("only the frame centre is known: one ground point, no pixel geometry")
     raise InsufficientMetadata("; ".join(reasons))
+
+
+def from_metadata(
+    md: SensorMetadata, width: int, height: int, *, dem: HeightFn | None = None, geoid: HeightFn | None = None
+) -> SensorModel | None:
+    """The best model the metadata supports, or None (`explain` says why)."""
+    try:
+        return build_model(md, width, height, dem=dem, geoid=geoid)
+    except InsufficientMetadata:
+        return None
+
+
+def explain(md: SensorMetadata, width: int = 1280, height: int = 720) -> str | None:
+    """Why `from_metadata` returns None for this metadata; None when a model can be built."""
+    try:
+        build_model(md, width, height)
+    except InsufficientMetadata as exc:
+        return str(exc)
+    return None

@@ -64,7 +64,7 @@ def misb_camera_to_ned(
 
 
 class SensorModel:
-    """Pixel <-> ground geometry of one frame. Build with `SensorModel.from_metadata`.
+    """Pixel <-> ground geometry of one frame. Build with `kestrel.geo.build.from_metadata`.
 
     Subclasses: `PinholeModel` (kind "pose" from relative angles, "pose-absolute" from
     earth-referenced pointing, "corners-pose" from corners + sensor position) and `PlaneModel`
@@ -79,49 +79,6 @@ class SensorModel:
     dem: HeightFn | None = None
     assumed: tuple[str, ...] = ()  # metadata fields that were missing and taken as 0
     sensor_ecef: Array | None = None
-
-    # --- construction -------------------------------------------------------------------------
-    @classmethod
-    def from_metadata(
-        cls,
-        md: SensorMetadata,
-        width: int,
-        height: int,
-        *,
-        dem: HeightFn | None = None,
-        geoid: HeightFn | None = None,
-    ) -> SensorModel | None:
-        """The best model the metadata supports, or None (`SensorModel.explain` says why)."""
-        try:
-            return cls.build(md, width, height, dem=dem, geoid=geoid)
-        except InsufficientMetadata:
-            return None
-
-    @classmethod
-    def build(
-        cls,
-        md: SensorMetadata,
-        width: int,
-        height: int,
-        *,
-        dem: HeightFn | None = None,
-        geoid: HeightFn | None = None,
-    ) -> SensorModel:
-        """Like `from_metadata` but raises `InsufficientMetadata` with the reason."""
-        from kestrel.geo.build import build_model
-
-        return build_model(md, width, height, dem=dem, geoid=geoid)
-
-    @staticmethod
-    def explain(md: SensorMetadata, width: int = 1280, height: int = 720) -> str | None:
-        """Why `from_metadata` returns None for this metadata; None when a model can be built."""
-        from kestrel.geo.build import build_model
-
-        try:
-            build_model(md, width, height)
-        except InsufficientMetadata as exc:
-            return str(exc)
-        return None
 
     # --- vectorised core (subclasses) ---------------------------------------------------------
     def pixels_to_ground(self, uv: ArrayLike, height: float | None = None) -> Array:

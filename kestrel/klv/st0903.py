@@ -14,18 +14,13 @@ from typing import Any
 
 from . import st0601_packs as P
 from . import st0903_sets
-from .ber import KlvError, encode_ber_oid, encode_lv, read_ber_oid, read_lv, read_series
+from .ber import encode_ber_oid, encode_lv, read_ber_oid, read_series
 from .codecs import Func, ImapCodec, Item, UInt, Utf8
-from .imapb import Imap
 from .localset import SetSpec, decode_body, encode_body, encode_packet
+from .st0903_sets import dec_location, enc_location  # noqa: F401 (the location pack, also public here)
 
 KEY = bytes.fromhex("060e2b34020b01010e01030306000000")
 
-_LAT = Imap(-90.0, 90.0, 4)
-_LON = Imap(-180.0, 180.0, 4)
-_HAE = Imap(-900.0, 19000.0, 2)
-_SIGMA = Imap(0.0, 650.0, 2)
-_RHO = Imap(-1.0, 1.0, 2)
 _OFFSET = ImapCodec(-19.2, 19.2, 3)
 
 
@@ -39,40 +34,6 @@ def row_column(number: int, width: int) -> tuple[int, int]:
     if number < 1 or width < 1:
         raise ValueError("pixel number and frame width must be positive")
     return divmod(number - 1, width)
-
-
-# --- Location pack (VTarget tag 17; boundary series tag 18) ----------------------------------
-def dec_location(b: bytes) -> dict[str, Any]:
-    if len(b) not in (10, 16, 22):
-        raise KlvError("location pack length")
-    out: dict[str, Any] = {"latitude": _LAT.decode(b[0:4]), "longitude": _LON.decode(b[4:8]),
-                           "altitude": _HAE.decode(b[8:10]), "sigma": None, "rho": None}
-    if len(b) >= 16:
-        out["sigma"] = {"east": _SIGMA.decode(b[10:12]), "north": _SIGMA.decode(b[12:14]),
-                        "up": _SIGMA.decode(b[14:16])}
-    if len(b) == 22:
-        out["rho"] = {"east-north": _RHO.decode(b[16:18]), "east-up": _RHO.decode(b[18:20]),
-                      "north-up": _RHO.decode(b[20:22])}
-    return out
-
-
-def enc_location(v: dict[str, Any]) -> bytes:
-    out = _LAT.encode(v["latitude"]) + _LON.encode(v["longitude"]) + _HAE.encode(v.get("altitude") or 0.0)
-    if v.get("sigma"):
-        s = v["sigma"]
-        out += _SIGMA.encode(s["east"]) + _SIGMA.encode(s["north"]) + _SIGMA.encode(s["up"])
-        if v.get("rho"):
-            r = v["rho"]
-            out += _RHO.encode(r["east-north"]) + _RHO.encode(r["east-up"]) + _RHO.encode(r["north-up"])
-    return out
-
-
-def dec_boundary(b: bytes) -> list[dict[str, Any]]:
-    out, pos = [], 0
-    while pos < len(b):
-        rec, pos = read_lv(b, pos, len(b))
-        out.append(dec_location(rec))
-    return out
 
 
 def dec_fpa(b: bytes) -> dict[str, int]:
@@ -99,7 +60,7 @@ VTARGET_TABLE: dict[int, Item] = {
     15: Item("Boundary Bottom Right Latitude Offset", "deg", _OFFSET),
     16: Item("Boundary Bottom Right Longitude Offset", "deg", _OFFSET),
     17: Item("Target Location", "pack", Func(dec_location, enc_location)),
-    18: Item("Target Boundary Series", "list", Func(dec_boundary, lambda v: b"".join(encode_lv(enc_location(x)) for x in v))),
+    18: Item("Target Boundary Series", "list", st0903_sets.location_series()),
     19: Item("Centroid Pixel Row", "pixels", UInt()),
     20: Item("Centroid Pixel Column", "pixels", UInt()),
     21: Item("FPA Index Pack", "pack", Func(dec_fpa, lambda v: encode_ber_oid(v["row"]) + encode_ber_oid(v["column"]))),

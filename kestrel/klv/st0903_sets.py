@@ -16,6 +16,36 @@ DETECTION_STATUS = {0: "Inactive", 1: "Active", 2: "Dropped"}
 _VA = Imap(-900.0, 900.0, 2)
 _SIGMA = Imap(0.0, 650.0, 2)
 _RHO = Imap(-1.0, 1.0, 2)
+_LAT = Imap(-90.0, 90.0, 4)
+_LON = Imap(-180.0, 180.0, 4)
+_HAE = Imap(-900.0, 19000.0, 2)
+
+
+# --- Location pack (VTarget tag 17; boundary series tag 18) ----------------------------------
+def dec_location(b: bytes) -> dict[str, Any]:
+    if len(b) not in (10, 16, 22):
+        raise KlvError("location pack length")
+    out: dict[str, Any] = {"latitude": _LAT.decode(b[0:4]), "longitude": _LON.decode(b[4:8]),
+                           "altitude": _HAE.decode(b[8:10]), "sigma": None, "rho": None}
+    if len(b) >= 16:
+        out["sigma"] = {"east": _SIGMA.decode(b[10:12]), "north": _SIGMA.decode(b[12:14]),
+                        "up": _SIGMA.decode(b[14:16])}
+    if len(b) == 22:
+        out["rho"] = {"east-north": _RHO.decode(b[16:18]), "east-up": _RHO.decode(b[18:20]),
+                      "north-up": _RHO.decode(b[20:22])}
+    return out
+
+
+def enc_location(v: dict[str, Any]) -> bytes:
+    out = _LAT.encode(v["latitude"]) + _LON.encode(v["longitude"]) + _HAE.encode(v.get("altitude") or 0.0)
+    if v.get("sigma"):
+        s = v["sigma"]
+        out += _SIGMA.encode(s["east"]) + _SIGMA.encode(s["north"]) + _SIGMA.encode(s["up"])
+        if v.get("rho"):
+            r = v["rho"]
+            out += _RHO.encode(r["east-north"]) + _RHO.encode(r["east-up"]) + _RHO.encode(r["north-up"])
+    return out
+
 
 
 def dec_polygon(b: bytes) -> list[int]:
@@ -75,18 +105,15 @@ def _uuid_dec(b: bytes) -> str:
 
 
 def _dec_locations(b: bytes) -> list[dict[str, Any]]:
-    from .st0903 import dec_location  # late: st0903 imports this module
-
     return [dec_location(r) for r in read_series(b)]
 
 
 def _enc_locations(v: list[dict[str, Any]]) -> bytes:
-    from .st0903 import enc_location
-
     return b"".join(encode_lv(enc_location(x)) for x in v)
 
 
-def _locations() -> Func:
+def location_series() -> Func:
+    """A series of location packs (VTarget boundary, VTracker boundary and track history)."""
     return Func(_dec_locations, _enc_locations)
 
 
@@ -109,11 +136,11 @@ VTRACKER = SetSpec("VTracker", b"", {
     2: Item("Detection Status", "enum", Enum(DETECTION_STATUS)),
     3: Item("Start Time", "us since 1970 (UTC)", UInt(8)),
     4: Item("End Time", "us since 1970 (UTC)", UInt(8)),
-    5: Item("Boundary Series", "locations", _locations()),
+    5: Item("Boundary Series", "locations", location_series()),
     6: Item("Algorithm", "", _S),
     7: Item("Confidence Level", "%", UInt(1)),
     8: Item("Number of Track Points", "", Oid()),
-    9: Item("Track History Series", "locations", _locations()),
+    9: Item("Track History Series", "locations", location_series()),
     10: Item("Velocity", "m/s", Func(dec_velacc, enc_velacc)),
     11: Item("Acceleration", "m/s^2", Func(dec_velacc, enc_velacc)),
     12: Item("Algorithm ID", "", Oid()),

@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
 
         server_cli.EXTENSIONS["marti"] = _extension
 
-    certs = subparsers.choices.get("certs")  # `kestrel certs`, registered by the server package
+    certs = subparsers.choices.get("certs")  # `kestrel certs`, registered by kestrel.pki.cli
     certs_sub = next((a for a in getattr(certs, "_actions", ()) if isinstance(a, argparse._SubParsersAction)), None)
     if certs_sub is not None:
         pe = certs_sub.add_parser("enroll-link", help="print ATAK's tak:// quick-connect (QR code) link for enrollment")
@@ -73,7 +73,7 @@ def _extension(cfg: Any, args: argparse.Namespace) -> Any:
 
 
 def _read_password(path: Path | None, confirm: bool) -> str:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     if path is not None:
         try:
@@ -95,7 +95,7 @@ def _read_password(path: Path | None, confirm: bool) -> str:
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
     from kestrel.marti.users import UserError, Users, check_name
 
     try:
@@ -112,7 +112,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
     from kestrel.marti.users import UserError, Users
 
     try:
@@ -126,7 +126,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
     from kestrel.marti.users import UserError, Users
 
     try:
@@ -140,12 +140,12 @@ def _cmd_remove(args: argparse.Namespace) -> int:
 
 
 def _cmd_enroll_link(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
     from kestrel.marti.enroll import enroll_link
-    from kestrel.server.certs import _check_hostnames
+    from kestrel.pki.paths import check_hostnames
 
     try:
-        _check_hostnames([args.host])
+        check_hostnames([args.host])
     except ValueError as exc:
         raise BadInput(f"--host: {exc}") from None
     pw = _read_password(args.password_file, confirm=False) if args.password_file else None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import io
 import json
 import re
@@ -29,9 +28,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from kestrel import pki
 from kestrel.marti.message import HttpError, Response
-from kestrel.server import certs as pki
-from kestrel.server.crl import record_issued
+from kestrel.pki.ca import p12_encryption
 
 P12_PASSWORD = "atakatak"  # TAK Server's DEFAULT_PASSWORD for signClient v1
 NAME_ENTRIES: tuple[tuple[str, str], ...] = (("O", "Kestrel"),)  # what `kestrel certs` puts beside CN
@@ -104,32 +103,11 @@ def check_csr(csr: Any, user: str, entries: tuple[tuple[str, str], ...] = NAME_E
 
 def sign(data_dir: Path, csr: Any, user: str) -> tuple[Any, list[Any]]:
     """Sign `csr` with the data dir's CA as a client certificate; record it for list/revoke."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     p = pki.paths(data_dir)
     if not p.has_ca():
         raise HttpError(503, "no CA on this server (run: kestrel certs init)")
-    ca_cert, ca_key = pki._load_ca(p)
-    now = dt.datetime.now(dt.UTC)
-    pub = csr.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(csr.subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(pub)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=pki.CLIENT_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    record_issued(p, user, cert)
+    ca_cert, _ = pki.load_ca(p)
+    cert = pki.sign_client(data_dir, user, csr.public_key(), subject=csr.subject)
     return cert, [ca_cert]
 
 
@@ -162,7 +140,7 @@ def v1_response(cert: Any, chain: list[Any]) -> Response:
 
     entries = [pkcs12.PKCS12Certificate(cert, b"signedCert")]
     entries += [pkcs12.PKCS12Certificate(ca, f"ca{i}".encode()) for i, ca in enumerate(chain)]
-    data = pkcs12.serialize_java_truststore(entries, pki._p12_encryption(P12_PASSWORD))
+    data = pkcs12.serialize_java_truststore(entries, p12_encryption(P12_PASSWORD))
     return Response(200, bytes(data), "application/octet-stream")
 
 

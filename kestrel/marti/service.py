@@ -31,9 +31,11 @@ from kestrel.marti.missions import Missions
 from kestrel.marti.shell import HttpShell, ShellLimits, basic_credentials
 from kestrel.marti.users import UserError, Users
 from kestrel.marti.video import VideoRegistry
+from kestrel.pki.tls import common_name
+from kestrel.pki.tls import server_context as tls_context
 from kestrel.server import logs
 from kestrel.server.config import ListenerConfig
-from kestrel.server.listeners import Listener, TcpListener, TlsListener, common_name, tls_context
+from kestrel.server.listeners import Listener, TcpListener, TlsListener
 
 KINDS = ("http", "https", "enroll")
 SWEEP_SECONDS = 5.0

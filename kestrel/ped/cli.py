@@ -113,7 +113,7 @@ def _video_url(text: str) -> str:
 
 
 def _bad(msg: str) -> Exception:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     return BadInput(msg)
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from kestrel.cot.event import Event
+from kestrel.errors import BadInput
 
 QUEUE_MAX = 1024  # events waiting to be sent; beyond this the oldest is dropped
 READ_CHUNK = 65536
 RETRY_DOWN_S = 2.0  # while the server is down, how often to try again
 
 
-class PushError(ValueError):
+class PushError(BadInput):
     """A push target that cannot be used (bad URL, TLS without certificates)."""
 
 
@@ -214,7 +215,7 @@ def tls_context(*, cert: str | None = None, key: str | None = None, ca: str | No
                 certs_dir: str | None = None, client: str | None = None,
                 check_hostname: bool = True) -> ssl.SSLContext:
     """Client TLS context: explicit PEM files, or a `kestrel certs` data dir and client name."""
-    from kestrel.server.certs import client_ssl_context, pem_client_context
+    from kestrel.pki.tls import client_ssl_context, pem_client_context
 
     if certs_dir is not None:
         if client is None:

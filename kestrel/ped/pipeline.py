@@ -205,10 +205,11 @@ class _Geo:
         if md is self._last_md and self._size == (width, height):
             return self._last_model
         if not (self._last_md is not None and md == self._last_md and self._size == (width, height)):
-            from kestrel.geo.sensor import InsufficientMetadata, SensorModel
+            from kestrel.geo.build import build_model
+            from kestrel.geo.sensor import InsufficientMetadata
 
             try:  # build once; the exception carries the reason (no second build to explain it)
-                self._last_model = SensorModel.build(md, width, height)
+                self._last_model = build_model(md, width, height)
             except InsufficientMetadata as exc:
                 self._last_model = None
                 if self.reason is None:

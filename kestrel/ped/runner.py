@@ -32,7 +32,7 @@ PRODUCTS = ("ped.sqlite", "tracks.geojson", "tracks.kml", "detections.csv", "rep
 
 
 def _bad(msg: str) -> Exception:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     return BadInput(msg)
 

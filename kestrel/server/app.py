@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ssl
 import time
 from collections.abc import Callable
@@ -26,9 +27,11 @@ from typing import Any
 from kestrel.cot.connection import decode_datagram, encode_for
 from kestrel.cot.event import Event
 from kestrel.cot.xml import parse_event
+from kestrel.errors import NotFound, PortInUse
+from kestrel.pki.tls import common_name, server_context
 from kestrel.server import datadir, logs
 from kestrel.server.config import ListenerConfig, ServerConfig, check_exposure, is_loopback
-from kestrel.server.listeners import Listener, TcpListener, TlsListener, UdpListener, common_name, tls_context
+from kestrel.server.listeners import Listener, TcpListener, TlsListener, UdpListener
 from kestrel.server.metrics import Metrics, MetricsListener
 from kestrel.server.router import Retained, Router
 from kestrel.server.session import Session
@@ -87,7 +90,12 @@ class Server:
                 self.router.attach_store(self.store)
                 self._restore()
             for li in cfg.listeners:
-                await self._listen(li)
+                try:
+                    await self._listen(li)
+                except OSError as exc:
+                    if exc.errno != errno.EADDRINUSE:
+                        raise
+                    raise PortInUse(li.port, _port_flag(li), li.host) from None
             if cfg.metrics_port is not None:
                 self._metrics_listener = await MetricsListener.start(cfg.metrics_host, cfg.metrics_port,
                                                                      self.metrics.render)
@@ -115,9 +123,9 @@ class Server:
         if missing:
             required = [li.name for li in tls if li.required]
             if required:
-                raise FileNotFoundError(f"TLS listener {required[0]!r}: missing {', '.join(missing)}")
+                raise NotFound(f"TLS listener {required[0]!r}: missing {', '.join(missing)} (run `kestrel certs init`)")
             return  # _listen logs listener.skipped
-        self._tls_ctx = tls_context(*paths)
+        self._tls_ctx = server_context(*paths)
 
     def _open_store(self, path: Path) -> Store:
         try:
@@ -302,3 +310,10 @@ class Server:
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _port_flag(li: ListenerConfig) -> str:
+    """How the user changes a listener's port: the flag of a standard one, else its config entry."""
+    if li.name == li.kind:
+        return f"--{li.kind}-port (or {li.kind}_port in [server] of the config)"
+    return f"port = in the [[listeners]] entry {li.name!r} of the config"

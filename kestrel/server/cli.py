@@ -1,4 +1,4 @@
-"""`kestrel serve` (and `kestrel certs …`, owned by kestrel.server.certs)."""
+"""`kestrel serve` (`kestrel certs …` lives in kestrel.pki.cli)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kestrel.errors import BadInput
 from kestrel.server.config import ConfigError, ServerConfig
 
 # What `kestrel serve` starts beside the server, by name: factories `(config, args) -> extension`
@@ -40,17 +41,9 @@ def register(subparsers: Any) -> None:
                    "with --cluster (or --workers running on --data): every process and site of the cluster")
     importlib.import_module("kestrel.cluster.cli").add_arguments(p)
     p.set_defaults(func=_cmd_serve)
-    try:
-        certs = importlib.import_module("kestrel.server.certs")
-    except ModuleNotFoundError as exc:
-        if exc.name != "kestrel.server.certs":
-            raise
-    else:
-        certs.register(subparsers)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from kestrel.cli import BadInput
     from kestrel.cluster import cli as cluster_cli
     from kestrel.cluster.errors import ClusterError
     from kestrel.server import config as config_mod
@@ -100,7 +93,6 @@ def _status(data_dir: Path) -> int:
     """`kestrel serve --status`: fetch the running server's /metrics (address from its lock file)."""
     import urllib.request
 
-    from kestrel.cli import BadInput
     from kestrel.server import datadir
 
     if not datadir.is_locked(data_dir):
@@ -189,13 +181,15 @@ def connect_help(server: Any) -> str:
         if li.kind == "tcp":
             lines.append(f"  {url:28} ATAK: add server, streaming TCP, port {port};  pytak: COT_URL={url}")
         elif li.kind == "tls":
+            from kestrel.pki import in_dir, usable_clients
+
             ca = cfg.cert_paths()[0]
             cdir = ca.parent / "clients"
-            names = sorted(p.stem for p in cdir.glob("*.p12")) if cdir.is_dir() else []
+            names = usable_clients(in_dir(ca.parent))  # never a revoked, expired or foreign cert
             name = names[0] if names else "NAME"
             if names:
                 more = " …" if len(names) > 8 else ""
-                lines.append(f"  client certificates in {cdir}: {', '.join(names[:8])}{more}")
+                lines.append(f"  usable client certificates in {cdir}: {', '.join(names[:8])}{more}")
             lines.append(
                 f"  {url:28} ATAK: SSL, import {cdir}/{name}.p12 and {ca.parent}/truststore-root.p12;  pytak: "
                 f"COT_URL={url} PYTAK_TLS_CLIENT_CERT={cdir}/{name}.pem PYTAK_TLS_CLIENT_KEY={cdir}/{name}.key "

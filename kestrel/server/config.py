@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kestrel.errors import BadInput
+
 ANON = "__ANON__"
 KINDS = ("tcp", "tls", "udp")
 CERT_FILES = ("ca.pem", "server.pem", "server.key")
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """Bad configuration; the message names the file/key and what was wrong."""
 
 
@@ -119,6 +121,13 @@ def _groups(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _positive(value: Any, where: str) -> float:
+    """A finite number > 0 (0 would spin a loop or disable a limit; a string is a typo)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"{where}: expected a positive number, got {value!r}")
+    return float(value)
+
+
 def _port(value: Any, where: str) -> int | None:
     """A port number, or None for "off"."""
     if value == "off" or value is False:
@@ -152,6 +161,9 @@ def load(
     _check_keys(raw, _TOP_KEYS, where)
     srv = raw.get("server", {})
     _check_keys(srv, _SERVER_KEYS, f"{where} [server]")
+    for key in ("host", "data", "loop", "log_level"):
+        if key in srv and (not isinstance(srv[key], str) or not srv[key]):
+            raise ConfigError(f"{where} [server] {key}: expected a non-empty string, got {srv[key]!r}")
     cfg = ServerConfig()
     cfg.host = host or srv.get("host", cfg.host)
     cfg.data_dir = Path(data_dir or srv.get("data", cfg.data_dir))
@@ -160,7 +172,10 @@ def load(
     if not isinstance(raw.get("marti", {}), dict):
         raise ConfigError(f"{where}: [marti] must be a table")
     cfg.marti = dict(raw.get("marti", {}))  # checked (with the serve flags) by kestrel.marti.config
-    cfg.store_flush_seconds = float(srv.get("store_flush_seconds", cfg.store_flush_seconds))
+    cfg.store_flush_seconds = _positive(srv.get("store_flush_seconds", cfg.store_flush_seconds),
+                                        f"{where} [server] store_flush_seconds")
+    if cfg.log_level not in ("debug", "info", "warning"):
+        raise ConfigError(f"{where} [server] log_level: expected debug, info or warning, got {cfg.log_level!r}")
     if cfg.loop not in ("asyncio", "uvloop", "auto"):
         raise ConfigError(f"{where} [server] loop: expected asyncio, uvloop or auto, got {cfg.loop!r}")
 

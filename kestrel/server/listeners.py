@@ -1,5 +1,7 @@
 """Listening sockets: plain TCP, TLS with client certificates, UDP datagrams.
 
+TLS contexts are built by `kestrel.pki.tls` (server_context); this module only listens.
+
 TLS has its own small accept loop: each accepted socket gets its handshake through
 `loop.connect_accepted_socket(ssl=…)` in its own task, so a refused handshake (no certificate,
 wrong CA, timeout) is logged as `client.tls_refused` and costs only that socket. (asyncio's
@@ -12,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from kestrel.server import logs
@@ -41,81 +41,6 @@ def tune_asyncio_tls() -> None:
     proto = getattr(sslproto, "SSLProtocol", None)
     if proto is not None and getattr(proto, "max_size", 0) > ASYNCIO_TLS_READ_BUFFER:
         proto.max_size = ASYNCIO_TLS_READ_BUFFER
-
-
-def _no_password() -> bytes:
-    """An encrypted server key fails to load instead of prompting on the terminal."""
-    return b""
-
-
-def _check_readable(path: Path) -> None:
-    if path.exists() and not path.is_file():  # a directory, a FIFO (open() would block), a device
-        raise _bad(path, "cannot read (not a regular file)")
-    try:
-        with open(path, "rb") as f:
-            f.read(1)
-    except OSError as exc:
-        raise _bad(path, f"cannot read ({exc.strerror or type(exc).__name__})") from None
-
-
-def _bad(path: Path, reason: str) -> Exception:
-    from kestrel.cli import BadInput  # exit 2 with one line naming the file
-
-    return BadInput(f"{path}: {reason}")
-
-
-def _reason(exc: ssl.SSLError) -> str:
-    text = str(getattr(exc, "reason", None) or exc.strerror or exc)
-    return re.sub(r"\s*\(_ssl\.c:\d+\)", "", text)[:120]
-
-
-def tls_context(ca: Path, cert: Path, key: Path, crl: Path | None = None) -> ssl.SSLContext:
-    """TLS 1.2+ server context that requires a client certificate signed by `ca` and not revoked.
-
-    The revocation list is `crl`, or else `crl.pem` next to `ca` when it exists (`kestrel certs
-    revoke` writes it there); it is read once, so a revocation takes effect on restart.
-
-    Bad files raise `kestrel.cli.BadInput("PATH: reason")` naming the file at fault (unreadable,
-    not PEM, key/certificate mismatch, encrypted key) rather than a bare OpenSSL code.
-    """
-    for path in (ca, cert, key):
-        _check_readable(path)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    try:
-        ctx.load_verify_locations(cafile=str(ca))
-    except ssl.SSLError as exc:
-        raise _bad(ca, f"not a usable CA certificate (PEM) ({_reason(exc)})") from None
-    try:  # parse the server certificate on its own, so a bad one is not blamed on the key
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=str(cert))
-    except ssl.SSLError as exc:
-        raise _bad(cert, f"not a usable certificate (PEM) ({_reason(exc)})") from None
-    try:
-        ctx.load_cert_chain(str(cert), str(key), password=_no_password)
-    except ssl.SSLError as exc:
-        why = _reason(exc)
-        if "MISMATCH" in why:
-            raise _bad(key, f"private key does not match certificate {cert} ({why})") from None
-        raise _bad(key, f"not a usable unencrypted private key (PEM) ({why})") from None
-    crl = crl if crl is not None else ca.with_name("crl.pem")
-    if crl.is_file():
-        _check_readable(crl)
-        try:
-            ctx.load_verify_locations(cafile=str(crl))
-        except ssl.SSLError as exc:
-            raise _bad(crl, f"not a usable certificate revocation list (PEM) ({_reason(exc)})") from None
-        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    return ctx
-
-
-def common_name(peercert: dict[str, Any] | None) -> str | None:
-    """Subject CN of a verified peer certificate (`getpeercert()`), or None."""
-    for rdn in (peercert or {}).get("subject", ()):
-        for k, v in rdn:
-            if k == "commonName":
-                return str(v)
-    return None
 
 
 class Listener:

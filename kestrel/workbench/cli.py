@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
 
 
 def _bad(msg: str) -> Exception:
-    from kestrel.cli import BadInput
+    from kestrel.errors import BadInput
 
     return BadInput(msg)
 

@@ -166,7 +166,7 @@ class GeoIndex:
 
     def model(self, n: int, timeout: float = 30.0) -> Any:
         """The sensor model of frame n, or None (no metadata or not enough of it)."""
-        from kestrel.geo.sensor import SensorModel
+        from kestrel.geo.build import from_metadata
 
         while n >= len(self.metadata) and not self.done.is_set():
             self.done.wait(0.05)  # the scan is ahead of any click in practice; bounded by the file
@@ -179,7 +179,7 @@ class GeoIndex:
             key = id(md)
             if key not in self._models:
                 self._models = self._models if len(self._models) < 512 else {}
-                self._models[key] = SensorModel.from_metadata(md, self.frames.width, self.frames.height)
+                self._models[key] = from_metadata(md, self.frames.width, self.frames.height)
             return self._models[key]
 
     def frame_geo(self, n: int) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from kestrel.cli import BadInput
+from kestrel.errors import BadInput
 from kestrel.ped.records import Detections
 
 __all__ = ["Detector", "FrameLike", "ModelError", "make_detector"]

@@ -20,7 +20,9 @@ import xml.etree.ElementTree as ET
 import zipfile
 from pathlib import Path
 
-from kestrel.server.certs import _check_hostnames, _load_ca, _truststore, _write, check_name, paths
+from kestrel.errors import BadInput
+from kestrel.pki.ca import load_ca, truststore
+from kestrel.pki.paths import check_hostnames, check_name, paths, write_file
 
 PREF_ENTRY = "certs/config.pref"
 TRUSTSTORE = "truststore-root.p12"
@@ -62,9 +64,9 @@ def _manifest(name: str, host: str, entries: list[str]) -> bytes:
 def build(name: str, host: str, port: int, client_p12: bytes, truststore_p12: bytes, password: str) -> bytes:
     """The data package zip for client `name` connecting to `host:port` over TLS."""
     check_name(name)
-    (host,) = _check_hostnames([host])
+    (host,) = check_hostnames([host])
     if not 0 < port < 65536:
-        raise ValueError(f"bad port {port}")
+        raise BadInput(f"--port: {port} is not a TCP port")
     files = {
         PREF_ENTRY: _pref(name, host, port, password),
         f"certs/{TRUSTSTORE}": truststore_p12,
@@ -82,9 +84,9 @@ def write(data_dir: str | os.PathLike[str], name: str, host: str, port: int, pas
     """Write `clients/NAME.zip` (0600) from the client's `.p12` (made with `password`)."""
     p = paths(data_dir)
     c = p.client(name)
-    ca_cert, _ = _load_ca(p)
+    ca_cert, _ = load_ca(p)
     # a trust store with the same password as the client .p12: the pref has room for one of each
-    zipped = build(name, host, port, c.p12.read_bytes(), _truststore(ca_cert, password), password)
+    zipped = build(name, host, port, c.p12.read_bytes(), truststore(ca_cert, password), password)
     out = c.p12.with_suffix(".zip")
-    _write(out, zipped, private=True)
+    write_file(out, zipped, private=True)
     return out
