@@ -42,19 +42,26 @@ def test_max_frames() -> None:
 
 
 def test_live_mode_drops_rather_than_falls_behind() -> None:
+    """The consumer is stuck on its first result until the source has produced every frame: live
+    mode keeps only the newest frame meanwhile, counts the rest as dropped, and never blocks the
+    source. Synchronised on events, not on the clock."""
     frames = make_clip(n=80)
+    all_made = threading.Event()
 
-    def paced():  # a 200 fps source, faster than the slow consumer below
-        for f in frames:
-            time.sleep(0.005)
-            yield f
+    def source():
+        yield from frames
+        all_made.set()  # runs when the reader asks for frame 81: all 80 were handed over
 
-    def slow(_u: FrameUpdate) -> None:
-        time.sleep(0.03)
+    first: list[int] = []
 
-    res = run(paced(), live=True, on_frame=slow, detector=MtiDetector(lag_s=0.1))
-    assert res.frames_dropped > 10
+    def stuck(u: FrameUpdate) -> None:
+        if not first:
+            first.append(u.frame_index)
+            assert all_made.wait(60), "the source was blocked by a slow consumer"
+
+    res = run(source(), live=True, on_frame=stuck, detector=MtiDetector(lag_s=0.1))
     assert res.frames + res.frames_dropped == 80
+    assert res.frames_dropped >= 80 - res.frames > 0 and res.frames < 40
     idx = [d.frame_index for d in res.detections]
     assert idx == sorted(idx) and len(idx) == res.frames
 
@@ -120,37 +127,36 @@ def test_corrupted_ts_keeps_going(clip: Path, tmp_path: Path) -> None:
 
 
 def test_live_udp_stream(clip: Path) -> None:
-    """The TS sent over loopback UDP at real-time pace; the pipeline keeps up (30 fps source)."""
+    """The TS over loopback UDP in 7-packet datagrams, each sent once the previous one arrived (so
+    a loaded machine loses none): every frame decoded, both movers tracked and geolocated, as from
+    the file. Keeping up with a real-time feed is a speed claim: bench/live.py measures it."""
     from kestrel.fmv.ingest import read_frames
     from kestrel.fmv.live import UdpSource
 
-    src = UdpSource("127.0.0.1", 0, idle_timeout=1.0)
+    src = UdpSource("127.0.0.1", 0, idle_timeout=120.0)  # a safety net: the sender ends the stream
     data = clip.read_bytes()
     chunk = 7 * 188
-    rate = len(data) / 4.0  # bytes per second for a 4 s clip
+    problems: list[str] = []
 
     def send() -> None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t0 = time.perf_counter()
-        for i in range(0, len(data), chunk):
-            lag = i / rate - (time.perf_counter() - t0)
-            if lag > 0:
-                time.sleep(lag)
-            s.sendto(data[i:i + chunk], src.address)
-        s.close()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for i in range(0, len(data), chunk):
+                s.sendto(data[i:i + chunk], src.address)
+                if not src.wait_received(min(i + chunk, len(data)), timeout=120.0):
+                    problems.append(f"datagram at byte {i} never arrived")
+                    break
+        src.close()  # end of stream: the reader drains what arrived, then stops
 
     sender = threading.Thread(target=send)
     sender.start()
     try:
-        res = run(read_frames(src), live=True)
+        res = run(read_frames(src))
     finally:
         sender.join()
         src.close()
-    assert res.frames + res.frames_dropped >= 110
-    assert res.frames_dropped <= 0.2 * (res.frames + res.frames_dropped)
-    # Both movers are tracked; on a loaded machine dropped frames or lost datagrams (damaged
-    # pictures) may split a track in two, so allow one split per mover, not more.
-    assert res.geolocated and 2 <= len(res.tracks) <= 4
+    assert problems == [] and src.received_bytes == len(data) and src.dropped_bytes == 0
+    assert (res.frames, res.frames_dropped) == (120, 0)
+    assert res.geolocated and len(res.tracks) == 2
 
 
 def test_stop_event_ends_a_run_cleanly() -> None:

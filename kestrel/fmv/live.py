@@ -115,10 +115,17 @@ class UdpSource:
                     old = self._chunks.popleft()
                     self._size -= len(old)
                     self.dropped_bytes += len(old)
-                self._cv.notify()
+                self._cv.notify_all()  # the reader and any `wait_received` caller
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+
+    def wait_received(self, nbytes: int, timeout: float | None = None) -> bool:
+        """Block until `nbytes` in total have arrived (or the source is closed); False on timeout.
+
+        Lets a sender pace itself on what arrived (flow control for tests and tools on loopback)."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self.received_bytes >= nbytes or self._closed, timeout)
 
     def read(self, n: int = -1, /) -> bytes:
         with self._cv:
