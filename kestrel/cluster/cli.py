@@ -12,7 +12,7 @@ from typing import Any
 
 from kestrel.cluster import wire
 from kestrel.cluster.backplane import ClusterConfig
-from kestrel.cluster.wire import URL_FILE  # noqa: E402,F401 (defined with the other names on the wire)
+from kestrel.cluster.wire import URL_FILE  # defined with the other names on the wire
 
 
 def add_arguments(p: Any) -> None:
