@@ -111,6 +111,15 @@ def test_bad_uploads_store_nothing(tmp_path: Path) -> None:
             # over the per-file limit: refused from the declared length, nothing kept
             big = await _upload(r.http, b"x" * 20_000)
             assert big.status == 413
+            # a client that sends its whole 3 MB body anyway still reads the 413 (no reset mid-send)
+            def push_anyway() -> bytes:
+                body, ct = multipart(b"y" * 3_000_000, "huge.zip")
+                with socket.create_connection(("127.0.0.1", r.http), timeout=20) as s:
+                    s.sendall((f"POST /Marti/sync/missionupload?filename=huge.zip HTTP/1.1\r\nHost: x\r\n"
+                               f"Content-Type: {ct}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+                    return s.recv(4096)
+
+            assert (await asyncio.to_thread(push_anyway)).startswith(b"HTTP/1.1 413")
             # path-like names are refused (TAK's validator allows a plain file name only)
             for name in ("../../etc/passwd", "a/b.zip", "..", "x\\y.zip"):
                 body, ct = multipart(PKG[:100], "p.zip")

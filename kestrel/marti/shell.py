@@ -35,6 +35,8 @@ from kestrel.marti.multipart import MultipartError, MultipartParser, PartData, P
 from kestrel.server import logs
 
 UPLOAD_PARTS = ("assetfile", "resource")  # ATAK's part name, then browsers' (TAK Server accepts both)
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 8 << 20
 _HOST_RE = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 # (listener kind, headers) -> Identity, or HttpError(401/403). May be slow (password hashing).
@@ -165,9 +167,33 @@ class _Conn:
             if not isinstance(ev, h11.Request):
                 return
             keep = await self._request(ev)
-            if not keep or self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
+            if not keep:
+                await self._linger()
+                return
+            if self.h.our_state is not h11.DONE or self.h.their_state is not h11.DONE:
                 return
             self.h.start_next_cycle()
+
+    async def _linger(self) -> None:
+        """We answered before reading the whole body (413, 408, 401…): half-close and discard what
+        the client still sends for a moment, so it reads our answer instead of a reset (closing with
+        unread data makes the kernel send RST). Bounded: LINGER_SECONDS and LINGER_BYTES."""
+        try:
+            if self.w.can_write_eof():
+                self.w.write_eof()
+        except (OSError, RuntimeError):
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER_SECONDS
+        left = LINGER_BYTES
+        while left > 0:
+            try:
+                data = await asyncio.wait_for(self.r.read(min(left, self.s.limits.chunk)), deadline - loop.time())
+            except (TimeoutError, OSError, ValueError):
+                return
+            if not data:
+                return
+            left -= len(data)
 
     async def _request(self, ev: h11.Request) -> bool:
         """Serve one request; False when the connection must close afterwards."""
