@@ -98,3 +98,18 @@ def test_bad_restream_urls_are_bad_input(tmp_path: Path, capsys: pytest.CaptureF
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("kestrel: error: --restream") and url in err[-1]
     assert not (tmp_path / "x").exists()
+
+
+def test_unreachable_marti_is_a_warning_not_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    rx = Receiver(len(CLIP.read_bytes()))
+    rx.start()
+    rc = kestrel_main(["ped", "run", str(CLIP), "--out", str(tmp_path / "run"), "--restream",
+                       f"udp://127.0.0.1:{rx.port}", "--marti", f"http://127.0.0.1:{dead}"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "kestrel: warning: --marti: could not register the video feed" in err
+    rx.join(30)
+    assert bytes(rx.data) == CLIP.read_bytes()  # PED and the restream went on

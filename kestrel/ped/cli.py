@@ -159,9 +159,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _video_out(args: argparse.Namespace, ssl_ctx: Any) -> tuple[Any, str | None]:
-    """--restream (opened now: a bad URL is bad input) and the video URL for CoT and --marti."""
+    """--restream (opened now: a bad URL is bad input) and the video URL put on CoT (only one other
+    machines can open); --marti registers the feed (the restream URL as given)."""
+    from kestrel.ped.cot import shareable_video_url
+
     restream = None
-    video_url = args.video_url
+    cot_url = feed_url = args.video_url
     if args.restream:
         from kestrel.ped.restream import Restream, RestreamError
 
@@ -169,11 +172,10 @@ def _video_out(args: argparse.Namespace, ssl_ctx: Any) -> tuple[Any, str | None]
             restream = Restream(args.restream, paced=not str(args.source).startswith("udp://"))
         except (RestreamError, OSError) as exc:
             raise _bad(str(exc)) from None
-        video_url = video_url or args.restream
+        cot_url = cot_url or shareable_video_url(args.restream)
+        feed_url = feed_url or args.restream
     if args.marti:
-        from kestrel.ped.cot import shareable_video_url
-
-        url = video_url or shareable_video_url(str(args.source))
+        url = feed_url or shareable_video_url(str(args.source))
         if url is None:
             raise _bad("--marti: no video URL others can open: give --restream or --video-url")
         from kestrel.marti.register import register_feed
@@ -183,7 +185,7 @@ def _video_out(args: argparse.Namespace, ssl_ctx: Any) -> tuple[Any, str | None]
             print(f"video feed {url} registered with {args.marti} (uid {uid})", flush=True)
         except (OSError, ValueError) as exc:  # PED still runs; the feed is just not listed
             print(f"kestrel: warning: --marti: could not register the video feed: {exc}", file=sys.stderr)
-    return restream, video_url
+    return restream, cot_url
 
 
 def _push_line(push: dict[str, Any]) -> str:
