@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (5 if args.quick else 20)
     raise_nofile()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench still stops its servers
     kinds = ["relay", "single", "workers2"]
     print(f"machine: {os.cpu_count()} cores, shared with other work; load generator on the same cores",
           file=sys.stderr)

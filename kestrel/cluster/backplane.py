@@ -227,8 +227,9 @@ class Backplane:
     # -- out: what our clients post ------------------------------------------------------------------
 
     def _on_local(self, event: Event, groups: frozenset[str], addr: detail_mod.Addressing,
-                  identity: str | None) -> None:
-        """Router tap (synchronous): queue an accepted event for the other processes and sites."""
+                  identity: str | None) -> dict[str, bytes] | None:
+        """Router tap (synchronous): queue an accepted event for the other processes and sites.
+        Returns the XML it encoded (the router sends those bytes to XML clients, not encoding again)."""
         now_ms = int(self._clock() * 1000)
         self._seq += 1
         env = wire.Envelope(event, groups, self.cfg.site, self.node, self._seq, identity)
@@ -236,29 +237,31 @@ class Backplane:
             # A deletion replaces what it deletes in the stream (same subject) and outlives it.
             until = max([event.stale, now_ms + 3_600_000] + [
                 r.event.stale for u in addr.link_uids if (r := self.router.retained.get(u)) is not None])
+            seed = None
             for uid in addr.link_uids:
-                self._queue_stored(env, uid, wire.ttl_seconds(until, now_ms))
-            return
+                seed = self._queue_stored(env, uid, wire.ttl_seconds(until, now_ms))
+            return seed
         if not addr.addressed and not event.type.startswith(NOT_RETAINED) and event.stale > now_ms:
-            self._queue_stored(env, event.uid, wire.ttl_seconds(event.stale, now_ms))
-            return
+            return self._queue_stored(env, event.uid, wire.ttl_seconds(event.stale, now_ms))
         payload, headers = wire.encode(env, fmt=self.cfg.wire_format)
         if not self.connected and self._live_held >= OUTBOX_LIVE:
             self.counters.outbox_dropped += 1
-            return
+            return None
         held = bool(self.cfg.hold_groups) and groups <= self.cfg.hold_groups
         subject = wire.held_subject(self.cfg.site) if held else wire.live_subject(self.cfg.site)
         self._queue.append(_Out(subject, payload, headers))
         self._live_held += not self.connected
         self._wake.set()
+        return wire.xml_seed(payload, headers)
 
-    def _queue_stored(self, env: wire.Envelope, uid: str, ttl_s: int) -> None:
+    def _queue_stored(self, env: wire.Envelope, uid: str, ttl_s: int) -> dict[str, bytes] | None:
         subject = wire.stored_subject(self.cfg.site, uid)
         payload, headers = wire.encode(env, ttl_s=ttl_s, fmt=self.cfg.wire_format)
         self.unconfirmed.pop(subject, None)  # re-insert: dict order = publish order
         self.unconfirmed[subject] = _Pending(env.seq, subject, payload, headers)
         self._queue.append(_Out(subject, payload, headers, subject, env.seq, not self.connected))
         self._wake.set()
+        return wire.xml_seed(payload, headers)
 
     async def _publisher(self) -> None:
         """One task, one queue: publish in order while connected; hold everything while not."""
@@ -330,7 +333,7 @@ class Backplane:
             return False
         self.counters.applied += 1
         self._learn(env)
-        self.router.route_remote(ev, env.groups, env.identity)
+        self.router.route_remote(ev, env.groups, env.identity, wire.xml_seed(payload, headers))
         return True
 
     def _learn(self, env: wire.Envelope) -> None:
@@ -349,7 +352,7 @@ class Backplane:
         if env.src == self.node:
             return
         self.counters.applied += 1
-        self.router.route_remote(env.event, env.groups, env.identity)
+        self.router.route_remote(env.event, env.groups, env.identity, wire.xml_seed(msg.data, msg.headers))
 
     # -- connection state -----------------------------------------------------------------------------
 

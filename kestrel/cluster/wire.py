@@ -107,7 +107,12 @@ def payload_of(event: Event, fmt: str) -> tuple[bytes, str]:
             return encode_payload(event), "proto"
         except ValueError:  # e.g. a time before 1970: protobuf cannot carry it, XML can
             pass
-    return encode_event(event, prolog=False), "xml"
+    return encode_event(event), "xml"  # with the prolog: byte for byte what an XML client gets
+
+
+def xml_seed(payload: bytes, headers: dict[str, str] | None) -> dict[str, bytes] | None:
+    """An XML payload is byte for byte `encode_for("xml", event)`: the router sends it as it is."""
+    return {"xml": payload} if headers and headers.get(H_FMT) == "xml" else None
 
 
 def event_of(payload: bytes, headers: dict[str, str]) -> Event:

@@ -123,10 +123,13 @@ class Router:
         self.retained: dict[str, Retained] = {}  # uid -> latest retained event
         self.stats = Stats()
         # Cluster hook (kestrel.cluster): sees every accepted event posted here, before it changes
-        # any state, so it can be published to the other processes and sites. None: one process.
-        self.tap: Callable[[Event, frozenset[str], detail_mod.Addressing, str | None], None] | None = None
+        # any state, so it can be published to the other processes and sites; it may return the
+        # encodings it made ({format: bytes}, as `encode` would make them). None: one process.
+        self.tap: Callable[[Event, frozenset[str], detail_mod.Addressing, str | None],
+                           dict[str, bytes] | None] | None = None
         self._remote = False  # routing an event another process accepted (its checks were done there)
         self._remote_identity: str | None = None
+        self._remote_wire: dict[str, bytes] | None = None
 
     def attach_store(self, store: Store) -> None:
         """Persist retained items from now on (the server opens the store at start)."""
@@ -235,8 +238,9 @@ class Router:
         if addr.marti and not addr.addressed:
             self._refuse("dropped_unaddressable", event, sender)
             return 0
+        seed = self._remote_wire  # encodings made already (by the tap, or by the posting process)
         if self.tap is not None and not self._remote:
-            self.tap(event, groups, addr, identity)
+            seed = self.tap(event, groups, addr, identity)
         if is_contact and sender is not None and addr.callsign:
             self._learn_contact(sender, event.uid, addr.callsign)
         if is_delete:
@@ -253,6 +257,8 @@ class Router:
                 wire = item.wire  # share the encodings with the retained copy (encode once)
                 key = event.uid
             recipients = self._broadcast(sender, groups, self._echo_of(event) if sender is None else None)
+        if seed:
+            wire.update(seed)
         n = 0
         for peer in recipients:
             fmt = peer.format
@@ -309,14 +315,16 @@ class Router:
         contact = self.contacts.get(event.uid)
         return contact.peer_id if contact is not None else None
 
-    def route_remote(self, event: Event, groups: frozenset[str], identity: str | None = None) -> int:
+    def route_remote(self, event: Event, groups: frozenset[str], identity: str | None = None,
+                     encoded: dict[str, bytes] | None = None) -> int:
         """Deliver an event another process or site accepted (its write checks ran there): as from
-        UDP, keeping the sender's identity as the item's owner, and never tapped again."""
-        self._remote, self._remote_identity = True, identity
+        UDP, keeping the sender's identity as the item's owner, and never tapped again. `encoded`:
+        {format: bytes} the posting process made with the same encoder (not made again here)."""
+        self._remote, self._remote_identity, self._remote_wire = True, identity, encoded
         try:
             return self.route(event, None, groups)
         finally:
-            self._remote, self._remote_identity = False, None
+            self._remote, self._remote_identity, self._remote_wire = False, None, None
 
     def _encode_or_skip(self, fmt: str, event: Event) -> bytes:
         """Encoded bytes, or b"" when this event cannot be written in `fmt` (logged, skipped)."""
