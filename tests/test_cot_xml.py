@@ -4,7 +4,6 @@ refused without expansion, bad events give one clear CotError."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 
 import pytest
@@ -179,7 +178,7 @@ def test_time_variants() -> None:
     for bad in ("2020-02-30T00:00:00Z", "2021-02-29T00:00:00Z", "2020-01-01T24:00:00Z", "now", ""):
         with pytest.raises(CotError):
             parse_time(bad)
-    assert parse_time("2024-02-29T00:00:00Z") > 0
+    assert parse_time("2024-02-29T00:00:00Z") == int(dt.datetime(2024, 2, 29, tzinfo=dt.UTC).timestamp()) * 1000
     with pytest.raises(CotError, match="9999"):
         format_time(253402300800000)
 
@@ -207,11 +206,9 @@ def test_property_xml_round_trip(uid: str, type_: str, t0: int, t1: int, t2: int
     assert parse_event(encode_event(ev)) == ev
 
 
-def test_bomb_is_refused_fast() -> None:
-    t0 = time.perf_counter()
-    with pytest.raises(CotError, match="DOCTYPE"):
+def test_bomb_is_refused_at_the_doctype() -> None:
+    with pytest.raises(CotError, match="DOCTYPE"):  # refused before any entity is expanded
         parse_event(BOMB)
-    assert time.perf_counter() - t0 < 1.0  # refused at the DOCTYPE; nothing expanded
 
 
 @settings(max_examples=400, deadline=None)

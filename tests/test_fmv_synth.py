@@ -24,7 +24,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, json.loads(truth.read_text())
 
 
-def test_geolocation_of_true_target_pixels_within_1m(clip: tuple[Path, dict]) -> None:
+def test_geolocation_of_true_target_pixels_within_1mm(clip: tuple[Path, dict]) -> None:
     path, truth = clip
     reader = VideoReader(path)
     frames = list(reader)
@@ -43,7 +43,7 @@ def test_geolocation_of_true_target_pixels_within_1m(clip: tuple[Path, dict]) ->
             assert g is not None
             d, _ = distance_bearing(g[0], g[1], tgt["lat"], tgt["lon"])
             worst = max(worst, float(d))
-    assert worst < 1.0
+    assert worst < 1e-3  # truth was ray-traced through the same decoded metadata: measured ~3e-9 m
 
 
 def test_targets_are_drawn_at_their_true_pixels(clip: tuple[Path, dict]) -> None:

@@ -301,9 +301,12 @@ def test_dem_hook_moves_the_hit() -> None:
     assert m is not None
     on_dem = m.image_center_ground()
     assert on_dem is not None and on_dem[2] == pytest.approx(300.0, abs=1e-3)
-    assert m.image_center_ground(0.0) == pytest.approx((*m.image_center_ground(0.0)[:2], 0.0))  # type: ignore[index]
     d_dem, _ = distance_bearing(10.0, 10.0, on_dem[0], on_dem[1])
     assert d_dem == pytest.approx(700.0, rel=1e-3)  # 45 deg down onto ground 700 m below
+    flat = m.image_center_ground(0.0)  # an explicit height overrides the DEM: the ellipsoid, 1000 m below
+    assert flat is not None and flat[2] == pytest.approx(0.0, abs=1e-6)
+    d_flat, _ = distance_bearing(10.0, 10.0, flat[0], flat[1])
+    assert d_flat == pytest.approx(1000.0, rel=1e-3)
 
 
 def test_footprint_geojson_and_bad_pixels() -> None:

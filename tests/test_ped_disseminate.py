@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -245,7 +244,7 @@ def test_reconnects_after_the_server_restarts() -> None:
     got2: list[bytes] = []
     t2 = threading.Thread(target=serve_one, args=(second, got2))
     t2.start()
-    time.sleep(0.3)  # the client notices the EOF of the first connection
+    assert pusher.peer_closed.wait(30)  # the client noticed the EOF of the first connection
     pusher.offer(ev[1:])
     report = pusher.close()
     t2.join(10)

@@ -94,6 +94,7 @@ class Pusher:
         self._max_attempts = max_attempts
         self._down = False
         self._down_since = 0.0
+        self.peer_closed = threading.Event()  # set when the server ends the current connection
         self._thread = threading.Thread(target=self._main, name=f"cot-push {target}", daemon=True)
         self._thread.start()
 
@@ -182,6 +183,7 @@ class Pusher:
             asyncio.open_connection(t.host, t.port, ssl=self._ssl, limit=READ_CHUNK), self._connect_timeout
         )
         self.report.connects += 1
+        self.peer_closed.clear()
         return reader, writer, asyncio.create_task(self._drain_incoming(reader))
 
     async def _drain_incoming(self, reader: asyncio.StreamReader) -> None:
@@ -191,6 +193,7 @@ class Pusher:
                 self.report.bytes_received += len(chunk)
         except (OSError, ssl.SSLError):
             pass
+        self.peer_closed.set()
 
     async def _disconnect(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.Task[None]]) -> None:
         _, writer, task = conn
