@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/klv.py
 	$(BIN)/python bench/ped.py
+	$(BIN)/python bench/live.py
 	$(BIN)/python bench/fanout.py
 
 # Browser libraries for the workbench, from npm (pinned in package-lock.json), copied with their

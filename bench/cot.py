@@ -83,8 +83,8 @@ def codec(rounds: int, n: int) -> None:
         rows.append((name, len(payload), med))
     print(f"protobuf {api_implementation.Type()}; medians of {rounds} rounds x {n} calls, CPU time; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"| message | bytes | decode kestrel/s | decode protobuf/s | kestrel / protobuf | encode kestrel/s | "
-          f"encode protobuf/s | kestrel / protobuf |")
+    print("| message | bytes | decode kestrel/s | decode protobuf/s | kestrel / protobuf | encode kestrel/s | "
+          "encode protobuf/s | kestrel / protobuf |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, size, m in rows:
         print(f"| {name} | {size} | {m['decode kestrel']:,.0f} | {m['decode protobuf']:,.0f} | "
