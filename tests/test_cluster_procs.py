@@ -56,15 +56,23 @@ def test_workers_share_ports_and_stop_cleanly(tmp_path: Path) -> None:
                 seen: set[str] = set()
                 while not want <= seen:
                     seen.add(uid_of(await c.recv_events(10)))
-            status = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kestrel", "serve", "--status", "--data", str(data),
-                stdout=asyncio.subprocess.PIPE)
-            out, _ = await asyncio.wait_for(status.communicate(), 30)
-            rows = out.decode().splitlines()
-            assert status.returncode == 0 and rows[0].split()[:3] == ["site", "process", "pid"], rows
+            # A survey answers what replies within its window: on a loaded machine ask again (bounded).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 60
+            while True:
+                status = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "kestrel", "serve", "--status", "--data", str(data),
+                    stdout=asyncio.subprocess.PIPE)
+                out, _ = await asyncio.wait_for(status.communicate(), 30)
+                rows = out.decode().splitlines()
+                assert status.returncode == 0 and rows[0].split()[:3] == ["site", "process", "pid"], rows
+                if len(rows) == 3 or loop.time() > deadline:
+                    break
             assert len(rows) == 3 and all(r.split()[0] == "kestrel" and " up " in r for r in rows[1:]), rows
             url = (data / "cluster.url").read_text().strip()
             replies = await gather(url, 1.0)
+            while len(replies) < 2 and loop.time() < deadline:
+                replies = await gather(url, 2.0)
             assert len(replies) == 2 and {r["site"] for r in replies} == {"kestrel"}
             assert sum(r["clients"] for r in replies) == 12
             assert all(r["clients"] > 0 for r in replies), replies  # the kernel spread them (p = 1 - 2**-11)
