@@ -216,3 +216,47 @@ def test_users_cli_stores_only_salted_hashes(tmp_path: Path, capsys: pytest.Capt
     capsys.readouterr()
     assert main(["certs", "enroll-link", "--host", "tak.example.org", "--user", "alice"]) == 0
     assert capsys.readouterr().out.strip() == "tak://com.atakmap.app/enroll?host=tak.example.org&username=alice"
+
+
+def test_kestrel_serve_process_runs_the_marti_api(tmp_path: Path) -> None:
+    """The real CLI: `kestrel serve` with the Marti flags, a user from `kestrel users add`, SIGTERM."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from kestrel import pki
+    from tests.marti_support import request
+
+    pki.init(tmp_path)
+    _add_user(tmp_path, "alice", "s3cret-pw")
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    http, https, enroll = free(), free(), free()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kestrel", "serve", "--data", str(tmp_path), "--tcp-port", "0", "--tls-port", "0",
+         "--http-port", str(http), "--https-port", str(https), "--enroll-port", str(enroll)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        out = ""
+        while "Stop with" not in out:  # the ready banner is printed once every listener is open
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            assert line, proc.stderr.read()  # type: ignore[union-attr]
+            out += line
+        assert f"http://127.0.0.1:{http}" in out and f"https://127.0.0.1:{enroll}" in out
+        assert b"TAK Server" in request(http, "GET", "/Marti/api/version").body
+        cfg = request(enroll, "GET", "/Marti/api/tls/config", headers={"Authorization": basic("alice", "s3cret-pw")},
+                      tls=ca_context(tmp_path))
+        assert cfg.status == 200 and b"nameEntry" in cfg.body
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
