@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
                    help="data dir: server store, certificates, sample clip and runs (default ./kestrel-data)")
     p.add_argument("--tcp-port", type=int, default=None, metavar="P", help="TCP port (default 8087)")
     p.add_argument("--tls-port", type=int, default=None, metavar="P", help="TLS port (default 8089)")
+    p.add_argument("--workbench-port", type=int, default=8765, metavar="P",
+                   help="port of the analyst's workbench page (default 8765; 0 = any free port)")
     p.add_argument("--exit", action="store_true", help="stop after the PED run instead of serving on")
     p.set_defaults(func=_cmd_demo)
 
@@ -64,14 +66,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     cfg = config_mod.load(None, data_dir=args.data, tcp_port=args.tcp_port, tls_port=args.tls_port)
     logs.setup(cfg.log_level)
     try:
-        asyncio.run(_demo(cfg, args.data, args.exit))
+        asyncio.run(_demo(cfg, args.data, args.exit, args.workbench_port))
     except OSError as exc:
         print(f"kestrel: error: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _demo(cfg: Any, data: Path, exit_after: bool) -> None:
+async def _demo(cfg: Any, data: Path, exit_after: bool, workbench_port: int = 8765) -> None:
     from kestrel.server.app import Server
     from kestrel.server.cli import connect_help
 
@@ -87,11 +89,29 @@ async def _demo(cfg: Any, data: Path, exit_after: bool) -> None:
         push = f"tcp://127.0.0.1:{tcp}" if tcp else None
         report = await loop.run_in_executor(None, _ped, data, push)
         _summary(report, data, tcp)
-        if not exit_after:
-            print("Serving until Ctrl-C.", flush=True)
-            await stop.wait()
+        wb = await _workbench(data, push, workbench_port)
+        try:
+            if not exit_after:
+                print("Serving until Ctrl-C.", flush=True)
+                await stop.wait()
+        finally:
+            await wb.stop()
     finally:
         await server.stop()
+
+
+async def _workbench(data: Path, push: str | None, port: int) -> Any:
+    """The analyst's workbench on the run just made, pushing confirmed tracks to the demo server."""
+    from kestrel.ped.review import default_analyst
+    from kestrel.workbench.runs import Run
+    from kestrel.workbench.server import Options, Workbench
+
+    run = sorted((data / "demo").glob("run-*"))[-1]
+    wb = Workbench([Run(run, 0)], Options(analyst=default_analyst(), push=push))
+    bound = await wb.start("127.0.0.1", port)
+    print(f"Validate the tracks in the analyst's workbench: http://127.0.0.1:{bound}/\n"
+          "  (a = confirm and push to the TAK server, r = reject and retract, j/k = next/previous track)", flush=True)
+    return wb
 
 
 def _ped(data: Path, push: str | None) -> dict[str, Any]:

@@ -77,6 +77,8 @@ def row_state(d: Any, tid: int) -> str | None:
 
 
 def open_page(d: Any, url: str) -> None:
+    d.get("about:blank")  # leave the previous page (its server may be gone) and drop its log
+    d.get_log("browser")
     d.get(url)
     wait(d, lambda d: shown_frame(d) is not None and by(d, "[data-track-id][data-state]"))
 

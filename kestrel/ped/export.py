@@ -33,7 +33,7 @@ class ExportError(ValueError):
 
 def find_video(run_dir: Path, meta: dict[str, Any]) -> tuple[Path | None, str | None]:
     """The run's source video file, or (None, why not). Tries the absolute path recorded at run
-    time, then the source as given (from here, then from the run folder and its parents); a live
+    time, then the source as given (from here, the run folder, the folder holding it); a live
     run has pictures only if it was recorded to RUN_DIR/source.ts."""
     source = str(meta.get("source") or "")
     if source.startswith(LIVE_SCHEMES):
@@ -45,7 +45,7 @@ def find_video(run_dir: Path, meta: dict[str, Any]) -> tuple[Path | None, str | 
         return None, "the run does not name its source video"
     candidates = [Path(str(meta["source_path"]))] if meta.get("source_path") else []
     s = Path(source)
-    candidates += [s] if s.is_absolute() else [s, run_dir / s, *(q / s for q in run_dir.resolve().parents)]
+    candidates += [s] if s.is_absolute() else [s, run_dir / s, run_dir.resolve().parent / s]
     for c in candidates:
         if c.is_file():
             return c, None

@@ -71,6 +71,7 @@ class Workbench:
         self._versions: dict[int, tuple[int, ...]] = {}
         self._seq: dict[int, int] = {}
         self.push_log: list[dict[str, Any]] = []
+        self._conns: set[asyncio.StreamWriter] = set()
         self._mbtiles: sqlite3.Connection | None = None
         if opts.tiles and not re.match(r"^https?://", opts.tiles):
             self._mbtiles = sqlite3.connect(f"file:{opts.tiles}?mode=ro", uri=True, check_same_thread=False)
@@ -81,11 +82,17 @@ class Workbench:
             run.start()
             self._versions[run.key] = await self._in(run, lambda s: s.version())
             self._seq[run.key] = self._versions[run.key][0]
-        self._server = await asyncio.start_server(
-            lambda r, w: serve_connection(r, w, self.handle), host, port, limit=16 * 1024)
+        self._server = await asyncio.start_server(self._connection, host, port, limit=16 * 1024)
         self._poller = asyncio.create_task(self._poll())
         sock = self._server.sockets[0]
         return int(sock.getsockname()[1])
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._conns.add(writer)
+        try:
+            await serve_connection(reader, writer, self.handle)
+        finally:
+            self._conns.discard(writer)
 
     async def stop(self) -> None:
         if self._poller:
@@ -96,7 +103,10 @@ class Workbench:
             q.put_nowait(None)
         if self._server:
             self._server.close()
+            for w in list(self._conns):  # idle keep-alive connections end with the server
+                w.close()
             await self._server.wait_closed()
+            await asyncio.sleep(0)  # let the connection tasks see their closed transports
         for run in self.runs:
             run.close()
 

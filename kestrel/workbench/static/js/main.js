@@ -142,7 +142,7 @@ function select(id, seek) {
   layer.redraw();
   timeline.selected = id;
   timeline.draw();
-  if (app.map) app.map.setTrails(app.trails, id);
+  if (app.map) app.map.select(id);
   const t = store.get(id);
   if (seek && t.first_frame != null) { player.pause(); player.seek(t.first_frame); }
   detail(t);

@@ -44,10 +44,14 @@ export class MapView {
     m.addLayer({ id: 'frame', type: 'raster', source: 'frame', paint: { 'raster-opacity': 0.85, 'raster-fade-duration': 0 } });
     m.addLayer({ id: 'footprint', type: 'line', source: 'footprint', paint: { 'line-color': '#3fa7ff', 'line-width': 2 } });
     m.addLayer({ id: 'path', type: 'line', source: 'path', paint: { 'line-color': '#c7d2de', 'line-width': 1.5, 'line-dasharray': [2, 2] } });
-    m.addLayer({ id: 'trails', type: 'line', source: 'trails', paint: { 'line-color': STATE_COLOR,
-      'line-width': ['case', ['get', 'selected'], 4, 2.5] } });
-    m.addLayer({ id: 'heads', type: 'circle', source: 'heads', paint: { 'circle-radius': ['case', ['get', 'selected'], 6, 4],
+    m.addLayer({ id: 'trails', type: 'line', source: 'trails', paint: { 'line-color': STATE_COLOR, 'line-width': 2.5 } });
+    m.addLayer({ id: 'heads', type: 'circle', source: 'heads', paint: { 'circle-radius': 4,
       'circle-color': STATE_COLOR, 'circle-stroke-color': '#000', 'circle-stroke-width': 1 } });
+    // The selected track: same data, a filter (cheap to change: no data re-upload with 10 000 tracks).
+    m.addLayer({ id: 'trail-sel', type: 'line', source: 'trails', filter: ['==', ['get', 'id'], -1],
+      paint: { 'line-color': '#ffffff', 'line-width': 4.5 } });
+    m.addLayer({ id: 'head-sel', type: 'circle', source: 'heads', filter: ['==', ['get', 'id'], -1],
+      paint: { 'circle-radius': 7, 'circle-color': STATE_COLOR, 'circle-stroke-color': '#fff', 'circle-stroke-width': 2 } });
     m.addLayer({ id: 'platform', type: 'circle', source: 'platform', paint: { 'circle-radius': 6, 'circle-color': '#ffffff',
       'circle-stroke-color': '#3fa7ff', 'circle-stroke-width': 2 } });
     m.addLayer({ id: 'click', type: 'circle', source: 'click', paint: { 'circle-radius': 7, 'circle-color': 'rgba(0,0,0,0)',
@@ -60,7 +64,9 @@ export class MapView {
     this.map.getSource('path').setData({ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: path } });
     this.map.getSource('footprints').setData({ type: 'FeatureCollection', features: p.footprints.map(([, fp]) => ring(fp)) });
     if (!this.fitted) {
-      const pts = [...path, ...p.footprints.flatMap(([, fp]) => fp.map(([la, lo]) => [lo, la]))];
+      // Fit what the camera saw (the platform's orbit may be far wider); the path if no footprint.
+      const seen = p.footprints.flatMap(([, fp]) => fp.map(([la, lo]) => [lo, la]));
+      const pts = seen.length ? seen : path;
       if (pts.length) {
         const b = pts.reduce((bb, c) => bb.extend(c), new maplibregl.LngLatBounds(pts[0], pts[0]));
         this.map.fitBounds(b, { padding: 30, duration: 0 });
@@ -69,18 +75,26 @@ export class MapView {
     }
   }
 
+  async select(id) {
+    await this.ready;
+    const f = ['==', ['get', 'id'], id ?? -1];
+    this.map.setFilter('trail-sel', f);
+    this.map.setFilter('head-sel', f);
+  }
+
   async setTrails(trails, selected) {
     await this.ready;
     this.trails = trails;
     const feats = [], heads = [];
     for (const t of trails) {
-      const props = { id: t.id, state: t.state, selected: t.id === selected };
+      const props = { id: t.id, state: t.state };
       const coords = t.path.map((p) => [p[0], p[1]]);
       if (coords.length >= 2) feats.push({ type: 'Feature', properties: props, geometry: { type: 'LineString', coordinates: coords } });
       if (coords.length) heads.push({ type: 'Feature', properties: props, geometry: { type: 'Point', coordinates: coords[coords.length - 1] } });
     }
     this.map.getSource('trails').setData({ type: 'FeatureCollection', features: feats });
     this.map.getSource('heads').setData({ type: 'FeatureCollection', features: heads });
+    this.select(selected);
   }
 
   setState(id, state, selected) {

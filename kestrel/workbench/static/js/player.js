@@ -25,10 +25,13 @@ export class Player extends EventTarget {
     this.total = info.frames ?? info.frames_hint ?? 0;
     this.frame = -1;
     this.want = -1;
+    this.enabled = !!info.video; // no source video: nothing to show (the page says why)
+    this.img.hidden = !this.enabled;
     delete this.img.dataset.frame;
   }
 
   seek(n) {
+    if (!this.enabled) return;
     n = Math.max(0, Math.round(n));
     if (this.total) n = Math.min(n, this.total - 1);
     if (n === this.want && this.img.dataset.frame === String(n)) return;

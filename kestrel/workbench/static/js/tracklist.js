@@ -1,6 +1,7 @@
 // Track list: one row per track (data-track-id, data-state); the selected row has
 // aria-selected="true". Rows are cheap (CSS content-visibility), so 10 000 tracks stay responsive;
 // a decision updates one row in place.
+const ROW_H = 24; // px, as .row in app.css
 const esc = (s) => String(s ?? '').replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
 export class TrackList {
@@ -55,7 +56,10 @@ export class TrackList {
     const row = this.rows.get(id);
     if (row) {
       row.setAttribute('aria-selected', 'true');
-      row.scrollIntoView({ block: 'nearest' });
+      // Rows have a fixed height: scroll by arithmetic, not scrollIntoView (a layout of every row).
+      const i = this.store.order.indexOf(id), h = ROW_H, el = this.el;
+      if (i * h < el.scrollTop) el.scrollTop = i * h;
+      else if ((i + 1) * h > el.scrollTop + el.clientHeight) el.scrollTop = (i + 1) * h - el.clientHeight;
     }
   }
 }
