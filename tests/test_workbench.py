@@ -151,8 +151,9 @@ def test_port_in_use_is_one_line(run_dir: Path, capsys: pytest.CaptureFixture[st
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert kestrel("workbench", str(run_dir), "--port", str(port)) == 1
-    assert f"127.0.0.1:{port}" in capsys.readouterr().err
+        assert kestrel("workbench", str(run_dir), "--port", str(port)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"port {port}" in err and "--port" in err
 
 
 def test_review_json_fields(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

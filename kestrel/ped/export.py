@@ -27,10 +27,6 @@ STATE_BGR = {"pending": (52, 177, 242), "confirmed": (128, 209, 47), "rejected":
 STATE_HEX = {"pending": "#f2b134", "confirmed": "#2fd180", "rejected": "#8a94a3"}
 
 
-class ExportError(ValueError):
-    """The run cannot give this product (no source video, bad output path); one line."""
-
-
 def find_video(run_dir: Path, meta: dict[str, Any]) -> tuple[Path | None, str | None]:
     """The run's source video file, or (None, why not). Tries the absolute path recorded at run
     time, then the source as given (from here, the run folder, the folder holding it); a live

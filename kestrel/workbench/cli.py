@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import signal
 import sys
 from typing import Any
+
+from kestrel.errors import PortInUse
 
 
 def register(subparsers: Any) -> None:
@@ -70,6 +73,8 @@ def _cmd(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(Workbench(runs, opts), args.host, args.port))
     except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(args.port, "--port", args.host) from None
         print(f"kestrel: error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kestrel.errors import BadInput
+
 T = TypeVar("T")
 LIVE_SCHEMES = ("udp://", "rtp://", "srt://", "tcp://")
 
 
-class WorkbenchError(ValueError):
+class WorkbenchError(BadInput):
     """A run folder or option the workbench cannot use; the message is one line naming it."""
 
 
