@@ -26,11 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Not bench/ itself on the path (bench/http.py would shadow the standard library's http package,
+# imported lazily below), the repository instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -63,6 +65,8 @@ class Served:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def get(self, path: str) -> bytes:
+        import urllib.request
+
         with urllib.request.urlopen(self.url + path, timeout=120) as r:
             return bytes(r.read())
 
