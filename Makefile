@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/live.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/workbench.py
+	$(BIN)/python bench/cluster.py
 
 # Browser libraries for the workbench, from npm (pinned in package-lock.json), copied with their
 # licence into the package; the copies are committed, so `make run`/`make test` never need npm.
