@@ -55,8 +55,11 @@ class NatsdConfig:
     leaf_listen: int | None = None  # hub: accept leaf nodes on this loopback port
     leaf_remote: str | None = None  # edge: nats-leaf://HOST:PORT of the hub
     host: str = "127.0.0.1"
+    raw: str | None = None  # a whole config file instead (its listen port must be `port`)
 
     def text(self) -> str:
+        if self.raw is not None:
+            return self.raw
         js = [f'store_dir: "{self.store_dir}"']
         if self.domain:
             js.append(f"domain: {self.domain}")
