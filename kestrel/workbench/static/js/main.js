@@ -41,7 +41,7 @@ async function start() {
   const run = Number(h.run || 0);
   sel.value = String(run);
   subscribe({ review: onReview, changed: onChanged }, (up) => {
-    $('conn').textContent = up ? 'live' : 'offline';
+    $('conn').textContent = up ? 'connected' : 'offline';
     $('conn').classList.toggle('off', !up);
   });
   await openRun(run, Number(h.frame || 0));
