@@ -29,10 +29,16 @@ async def start_serve(*args: str, ready_lines: int = 1) -> asyncio.subprocess.Pr
     )
     assert proc.stdout is not None
     seen = 0
-    while seen < ready_lines:
-        line = await asyncio.wait_for(proc.stdout.readline(), STARTUP)
-        assert line, f"kestrel serve {' '.join(args)} exited with {await proc.wait()}"
-        seen += line.startswith(READY)
+    try:
+        while seen < ready_lines:
+            line = await asyncio.wait_for(proc.stdout.readline(), STARTUP)
+            assert line, f"kestrel serve {' '.join(args)} exited with {await proc.wait()}"
+            seen += line.startswith(READY)
+    except BaseException:  # not up in time: stop it (a supervisor stops its workers and nats-server)
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
+        raise
     return proc
 
 
@@ -94,7 +100,11 @@ def test_killed_process_loses_no_stored_item(tmp_path: Path) -> None:
             pa, pb = free_port(), free_port()
             common = ("--cluster", nd.url, "--site", "s1")
             a = await start_serve("--tcp-port", str(pa), "--data", str(tmp_path / "a"), *common)
-            b = await start_serve("--tcp-port", str(pb), "--data", str(tmp_path / "b"), *common)
+            try:
+                b = await start_serve("--tcp-port", str(pb), "--data", str(tmp_path / "b"), *common)
+            except BaseException:
+                await stop(a)
+                raise
             try:
                 writer = await Client.connect(f"tcp://127.0.0.1:{pa}")
                 watcher = await Client.connect(f"tcp://127.0.0.1:{pb}")
