@@ -300,7 +300,12 @@ class Session:
                     self.errors += 1
                     if not item.fatal:
                         self.metrics.inc("dropped_invalid")
-                    if item.fatal or self.errors <= LOG_FIRST_ERRORS or self.errors % 1000 == 0:
+                    if item.fatal:  # one per connection: a reconnecting abuser is rate-limited globally
+                        self.metrics.limited_warning(
+                            "client.bad_input", rate_key="client.bad_input.fatal", id=self.id, peer=self.peer,
+                            reason=item.reason, fatal=True, errors=self.errors,
+                        )
+                    elif self.errors <= LOG_FIRST_ERRORS or self.errors % 1000 == 0:
                         logs.warning(
                             "client.bad_input", id=self.id, peer=self.peer, reason=item.reason,
                             fatal=item.fatal, errors=self.errors,
