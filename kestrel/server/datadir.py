@@ -15,10 +15,12 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
+from kestrel.errors import BadInput
+
 LOCK_NAME = "kestrel.lock"
 
 
-class DataDirError(Exception):
+class DataDirError(BadInput):
     """The data dir cannot be used; the message names the path and what to do."""
 
 

@@ -19,8 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kestrel.errors import BadInput
 
-class StoreError(Exception):
+
+class StoreError(BadInput):
     """The store file cannot be used; the message names it and says what to do."""
 
 _SCHEMA = """
