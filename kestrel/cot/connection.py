@@ -25,6 +25,7 @@ Worst case: O(n) in bytes received; memory <= max_event_bytes + the last chunk.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from kestrel.cot import control
 from kestrel.cot.errors import CotError, ProtocolError
@@ -70,6 +71,10 @@ class Connection:
         self.controls = 0  # other control messages consumed (v, q, r, pongs, auth)
         self.unnegotiated = 0  # 0xBF frames received before/without negotiation (accepted)
         self.frames = 0  # complete messages taken off the stream (events, controls, bad ones)
+        # Optional admission check on each raw frame before it is decoded (the server's rate limit):
+        # False -> the frame is skipped undecoded and counted in `gated`.
+        self.gate: Callable[[bytes], bool] | None = None
+        self.gated = 0
         self._framer: XmlFramer | ProtoFramer = XmlFramer(max_event_bytes)
         self._out = bytearray()
         self._offer_uid: str | None = None
@@ -118,6 +123,9 @@ class Connection:
             if frame is None:
                 return out
             self.frames += 1
+            if self.gate is not None and not self.gate(frame):
+                self.gated += 1
+                continue
             try:
                 ev = self._decode(frame, proto)
             except CotError as e:

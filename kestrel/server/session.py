@@ -94,6 +94,7 @@ class Session:
         self._writer = writer
         self._limits = limits
         self.conn = Connection(max_event_bytes=limits.max_event_bytes, negotiation_window=limits.negotiation_window)
+        self.conn.gate = self._gate
         self._out: deque[bytes] = deque()
         self._out_bytes = 0
         self._wake = asyncio.Event()
@@ -112,7 +113,11 @@ class Session:
         self.received = 0
         self.errors = 0
         self.rate_dropped = 0
-        self._tokens = float(limits.events_burst_per_client)
+        self._limited = False  # dropped something for rate during this read
+        self._free = 0  # frames let through the gate without a token (they looked like control)
+        # A new connection starts with one second's worth, not the whole burst: reconnecting must not
+        # buy a flooder a fresh burst each time (the bucket fills up to the burst while it is quiet).
+        self._tokens = float(min(limits.events_burst_per_client, max(1.0, limits.events_per_s_per_client)))
         self._loop = asyncio.get_running_loop()
         self._refilled = self._loop.time()
         self._last_rx = self._refilled
@@ -220,17 +225,44 @@ class Session:
             self._watchdog.cancel()
             self._watchdog = None
 
+    def _refill(self, now: float) -> float:
+        lim = self._limits
+        self._tokens = min(float(lim.events_burst_per_client),
+                           self._tokens + (now - self._refilled) * lim.events_per_s_per_client)
+        self._refilled = now
+        return self._tokens
+
     def _take_token(self, now: float) -> bool:
         """Token bucket: `events_per_s_per_client` sustained, `events_burst_per_client` at once."""
-        lim = self._limits
-        tokens = self._tokens + (now - self._refilled) * lim.events_per_s_per_client
-        self._refilled = now
-        burst = float(lim.events_burst_per_client)
-        if tokens >= 1.0:
-            self._tokens = min(tokens, burst) - 1.0
+        if self._refill(now) >= 1.0:
+            self._tokens -= 1.0
             return True
-        self._tokens = tokens
         return False
+
+    def _gate(self, frame: bytes) -> bool:
+        """Before a frame is decoded, it pays its token: with none left it is dropped unparsed (a flood
+        costs framing, not parsing). A frame that may be a ping or negotiation passes free (it is
+        answered); if it turns out to be an event, it pays when routed (`_free`)."""
+        if self._take_token(self._loop.time()):
+            return True
+        head = frame[:512]
+        if b"t-x-c-t" in head or b"t-x-takp" in head:
+            self._free += 1
+            return True
+        self._rate_drop()
+        return False
+
+    @staticmethod
+    def _looks_control(ev: Event) -> bool:
+        text = " ".join((ev.uid, ev.type, ev.how, *ev.attrs.values()))
+        return "t-x-c-t" in text or "t-x-takp" in text
+
+    def _rate_drop(self) -> None:
+        self._limited = True
+        self.rate_dropped += 1
+        self.metrics.inc("dropped_rate")
+        self.metrics.limited_warning("client.rate_limited", id=self.id, peer=self.peer, dropped=self.rate_dropped,
+                                     per_s=self._limits.events_per_s_per_client)
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -294,7 +326,6 @@ class Session:
                     self._stop_watchdog()
                     self._arm_watchdog()
             self._flush_conn(direct=True)  # pongs and the negotiation answer, in the order they were made
-            limited = False
             for item in items:
                 if isinstance(item, ProtocolError):
                     self.errors += 1
@@ -312,19 +343,16 @@ class Session:
                         )
                     if item.fatal:
                         return "oversize" if "cap" in item.reason else "bad_input"
-                elif not self._take_token(now):
-                    limited = True
-                    self.rate_dropped += 1
-                    self.metrics.inc("dropped_rate")
-                    self.metrics.limited_warning("client.rate_limited", id=self.id, peer=self.peer,
-                                                 dropped=self.rate_dropped,
-                                                 per_s=self._limits.events_per_s_per_client)
+                elif self._free and self._looks_control(item) and not self._take_token(now):
+                    self._rate_drop()  # passed the gate free as a "ping", but is an event
                 else:
                     self.received += 1
                     route(item, self, groups)
                     if self.closed:
                         return self.close_reason or "closed"
-            if limited:
+            self._free = 0
+            if self._limited:
+                self._limited = False
                 # Over its rate: stop reading this socket for a while (TCP pushes back on the sender),
                 # so a flood costs at most one read chunk of parsing per pause, not all it can send.
                 with contextlib.suppress(TimeoutError):  # close()/abort() end the pause at once
