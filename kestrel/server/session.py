@@ -19,9 +19,10 @@ snapshot yields to the loop after every batch, and the answers to this client's 
 negotiation bypass the hold, so a newcomer gets its pong while its picture is still on the way.
 
 Per-client limits (`Limits`, each costs only this client, counted in `Metrics`):
-- events in: a token bucket (`events_per_s_per_client`, `events_burst_per_client`); events over
-  it are dropped (`dropped_rate`) and the socket is not read for up to 1 s (TCP backpressure:
-  a flood costs one read chunk of parsing per pause); pings are still answered;
+- events in: a token bucket (`events_per_s_per_client`, `events_burst_per_client`; a new
+  connection starts with one second's worth). Each frame pays before it is decoded (`_gate`);
+  without a token it is dropped unparsed (`dropped_rate`) and the socket is not read for up to
+  1 s (TCP backpressure: a flood costs framing one read chunk per pause); pings pass free;
 - `idle_timeout_s` without any byte in: closed (`closed_idle`);
 - `incomplete_event_timeout_s` from the first byte of an event that has not ended (trickling does
   not reset it): closed (`closed_incomplete`);
