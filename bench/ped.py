@@ -1,6 +1,9 @@
-"""PED throughput: frames/s per stage and end to end (MTI), against decode-only as the baseline.
+"""PED throughput and quality: frames/s per stage and end to end (MTI), against decode-only as
+the baseline; precision/recall/IDF1/... per scenario, the new detector beside the previous one
+(`mti-v1`) on the same clips in the same run.
 
 One command:  .venv/bin/python bench/ped.py [--seconds 8] [--repeats 3] [--keep DIR]
+              .venv/bin/python bench/ped.py --quality [--aerial-seconds 20] [--seeds 3] [--keep DIR]
 
 For each size (720x480 and 1280x720) it writes a `kestrel fmv synth` clip once, then alternates,
 `--repeats` times: a decode-only pass (kestrel.fmv.ingest.read_frames: demux + KLV + decode to
@@ -41,11 +44,16 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", help="directory for the clips (default: a temporary one)")
+    ap.add_argument("--quality", action="store_true", help="quality per scenario, previous vs new detector")
+    ap.add_argument("--aerial-seconds", type=float, default=20.0)
+    ap.add_argument("--seeds", type=int, default=3, help="clips per scenario")
     args = ap.parse_args()
     scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-bench-")
     tmp = Path(args.keep) if args.keep else Path(scratch.name)  # type: ignore[union-attr]
     tmp.mkdir(parents=True, exist_ok=True)
     try:
+        if args.quality:
+            return _quality(tmp, args.aerial_seconds, args.seeds)
         return _measure(tmp, args.seconds, args.repeats)
     finally:
         if scratch is not None:
@@ -92,6 +100,55 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
               f">= {r['floor']:.0f} | {'PASS' if r['pass'] else 'FAIL'}")
     print("decode* = the pipeline's decode thread (overlaps the other stages)")
     return 0 if ok else 1
+
+
+SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), targets, first seed)
+    "aerial": ("aerial", None, None, 301),
+    "crossing": ("crossing", 8.0, 4, 201),
+    "orbit": ("orbit", 6.0, 3, 101),
+}
+QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
+
+
+def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
+    """Per scenario and seed: synthesize once, run `mti-v1` (previous) and `mti` (new) on the
+    same clip, score both; print per-clip rows and per-scenario medians."""
+    from kestrel.fmv.synth import Scenario, synthesize
+    from kestrel.ped.pipeline import run
+    from kestrel.ped.score import load_truth, score
+
+    med = statistics.median
+    print("\nPED quality (box IoU >= 0.3, targets wholly in view), previous (mti-v1) vs new (mti), same clips")
+    head = ("scenario", "clip", "detector", *QUALITY, "fps")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    summary: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for name, (scen, secs, targets, seed0) in SCENARIOS.items():
+        seconds = secs if secs is not None else aerial_s
+        for seed in range(seed0, seed0 + seeds):
+            clip, truth = tmp / f"{name}_{seed}.ts", tmp / f"{name}_{seed}.json"
+            if not clip.exists():
+                n = targets if targets is not None else max(4, int(seconds / 2.5))
+                synthesize(clip, Scenario(seconds=seconds, targets=n, seed=seed, scenario=scen), truth)
+            gt = load_truth(truth)
+            for det in ("mti-v1", "mti"):
+                res = run(clip, detector=det)
+                s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
+                row = {**s.row(), "fps": res.fps["end_to_end"]}
+                summary.setdefault((name, det), []).append(row)
+                print("| " + " | ".join([name, str(seed), det] + [_fmt(row[c]) for c in (*QUALITY, "fps")]) + " |")
+    print("\nMedians per scenario (previous -> new):")
+    print("| scenario | " + " | ".join(f"{c} prev / new" for c in (*QUALITY, "fps")) + " |")
+    print("|" + "---|" * (len(QUALITY) + 2))
+    for name in SCENARIOS:
+        a, b = summary[(name, "mti-v1")], summary[(name, "mti")]
+        cells = [f"{_fmt(med([r[c] for r in a]))} / {_fmt(med([r[c] for r in b]))}" for c in (*QUALITY, "fps")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":

@@ -66,17 +66,34 @@ def test_products(run_dir: Path) -> None:
     assert len(rows) == report["detections"] > 0 and all(r["lat"] for r in rows)
     with ReviewStore(run_dir, create=False) as st:
         assert len(st.platform()) == 90 and st.latest_platform().footprint  # type: ignore[union-attr]
+        tracks = st.tracks()
+    # every detection names the confirmed track it went to (empty: none); it is that track's point
+    assert {int(r["track_id"]) for r in rows if r["track_id"]} == {t.id for t in tracks}
+    points = {(p.frame, t.id) for t in tracks for p in t.points}
+    assert all((int(r["frame"]), int(r["track_id"])) in points for r in rows if r["track_id"])
 
 
 def test_vmti_remux_decodes_with_our_decoder(run_dir: Path) -> None:
+    """VMTI as players expect it: ST 0903 nested in ST 0601 tag 74, on its own PID; the source's
+    ST 0601 stays on the PID it had, packet for packet."""
+    import av
+
     from kestrel.fmv.ingest import read_frames, scan_klv
-    from kestrel.klv import st0903
+    from kestrel.klv import st0601
 
     scan = scan_klv(str(run_dir / "vmti.ts"))
-    vmti = [p for p in scan.packets if p.set_name == "ST0903"]
-    assert len(vmti) == 90 and all(p.checksum_ok for p in vmti) and scan.stats.errors == 0
+    ours = [p for p in scan.packets if 74 in p.tags]
+    assert len(ours) == 90 and all(p.checksum_ok and p.set_name == "ST0601" for p in ours) and scan.stats.errors == 0
+    vmti = [p.tags[74] for p in ours]
+    assert all(v.set_name == "ST0903" for v in vmti)
     source = json.loads((run_dir / "report.json").read_text())["source"]
-    assert scan.stats.by_set["ST0601"] == scan_klv(source).stats.by_set["ST0601"] > 0  # source KLV kept
+    src_scan = scan_klv(source)
+    src_pid = {p.stream for p in src_scan.packets}
+    assert len(src_pid) == 1 and {p.stream for p in ours}.isdisjoint(src_pid)
+    kept = [p.raw for p in scan.packets if p.stream in src_pid]
+    assert kept == [p.raw for p in src_scan.packets] and len(kept) > 0  # the original KLV, untouched
+    with av.open(source) as a, av.open(str(run_dir / "vmti.ts")) as b:
+        assert {s.id for s in a.streams} < {s.id for s in b.streams}  # every source PID is still there
     by_frame = {p.tags[7]: p for p in vmti}
     rows: dict[int, list[dict[str, str]]] = {}
     for r in csv.DictReader(open(run_dir / "detections.csv")):
@@ -99,7 +116,7 @@ def test_vmti_remux_decodes_with_our_decoder(run_dir: Path) -> None:
     times = {round(pt, 3) for pt in scan.at if pt is not None}
     frames = [round(f.pts, 3) for f in read_frames(str(run_dir / "vmti.ts"), with_images=False)]
     assert len(frames) == 90 and set(frames) == times
-    assert st0903.KEY == vmti[0].key
+    assert ours[0].key == st0601.KEY
 
 
 def test_review_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,6 +130,9 @@ def test_review_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
                    "hostile", "--analyst", "kim") == 0
     assert kestrel("ped", "review", str(work), "--reject", "2") == 0
     assert kestrel("ped", "review", str(work), "--confirm", "999") == 2
+    capsys.readouterr()
+    assert kestrel("ped", "review", str(work), "--confirm", "3") == 0  # no --label: done, and it says what is missing
+    assert "--label vehicle|person|vessel" in capsys.readouterr().err
     assert kestrel("ped", "review", str(work), "--label", "vehicle") == 2
     capsys.readouterr()
     assert kestrel("ped", "review", str(work), "--json") == 0

@@ -34,7 +34,8 @@ def make_run(run_dir: Path) -> dict[str, str]:
         st.add_platform([PlatformState(5, 0.16, lat=38.80, lon=-77.065, alt=1200.0, heading=0.0, sensor_az=0.0,
                                        sensor_el=-35.0, hfov=15.0, vfov=10.0, footprint=FOOT)])
     base = "kestrel-ped-t1"
-    return {"platform": f"{base}-uav", "footprint": f"{base}-footprint",
+    # one UAV per platform (issue 9): no KLV designation stored, so the platform is its source
+    return {"platform": "kestrel-uav-clip.ts", "footprint": f"{base}-footprint",
             **{f"t{i}": f"{base}-track-{i}" for i in (1, 2, 3)}}
 
 

@@ -224,6 +224,9 @@ def _review(args: argparse.Namespace) -> int:
                 raise _bad(f"{args.run_dir}: {exc}") from None
             refresh_products(store)
             print(f"track {t.id}: {t.state} as {t.label} ({t.affiliation}) by {t.analyst} at {t.reviewed_at}")
+            if args.confirm is not None and args.label is None and t.label == "unknown":
+                print(f"track {t.id} has no label: add --label vehicle|person|vessel to say what it is "
+                      "(TAK maps show it as an unknown ground item until then)", file=sys.stderr)
             return 0
         if args.label or args.affiliation:
             raise _bad("--label/--affiliation need --confirm ID")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -48,9 +49,15 @@ class CotOptions:
     video_url: str | None = None  # link from track events: a stream URL others can open, never a path
     stale_s: float = 600.0
     release_auto: bool = False
+    # Who flies: the KLV platform designation (ST 0601 tag 10), else the source. One UAV marker
+    # per platform across runs (no ghost UAV left on the map by every run); None: per run.
+    platform_id: str | None = None
+    image_width: int | None = None  # pixels, for the geolocation error estimate
 
     @property
     def platform_uid(self) -> str:
+        if self.platform_id:
+            return f"kestrel-uav-{_slug(self.platform_id)}"
         return f"kestrel-ped-{self.run_id}-uav"
 
     @property
@@ -61,15 +68,43 @@ class CotOptions:
         return f"kestrel-ped-{self.run_id}-track-{track_id}"
 
 
+def _slug(text: str) -> str:
+    """A uid-safe form of a platform name or source: [A-Za-z0-9._-], at most 64 characters."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip()).strip("-.")
+    return (out or "unknown")[-64:]
+
+
+# Geolocation error model (1 sigma). A box centre is ray-cast through the sensor model onto the
+# ellipsoid, so the error is the line of sight's: the KLV pointing (platform INS + gimbal angles,
+# ~0.25 deg for a tactical system) and the box centre (~2 px) spread across range as
+# range * angle, and along the ground by 1 / sin(depression). Terrain height is not modelled
+# (ellipsoid), so le is the height error that the along-range error implies on the ray.
+POINTING_SIGMA_DEG = 0.25
+CENTRE_SIGMA_PX = 2.0
+
+
+def position_error(p: PlatformState, width: int | None) -> tuple[float, float] | None:
+    """(ce, le) in metres for a point geolocated from platform state `p`; None without geometry."""
+    rng = sensor_range(p)
+    if rng is None or rng <= 0:
+        return None
+    px = math.radians(p.hfov) / width if p.hfov and width else 0.0
+    angle = math.hypot(math.radians(POINTING_SIGMA_DEG), CENTRE_SIGMA_PX * px)
+    cross = rng * angle
+    sin_dep = min(max((p.alt or 0.0) / rng, 0.05), 1.0) if p.alt else 0.5
+    along = cross / sin_dep
+    return math.hypot(cross, along), along * sin_dep / math.sqrt(max(1.0 - sin_dep**2, 1e-6))
+
+
 def _a(v: float, nd: int = 7) -> str:
     """A quoted XML attribute value: the number rounded to `nd` decimals, shortest form."""
     return quoteattr(repr(round(float(v), nd)))
 
 
 def _ev(uid: str, type_: str, how: str, lat: float, lon: float, now_ms: int, opts: CotOptions,
-        detail: str, hae: float = UNKNOWN, ce: float = UNKNOWN) -> Event:
+        detail: str, hae: float = UNKNOWN, ce: float = UNKNOWN, le: float = UNKNOWN) -> Event:
     return Event(uid=uid, type=type_, how=how, time=now_ms, start=now_ms,
-                 stale=now_ms + int(opts.stale_s * 1000), lat=lat, lon=lon, hae=hae, ce=ce,
+                 stale=now_ms + int(opts.stale_s * 1000), lat=lat, lon=lon, hae=hae, ce=ce, le=le,
                  detail=detail.encode(), attrs={"version": "2.0"})
 
 
@@ -171,9 +206,11 @@ def track_type(t: StoredTrack) -> str:
     return f"a-{AFFILIATION_CODE.get(t.affiliation, 'u')}-{LABEL_FUNCTION.get(t.label, 'G')}"
 
 
-def track_event(t: StoredTrack, opts: CotOptions, now_ms: int) -> Event | None:
+def track_event(t: StoredTrack, opts: CotOptions, now_ms: int, platform: PlatformState | None = None) -> Event | None:
     """A confirmed track as the analyst labelled it; a pending one (only with release_auto) as an
-    unvalidated machine track; None for rejected, pending without release_auto, or no ground fix."""
+    unvalidated machine track; None for rejected, pending without release_auto, or no ground fix.
+    time/start: the video time (KLV UTC) of the track's last point, stale that plus `stale_s`
+    (now when the video has no UTC); ce/le: `position_error` for `platform`'s geometry."""
     if t.lat is None or t.lon is None or t.state == "rejected":
         return None
     if t.state == "confirmed":
@@ -199,7 +236,10 @@ def track_event(t: StoredTrack, opts: CotOptions, now_ms: int) -> Event | None:
     parts.append(f"<remarks>{escape(remarks)}</remarks>")
     parts.append('<precisionlocation altsrc="???" geopointsrc="CALC"/>')
     parts.append('<archive/>' if t.state == "confirmed" else "")
-    return _ev(opts.track_uid(t.id), type_, how, t.lat, t.lon, now_ms, opts, "".join(parts))
+    seen_ms = int(round(t.last_utc * 1000)) if t.last_utc is not None else now_ms
+    err = position_error(platform, opts.image_width) if platform is not None else None
+    return _ev(opts.track_uid(t.id), type_, how, t.lat, t.lon, seen_ms, opts, "".join(parts),
+               ce=err[0] if err else UNKNOWN, le=err[1] if err else UNKNOWN)
 
 
 DELETE_TYPE = "t-x-d-d"
@@ -223,7 +263,7 @@ def run_events(platform: PlatformState | None, tracks: Sequence[StoredTrack], op
             if ev is not None:
                 out.append(ev)
     for t in tracks:
-        ev = track_event(t, opts, now_ms)
+        ev = track_event(t, opts, now_ms, platform)
         if ev is not None:
             out.append(ev)
     return out

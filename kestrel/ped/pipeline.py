@@ -19,13 +19,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kestrel.ped.detect import Detector, FrameLike, make_detector
 from kestrel.ped.records import Detections, Track
 from kestrel.ped.track import Tracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from kestrel.geo.sensor import SensorModel
+    from kestrel.klv import SensorMetadata
 
 STAGES = ("decode", "detect", "geolocate", "track")
 
@@ -38,8 +42,8 @@ class FrameUpdate:
 
     frame_index: int
     pts: float | None
-    metadata: Any  # SensorMetadata | None
-    sensor: Any  # kestrel.geo.SensorModel | None
+    metadata: SensorMetadata | None
+    sensor: SensorModel | None
     detections: Detections
     tracks: list[Track]  # confirmed, live (coasting ones included)
 
@@ -61,6 +65,9 @@ class PedResult:
     registration_failures: int = 0  # MTI: frames where ego-motion could not be estimated
     interrupted: bool = False  # ended by `stop`, not by the end of the source
     delay_frames: int = 0  # the detector's look-ahead: a frame's result comes this many frames later
+    # frame index -> index of the newest frame decoded when its result came out (what a live
+    # viewer waits for; larger than delay_frames during an MTI warm-up)
+    emitted_at: dict[int, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> dict[str, float]:
@@ -194,11 +201,11 @@ class _Geo:
         self.any_metadata = False
         self.any_model = False
         self.reason: str | None = None
-        self._last_md: Any = None
-        self._last_model: Any = None
+        self._last_md: SensorMetadata | None = None
+        self._last_model: SensorModel | None = None
         self._size: tuple[int, int] = (0, 0)
 
-    def model(self, md: Any, width: int, height: int) -> Any:
+    def model(self, md: SensorMetadata | None, width: int, height: int) -> SensorModel | None:
         if md is None:
             return None
         self.any_metadata = True
@@ -223,7 +230,7 @@ class _Geo:
         return self._last_model
 
     @staticmethod
-    def locate(dets: Detections, sensor: Any) -> None:
+    def locate(dets: Detections, sensor: SensorModel | None) -> None:
         if sensor is None or len(dets) == 0:
             return
         try:
@@ -262,7 +269,7 @@ def run(
     trk = Tracker(tracker)
     geo = _Geo()
     secs = dict.fromkeys(STAGES, 0.0)
-    pending: dict[int, tuple[Any, Any]] = {}  # frame index -> (metadata, sensor) until finished
+    pending: dict[int, tuple[SensorMetadata | None, SensorModel | None]] = {}  # until finished
     all_dets: list[Detections] = []
     res = PedResult(tracks=[], detections=all_dets, detector=det_name)
 
@@ -277,15 +284,18 @@ def run(
             secs["geolocate"] += t1 - t0
             secs["track"] += t2 - t1
             all_dets.append(d)
+            res.emitted_at[d.frame_index] = newest
             if on_frame is not None:
                 on_frame(FrameUpdate(d.frame_index, d.pts, md, sensor, d, live_tracks))
 
     reader = _Reader(frames, live, max_frames)
+    newest = 0
     wall0 = time.perf_counter()
     try:
         for frame in reader.frames(stop):
             h, w = frame.image.shape[:2]
             res.width, res.height = w, h
+            newest = frame.index
             t0 = time.perf_counter()
             sensor = geo.model(frame.metadata, w, h)
             t1 = time.perf_counter()

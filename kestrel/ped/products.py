@@ -88,19 +88,21 @@ def write_geojson(path: Path, tracks: Sequence[StoredTrack]) -> None:
 
 
 # ---- detections.csv ------------------------------------------------------------------------------
-CSV_COLUMNS = ("frame", "pts", "x1", "y1", "x2", "y2", "confidence", "class_id", "lat", "lon", "hae")
+CSV_COLUMNS = ("frame", "pts", "x1", "y1", "x2", "y2", "confidence", "class_id", "lat", "lon", "hae", "track_id")
 
 
 def detection_rows(detections: Any) -> Iterable[tuple[Any, ...]]:
     """Rows of one `kestrel.ped.records.Detections` (numpy-backed), one per box."""
     ground = detections.ground
+    tids = detections.track_id
     for i in range(len(detections)):
         x1, y1, x2, y2 = (round(float(v), 2) for v in detections.xyxy[i])
         lat = lon = hae = None
         if ground is not None and math.isfinite(float(ground[i, 0])):
             lat, lon, hae = (round(float(v), 7) for v in ground[i])
         yield (detections.frame_index, _r(detections.pts, 4), x1, y1, x2, y2,
-               round(float(detections.confidence[i]), 4), int(detections.class_id[i]), lat, lon, hae)
+               round(float(detections.confidence[i]), 4), int(detections.class_id[i]), lat, lon, hae,
+               int(tids[i]) if tids is not None and tids[i] >= 0 else None)
 
 
 def write_detections_csv(path: Path, per_frame: Iterable[Any]) -> int:

@@ -35,6 +35,8 @@ class Detections:
     # 3x3 homography mapping the previous frame's pixels to this frame's (the detector's ego-motion
     # estimate), or None when unknown. Lets the tracker tell a mover from the camera's motion.
     homography: F64 | None = None
+    # [N] id of the confirmed track each box went to, -1 for none (set by the tracker; None until then)
+    track_id: I64 | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4)
@@ -67,6 +69,7 @@ class Detections:
             frame_index=self.frame_index,
             pts=self.pts,
             homography=self.homography,
+            track_id=None if self.track_id is None else self.track_id[index],
         )
 
     @property

@@ -15,7 +15,7 @@ import ssl
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -103,6 +103,10 @@ class _Recorder:
         if md is not None:
             if md.time_us is not None:
                 self.utc_us[u.frame_index] = int(md.time_us)
+            name = md.platform_designation
+            if name and self.opts is not None and self.opts.platform_id != name:  # the KLV says who flies
+                self.opts = replace(self.opts, platform_id=name)
+                self.store.set_meta(platform_id=name)
             with_fp = pts - self._fp_t >= FOOTPRINT_EVERY_S
             st = platform_state(u.frame_index, pts, md, u.sensor, with_fp)
             if st.footprint:
@@ -145,12 +149,19 @@ class _Recorder:
             self.platform.append(platform_state(idx, pts, md, sensor, True))
 
     def push_live(self) -> None:
-        """Platform, footprint and releasable tracks now; retractions of tracks rejected since."""
+        """Platform and footprint of the newest metadata (whether or not that frame's stored row
+        has a footprint), releasable tracks, retractions of tracks rejected since."""
         assert self.opts is not None
         if self.platform:
             self.store.add_platform(self.platform)
             self.platform = []
-        batch = dissemination(self.store, self.opts)
+        now = None
+        if self.last is not None:
+            idx, pts, md, sensor = self.last
+            now = platform_state(idx, pts, md, sensor, True)
+            if self.opts.image_width is None and sensor is not None:
+                self.opts = replace(self.opts, image_width=int(sensor.width))
+        batch = dissemination(self.store, self.opts, platform=now)
         self.pusher.offer(batch.events)
         self.store.mark_disseminated(batch.shown, batch.retracted)  # live: queued counts as sent
 
@@ -211,7 +222,8 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
     video_url = video_url or cot.shareable_video_url(source)
     store.set_meta(run_id=run_id, source=source, video_url=video_url, started=utc_now(), detector=detector,
                    source_path=None if live else str(Path(source).resolve()))  # the workbench finds the video
-    opts = cot.CotOptions(run_id, callsign=callsign, video_url=video_url, stale_s=stale_s, release_auto=release_auto)
+    opts = cot.CotOptions(run_id, callsign=callsign, video_url=video_url, stale_s=stale_s, release_auto=release_auto,
+                          platform_id=source)
     pusher = Pusher(parse_target(push), ssl_ctx) if push else None
     rec = _Recorder(store, pusher if live else None, opts)
     failed: str | None = None
@@ -258,7 +270,7 @@ def run_to_dir(source: str, out: Path, *, detector: str = "mti", model: str | No
             report["vmti"] = {"skipped": "live source (no file to re-mux)"}
         refresh_products(store)
         if pusher is not None:
-            batch = dissemination(store, opts)
+            batch = dissemination(store, _opts(store, release_auto, callsign, stale_s, video_url))
             pusher.offer(batch.events)
     finally:
         if udp is not None:
@@ -302,7 +314,8 @@ def _opts(store: ReviewStore, release_auto: bool, callsign: str, stale_s: float,
     meta = store.meta()
     url = video_url or cot.shareable_video_url(meta.get("video_url"))
     return cot.CotOptions(meta.get("run_id", "run"), callsign=callsign, video_url=url,
-                          stale_s=stale_s, release_auto=release_auto)
+                          stale_s=stale_s, release_auto=release_auto,
+                          platform_id=meta.get("platform_id") or meta.get("source"), image_width=meta.get("width"))
 
 
 @dataclass(slots=True)
@@ -315,13 +328,20 @@ class Batch:
     unlocated: int = 0  # releasable tracks not sent: no ground position
 
 
-def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None = None) -> Batch:
+def dissemination(store: ReviewStore, opts: cot.CotOptions, now_ms: int | None = None,
+                  platform: PlatformState | None = None) -> Batch:
     """Platform, footprint, releasable tracks, and a delete for every track pushed earlier that
-    is no longer releasable (rejected since, or pending without release auto)."""
+    is no longer releasable (rejected since, or pending without release auto). `platform`: the
+    newest state (live runs), else the store's latest."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     states = ["confirmed", "pending"] if opts.release_auto else ["confirmed"]
     tracks = store.tracks(states, points=False)
-    events = cot.run_events(store.latest_platform(), tracks, opts, now_ms)
+    if platform is not None and platform.lat is not None:
+        speed = store.latest_platform()
+        platform.speed = speed.speed if speed is not None else None
+    else:
+        platform = store.latest_platform()
+    events = cot.run_events(platform, tracks, opts, now_ms)
     shown: dict[int, tuple[str, str]] = {}
     prefix = opts.track_uid(0)[:-1]
     for ev in events:

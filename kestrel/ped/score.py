@@ -16,8 +16,9 @@ so they count as misses. Cost: O(frames * targets * tracks).
 Beyond CLEAR/identity: **false tracks** (confirmed tracks with scored points of which fewer than
 half match any target), per minute of video; **time to first report** per target: from the first
 frame it is wholly in view to the moment a confirmed track first covers it — the later of that
-frame and the track's confirmation frame, plus the detector's look-ahead (`delay_frames`), i.e.
-when a live run could have shown it. Never reported: infinite.
+frame and the track's confirmation frame, taken when that frame's result came out of the
+pipeline (`PedResult.emitted_at`; else plus the detector's look-ahead `delay_frames`), i.e. when
+a live run could have shown it. Never reported: infinite.
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def _not_ignored(tf: TruthFrame, hboxes: npt.NDArray[np.float64], iou_gate: floa
 
 
 def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3,
-          delay_frames: int = 0) -> Score:
-    """Score confirmed tracks against truth frames (see module doc)."""
+          delay_frames: int = 0, emitted_at: dict[int, int] | None = None) -> Score:
+    """Score confirmed tracks against truth frames (see module doc). `emitted_at` (frame ->
+    newest frame when its result came out, `PedResult.emitted_at`) overrides `delay_frames`."""
     import motmetrics as mm
 
     from kestrel.geo.geodesy import distance_bearing
@@ -221,9 +223,8 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3
     matched: dict[int, int] = {}
     pts_of = {tf.index: tf.pts for tf in truth}
     dt = float(np.median(np.diff([tf.pts for tf in truth]))) if len(truth) > 1 else 0.0
-    confirm_pts = {tr.id: pts_of.get(tr.confirmed_frame if tr.confirmed_frame is not None
-                                     else (tr.points[0].frame_index if tr.points else -1), 0.0)
-                   for tr in tracks}
+    confirm_frame = {tr.id: (tr.confirmed_frame if tr.confirmed_frame is not None
+                             else (tr.points[0].frame_index if tr.points else 0)) for tr in tracks}
     first_seen: dict[int, float] = {}
     for tf in truth:
         for g in tf.ids:
@@ -232,7 +233,11 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3
     for (frame, _e), row in m.iterrows():
         hid, oid = int(row["HId"]), int(row["OId"])
         matched[hid] = matched.get(hid, 0) + 1
-        at = max(pts_of.get(int(frame), 0.0), confirm_pts.get(hid, 0.0)) + delay_frames * dt
+        shown = max(int(frame), confirm_frame.get(hid, int(frame)))
+        if emitted_at is not None:
+            at = pts_of.get(emitted_at.get(shown, shown), shown * dt)
+        else:
+            at = pts_of.get(shown, shown * dt) + delay_frames * dt
         reported[oid] = min(reported.get(oid, float("inf")), at)
     first_report = {g: reported.get(g, float("inf")) - t0 for g, t0 in first_seen.items()}
     false_tracks = sum(1 for hid, n in scored.items() if matched.get(hid, 0) < 0.5 * n)
@@ -283,7 +288,8 @@ def score_clip(clip: str | Path, truth: str | Path, *, detector: str = "mti", io
     from kestrel.ped.pipeline import run
 
     res = run(clip, detector=detector)
-    return score(res.tracks, load_truth(truth), iou_gate=iou_gate, delay_frames=res.delay_frames), res
+    return score(res.tracks, load_truth(truth), iou_gate=iou_gate, delay_frames=res.delay_frames,
+                 emitted_at=res.emitted_at), res
 
 
 def format_row(name: str, s: Score, cols: tuple[str, ...] = COLUMNS) -> str:

@@ -21,12 +21,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from kestrel.geo.geodesy import LocalFrame
 from kestrel.ped.records import Detections, Track, TrackPoint, TrackState
 
 F64 = npt.NDArray[np.float64]
@@ -62,7 +62,7 @@ class TrackerConfig:
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
-        return cls(require_motion=require_motion)
+        return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0)
 
 
 @dataclass(slots=True)
@@ -76,13 +76,15 @@ class _Live:
     # Tentative tracks: (time, box centre) of every hit, carried into the current frame's pixels
     # by the camera motion (so in "ground as the image shows it" coordinates).
     hist: list[tuple[float, F64]] = field(default_factory=list)
+    # Detections this (still tentative) track took: they get its id when it is confirmed.
+    taken: list[tuple[Detections, int]] = field(default_factory=list)
 
 
 class Tracker:
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.mode: str | None = None  # "ground" | "pixel"
-        self.local: Any = None  # kestrel.geo.geodesy.LocalFrame in ground mode
+        self.local: LocalFrame | None = None  # ground mode
         self._live: list[_Live] = []
         self._done: list[Track] = []
         self._next_id = 1
@@ -151,7 +153,7 @@ class Tracker:
         if self.mode == "pixel":
             return dets.centers.astype(np.float64), np.arange(len(dets))
         g = dets.ground
-        if g is None:
+        if g is None or self.local is None:
             return np.zeros((0, 2)), np.zeros(0, np.intp)
         keep = np.flatnonzero(np.isfinite(g[:, :2]).all(axis=1))
         if len(keep) == 0:
@@ -219,11 +221,18 @@ class Tracker:
             tr.confirmed_frame = dets.frame_index
             tr.id = self._next_id
             self._next_id += 1
+            for d, i in lv.taken:
+                _tag(d, i, tr.id)
+            lv.taken = []
 
     def _append_point(self, lv: _Live, dets: Detections, di: int) -> None:
+        if lv.track.state is TrackState.TENTATIVE:
+            lv.taken.append((dets, di))
+        else:
+            _tag(dets, di, lv.track.id)
         box = dets.xyxy[di]
         lat = lon = hae = None
-        if self.mode == "ground" and dets.ground is not None:
+        if self.mode == "ground" and dets.ground is not None and self.local is not None:
             hae = float(dets.ground[di, 2]) if math.isfinite(float(dets.ground[di, 2])) else 0.0
             llh = self.local.to_geodetic(lv.x[0], lv.x[1], 0.0)
             lat, lon = float(llh[0]), float(llh[1])
@@ -312,6 +321,12 @@ class Tracker:
                 continue
             keep.append(lv)
         self._live = keep
+
+
+def _tag(dets: Detections, i: int, track_id: int) -> None:
+    if dets.track_id is None or len(dets.track_id) != len(dets):
+        dets.track_id = np.full(len(dets), -1, np.int64)
+    dets.track_id[i] = track_id
 
 
 def _apply(H: F64, p: F64) -> F64:

@@ -1,9 +1,12 @@
 """Re-mux the source video with an ST 0903 VMTI KLV stream of the run's detections (`vmti.ts`).
 
-The video is copied packet for packet (no re-encode, so this costs I/O only). Each processed
-frame gets one standalone ST 0903 packet (even with zero targets: "looked, found nothing")
-in an asynchronous KLV data stream (FFmpeg's `klv` data codec: stream type 0x06 with a KLVA
-registration), timed at the frame's PTS. A detection that belongs to a track carries the
+The video is copied packet for packet (no re-encode, so this costs I/O only), and so is the
+source's KLV, each stream on its **own PID** (a player reading the original PID still sees the
+original ST 0601). Each processed frame gets one ST 0601 packet carrying its Precision Time
+Stamp (tag 2) and the frame's VMTI as an ST 0903 local set **nested in tag 74** (how ST 0601
+players expect VMTI; even with zero targets: "looked, found nothing"), in an asynchronous KLV
+data stream on a new PID (FFmpeg's `klv` data codec: stream type 0x06 with a KLVA registration),
+timed at the frame's PTS. A detection that belongs to a track carries the
 track id as its VMTI target id; others get ids from 1_000_000 up, unique within the frame.
 
 Time mapping: a detection's `pts` is seconds since the first video PES (kestrel.fmv's rule), so
@@ -21,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kestrel.klv import st0903
+from kestrel.klv import st0601, st0903
 
 CLOCK = 90_000
 UNTRACKED_ID0 = 1_000_000
@@ -30,7 +33,7 @@ SYSTEM_NAME = "Kestrel PED"
 
 def frame_packet(dets: Any, width: int, height: int, track_ids: dict[tuple[float, ...], int],
                  utc_us: int | None, frame_number: int) -> bytes:
-    """One standalone ST 0903 packet for one frame's `Detections`."""
+    """One ST 0601 packet (tag 2 + ST 0903 in tag 74) for one frame's `Detections`."""
     targets: list[st0903.VTarget] = []
     next_id = UNTRACKED_ID0
     for i in range(len(dets)):
@@ -51,9 +54,9 @@ def frame_packet(dets: Any, width: int, height: int, track_ids: dict[tuple[float
         target = st0903.VTarget.from_box(tid, r0, c0, r1, c1, width)
         target.tags.update(extra)
         targets.append(target)
-    values: dict[int, Any] = {3: SYSTEM_NAME, 5: len(targets), 7: frame_number, 8: width, 9: height,
-                              101: targets}
-    return st0903.encode(values, timestamp_us=utc_us)
+    vmti: dict[int, Any] = {3: SYSTEM_NAME, 4: st0903.VERSION, 5: len(targets), 6: len(targets),
+                            7: frame_number, 8: width, 9: height, 101: targets}
+    return st0601.encode({74: vmti}, timestamp_us=utc_us if utc_us is not None else 0)
 
 
 def track_box_ids(tracks: Iterable[Any]) -> dict[int, dict[tuple[float, ...], int]]:
@@ -84,9 +87,15 @@ def write_vmti_ts(source: str | Path, out: Path, detections: Sequence[Any], trac
         data_in = [s for s in ic.streams if s.type == "data"]
         with av.open(str(tmp), "w", format="mpegts") as oc:
             ov = oc.add_stream_from_template(vs)
+            ov.id = vs.id
+            # The source's own KLV (ST 0601, EG 0104, ...) is kept, one output stream per input
+            # one, each on the PID it had; ours goes on a new PID after all of them.
+            copies = {}
+            for s in data_in:
+                copies[s.index] = oc.add_data_stream("klv")
+                copies[s.index].id = s.id
             ds = oc.add_data_stream("klv")
-            # The source's own KLV (ST 0601, EG 0104, ...) is kept, one output stream per input one.
-            copies = {s.index: oc.add_data_stream("klv") for s in data_in}
+            ds.id = max([vs.id, *(s.id for s in data_in)]) + 1
             last_dts: dict[int, int] = {}
             pending: list[tuple[int, int, bytes]] = []  # (ticks, seq, packet) min-heap
             queued = False

@@ -9,13 +9,17 @@ in order, as a `Detections` (possibly empty) carrying that frame's index and PTS
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from kestrel.errors import BadInput
 from kestrel.ped.records import Detections
+
+if TYPE_CHECKING:
+    from kestrel.geo.sensor import SensorModel
+    from kestrel.klv import SensorMetadata
 
 __all__ = ["Detector", "FrameLike", "ModelError", "make_detector"]
 
@@ -26,7 +30,7 @@ class FrameLike(Protocol):
     index: int
     pts: float | None
     image: npt.NDArray[np.uint8]  # H x W x 3 BGR (or H x W grey)
-    metadata: Any
+    metadata: SensorMetadata | None
 
 
 @runtime_checkable
@@ -34,7 +38,7 @@ class Detector(Protocol):
     delay: int  # frames between receiving a frame and returning its detections
     finds_movers: bool  # True: only moving things (MTI); False: objects, moving or not (ONNX)
 
-    def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
+    def detect(self, frame: FrameLike, sensor: SensorModel | None = None) -> list[Detections]:
         """Take the next frame (and its sensor model, or None); return the frames now finished."""
         ...
 

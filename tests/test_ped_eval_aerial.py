@@ -1,0 +1,56 @@
+"""PED on the aerial scenario (`kestrel fmv synth --scenario aerial`: real aerial texture, traffic
+entering and leaving the view, turning, stopping and passing, camera panning and zooming, CRF 26
+plus noise), the issue-9 detector against the previous one (`mti-v1`) on the same seeded clips.
+
+Two seeds, 8 s, 4 vehicles, 720x480 (not the seeds the settings were chosen on: 11-13).
+Measured (issue 9): new precision 0.806 / 0.631, recall 0.561 / 0.669, IDF1 0.662 / 0.649,
+false tracks 0 / 30 per minute; previous 0.236 / 0.156, 0.638 / 0.538, 0.281 / 0.224,
+105 / 368 per minute. The issue's floors (precision, recall >= 0.9, IDF1 >= 0.8, <= 1 false track
+per minute, reported within 0.5 s) are NOT met: these floors are what holds today, so a
+regression turns them red; docs/ped.md has the per-scenario table. Run with -s for the rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from kestrel.cli import main as kestrel
+from kestrel.ped.pipeline import run
+from kestrel.ped.score import Score, format_row, load_truth, score
+
+SEEDS = (401, 402)
+
+
+@pytest.fixture(scope="module")
+def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str], Score]:
+    d = tmp_path_factory.mktemp("aerial")
+    out = {}
+    for seed in SEEDS:
+        ts, truth = d / f"a{seed}.ts", d / f"a{seed}.json"
+        assert kestrel(["fmv", "synth", str(ts), "--scenario", "aerial", "--seconds", "8", "--targets", "4",
+                        "--seed", str(seed), "--truth", str(truth)]) == 0
+        gt = load_truth(truth)
+        for det in ("mti-v1", "mti"):
+            res = run(ts, detector=det)
+            assert res.geolocated and res.frames == 240
+            out[(seed, det)] = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
+    for (seed, det), s in out.items():
+        print(format_row(f"{seed} {det}", s))
+    return out
+
+
+def test_new_detector_floors(scores: dict[tuple[int, str], Score]) -> None:
+    for seed in SEEDS:
+        s = scores[(seed, "mti")]
+        assert s.precision >= 0.58, (seed, s.row())
+        assert s.recall >= 0.5, (seed, s.row())
+        assert s.idf1 >= 0.6, (seed, s.row())
+        assert s.false_tracks_per_min <= 40, (seed, s.row())
+        assert s.ground_error_median_m is not None and s.ground_error_median_m <= 2.0, (seed, s.row())
+
+
+def test_new_detector_beats_the_previous_one_on_the_same_clips(scores: dict[tuple[int, str], Score]) -> None:
+    for seed in SEEDS:
+        new, old = scores[(seed, "mti")], scores[(seed, "mti-v1")]
+        assert new.precision >= old.precision + 0.3, (seed, new.row(), old.row())
+        assert new.idf1 >= old.idf1 + 0.2, (seed, new.row(), old.row())
+        assert new.false_tracks_per_min * 3 <= old.false_tracks_per_min, (seed, new.row(), old.row())
