@@ -88,7 +88,7 @@ def test_live_push_carries_the_newest_footprint(clip: Path, tmp_path: Path) -> N
     """Frames between stored footprints still push the platform and a footprint of the newest
     metadata (before: the latest stored row had none, so no footprint went out)."""
     from kestrel.fmv.ingest import read_frames
-    from kestrel.geo.sensor import SensorModel
+    from kestrel.geo.build import from_metadata
     from kestrel.ped.pipeline import FrameUpdate
     from kestrel.ped.records import Detections
     from kestrel.ped.review import ReviewStore
@@ -101,7 +101,7 @@ def test_live_push_carries_the_newest_footprint(clip: Path, tmp_path: Path) -> N
     for f in read_frames(str(clip)):
         if f.index > 20:
             break
-        sensor = SensorModel.from_metadata(f.metadata, f.width, f.height)
+        sensor = from_metadata(f.metadata, f.width, f.height)
         rec(FrameUpdate(f.index, f.pts, f.metadata, sensor, Detections.empty(f.index, f.pts), []))
         newest = sensor
     assert newest is not None
