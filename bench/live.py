@@ -14,18 +14,15 @@ import argparse
 import os
 import socket
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/http.py
-
-from kestrel.cli import main as kestrel  # noqa: E402
-from kestrel.fmv.ingest import read_frames  # noqa: E402
-from kestrel.fmv.live import UdpSource  # noqa: E402
-from kestrel.ped.pipeline import run  # noqa: E402
+from kestrel.cli import main as kestrel
+from kestrel.fmv.ingest import read_frames
+from kestrel.fmv.live import UdpSource
+from kestrel.ped.pipeline import run
 
 
 def live_round(clip: Path, seconds: float) -> tuple[int, int, int]:

@@ -37,10 +37,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench/ holds http.py (the Marti benchmark): keep it behind the standard library on the path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"] + [str(ROOT / "bench"), str(ROOT)]
+sys.path[:] = [*sys.path, str(ROOT / "bench"), str(ROOT)]
 
-import urllib.request  # noqa: E402, I001  (the standard `http` first: fanout puts bench/ in front again)
+import urllib.request  # noqa: E402, I001
 
 import _loadgen as lg  # noqa: E402
 import fanout  # noqa: E402

@@ -30,9 +30,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Not bench/ itself on the path (bench/http.py would shadow the standard library's http package,
-# imported lazily below), the repository instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 

@@ -52,8 +52,19 @@ def chromium() -> Iterator[Any]:
 
 
 def console_errors(driver: Any) -> list[str]:
-    """Console errors and failed requests (a blocked non-loopback fetch lands here)."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    """Console errors and failed requests of the page shown now (a blocked non-loopback fetch lands
+    here). A late report from an earlier test's page, whose workbench has since stopped, names that
+    page's loopback port: it is not this page's error (the log is browser-wide and drains lazily)."""
+    from urllib.parse import urlsplit
+
+    here = urlsplit(driver.current_url)
+    mine = f"{here.scheme}://{here.netloc}"
+
+    def other_page(msg: str) -> bool:
+        return msg.startswith("http://127.0.0.1:") and not msg.startswith(mine + "/")
+
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not other_page(e["message"])]
 
 
 def wait(driver: Any, cond: Any, timeout: float = 60.0) -> Any:

@@ -1,7 +1,7 @@
 """Marti HTTP API benchmark: upload and download MB/s and small requests/s, beside a plain static
 file server measured in the same run. One command, prints a table.
 
-    .venv/bin/python bench/http.py [--mb 64] [--rounds 5] [--conns 8] [--requests 4000]
+    .venv/bin/python bench/marti.py [--mb 64] [--rounds 5] [--conns 8] [--requests 4000]
 
 Servers (each a subprocess on free loopback ports, plain HTTP, keep-alive):
   kestrel   `python -m kestrel serve` (its 8080-style listener): `POST /Marti/sync/missionupload`
