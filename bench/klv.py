@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kestrel.klv import decode_one, st0601
-from kestrel.klv.ber import iter_local_set, read_ber_length
+from kestrel.klv.ber import KlvError, read_ber_length, read_ber_oid
 from kestrel.klv.mapping import checksum16
 
 SHARED = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -34,6 +34,35 @@ def typical_packets(n: int) -> list[bytes]:
                 3: "MISSION01", 10: "MQ-9", 11: "EO", 12: "Geodetic WGS84", 56: 40.0, 75: 3030 + f,
                 82: 38.11 + f, 83: -77.11 - f, 84: 38.11 + f, 85: -77.09 - f, 86: 38.09 + f, 87: -77.09 - f}
         out.append(st0601.encode(vals, timestamp_us=1_700_000_000_000_000 + i * 33_333))
+    return out
+
+
+def iter_local_set(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
+    """Split a local set body into (tag, value_start, value_end); raises on truncation.
+
+    The split-only baseline: `kestrel.klv.localset.decode_body` runs this loop inlined, decoding
+    values in the same pass (the hot path); here it only splits, so the ratio says what decoding costs.
+
+    Single pass, O(n) in the body length.
+    """
+    out: list[tuple[int, int, int]] = []
+    append = out.append
+    while pos < end:
+        tag = buf[pos]
+        pos += 1
+        if tag >= 0x80:
+            tag, pos = read_ber_oid(buf, pos - 1, end)
+        if pos >= end:
+            raise KlvError(f"tag {tag}: truncated length")
+        n = buf[pos]
+        pos += 1
+        if n >= 0x80:
+            n, pos = read_ber_length(buf, pos - 1, end)
+        vend = pos + n
+        if vend > end:
+            raise KlvError(f"tag {tag}: value runs past the end of the set")
+        append((tag, pos, vend))
+        pos = vend
     return out
 
 

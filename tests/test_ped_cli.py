@@ -214,11 +214,10 @@ def test_live_udp_with_push(clip: Path, tmp_path: Path) -> None:
     while it runs the platform and (release auto) unvalidated tracks reach a pytak client."""
     import asyncio
 
+    from tests.ports import free_port
     from tests.test_server_support import Client, make_config, run, server_running
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port(socket.SOCK_DGRAM)
     out = tmp_path / "live"
 
     def bound() -> bool:

@@ -15,6 +15,7 @@ from kestrel import pki as certs
 from kestrel.cli import main as kestrel_main
 from kestrel.ped.review import PlatformState, ReviewStore, StoredPoint, StoredTrack
 from kestrel.server.config import ListenerConfig
+from tests.ports import free_port
 from tests.test_server_support import Client, make_config, run, server_running, uid_of
 
 FOOT = [(38.84, -77.07), (38.84, -77.06), (38.83, -77.06), (38.83, -77.07)]
@@ -157,9 +158,7 @@ def test_tls_without_certificates_is_bad_input(tmp_path: Path, capsys: pytest.Ca
 def test_unreachable_server_reports_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make_run(tmp_path)
     _review(tmp_path, "--confirm", "1")
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     assert cli("disseminate", str(tmp_path), "--push", f"tcp://127.0.0.1:{port}") == 1
     out = capsys.readouterr().out
     assert "0 events" in out and "3 NOT sent" in out and "ConnectionRefusedError" in out

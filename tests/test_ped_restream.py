@@ -16,6 +16,7 @@ import pytest
 from kestrel.cli import main as kestrel_main
 from kestrel.ped.restream import PCR_HZ, Pacer, Restream, RestreamError
 from tests.marti_support import arequest, marti_running
+from tests.ports import free_port
 from tests.test_server_support import run
 
 CLIP = Path(__file__).parent / "data" / "fmv" / "h264_klv.ts"  # KWIVER's sample: H.264 + ST 0601 KLV
@@ -101,9 +102,7 @@ def test_bad_restream_urls_are_bad_input(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_unreachable_marti_is_a_warning_not_a_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = free_port()  # a port nobody listens on
     rx = Receiver(len(CLIP.read_bytes()))
     rx.start()
     rc = kestrel_main(["ped", "run", str(CLIP), "--out", str(tmp_path / "run"), "--restream",

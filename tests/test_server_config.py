@@ -14,6 +14,7 @@ import pytest
 
 from kestrel.cli import main
 from kestrel.server.config import ANON, ConfigError, ListenerConfig, load
+from tests.ports import free_port
 
 EXAMPLE = """
 [server]
@@ -99,16 +100,10 @@ def test_cli_explicit_tls_without_certs_is_bad_input(tmp_path: Path, capsys: pyt
     assert "ca.pem" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("with_certs", [False, True])
 def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path, with_certs: bool) -> None:
     data = tmp_path / "fresh"  # does not exist yet (or holds only certs)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     extra: list[str] = []
     if with_certs:
@@ -116,7 +111,7 @@ def test_serve_process_empty_data_dir_and_sigterm(tmp_path: Path, with_certs: bo
 
         certs.init(data)
         certs.issue_client(data, "alice")
-        extra = ["--tls-port", str(_free_port())]
+        extra = ["--tls-port", str(free_port())]
     proc = subprocess.Popen(
         [sys.executable, "-m", "kestrel", "serve", "--data", str(data), "--tcp-port", str(port), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,

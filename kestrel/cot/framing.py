@@ -13,6 +13,7 @@ the caller closes the connection. Memory: at most cap + the last chunk fed.
 from __future__ import annotations
 
 from kestrel.cot.errors import CotError
+from kestrel.cot.protowire import try_varint
 
 _END = b"</event>"
 _WS = b" \t\r\n"
@@ -98,24 +99,6 @@ def split_auth(frame: bytes) -> tuple[bool, bytes]:
     return False, frame  # malformed: let the XML parser report it
 
 
-def _try_varint(buf: bytearray, pos: int) -> tuple[int, int] | None:
-    """Varint at pos -> (value, next) ; None if incomplete; CotError if > 10 bytes or > 64 bits."""
-    result = 0
-    shift = 0
-    n = len(buf)
-    for i in range(pos, min(n, pos + 10)):
-        b = buf[i]
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            if result >= 1 << 64:
-                raise CotError("bad varint in TAK stream header: more than 64 bits")
-            return result, i + 1
-        shift += 7
-    if n - pos >= 10:
-        raise CotError("bad varint in TAK stream header: longer than 10 bytes")
-    return None
-
-
 def take_tak_frame(buf: bytearray, cap: int) -> bytes | None:
     """Remove and return one `0xBF <varint len> <payload>` payload from the front of `buf` (leading
     whitespace skipped); None until complete. CotError: bad magic, bad varint, length over cap."""
@@ -130,7 +113,7 @@ def take_tak_frame(buf: bytearray, cap: int) -> bytes | None:
         return None
     if buf[0] != 0xBF:
         raise CotError(f"TAK stream lost framing: expected 0xBF, got 0x{buf[0]:02x}")
-    got = _try_varint(buf, 1)
+    got = try_varint(buf, 1)
     if got is None:
         return None
     length, pos = got

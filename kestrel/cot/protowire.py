@@ -59,6 +59,14 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int, end: int | None
     raise CotError("bad varint: truncated")
 
 
+def try_varint(buf: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
+    """`decode_varint` for a buffer that may still grow (a stream): None while it is incomplete."""
+    end = len(buf)
+    if end - pos < MAX_VARINT and all(b >= 0x80 for b in buf[pos:end]):
+        return None
+    return decode_varint(buf, pos, end)
+
+
 def decode(schema: Schema, msg: str, buf: bytes | bytearray | memoryview, pos: int = 0, end: int | None = None,
            reject: re.Pattern[str] | None = None) -> dict[str, Any]:
     """Decode message `msg` from buf[pos:end] into a dict of the fields present. A string field matching

@@ -86,6 +86,15 @@ def _ts(b: bytes, i: int) -> int:
     return ((b[i] >> 1) & 7) << 30 | b[i + 1] << 22 | (b[i + 2] >> 1) << 15 | b[i + 3] << 7 | b[i + 4] >> 1
 
 
+def packet_header(pkt: bytes | bytearray | memoryview) -> tuple[int, bool, int, int]:
+    """(PID, payload-unit start, adaptation_field_control, payload offset) of one 188-byte TS packet.
+
+    The offset skips the adaptation field when there is one (it may exceed 188 in a damaged packet:
+    the caller checks)."""
+    afc = (pkt[3] >> 4) & 3
+    return ((pkt[1] & 0x1F) << 8) | pkt[2], bool(pkt[1] & 0x40), afc, (5 + pkt[4]) if afc & 2 else 4
+
+
 def parse_pes_header(data: bytes) -> tuple[int | None, int | None, int] | None:
     """(pts, dts, payload offset) of a PES packet start, or None if it is not one."""
     if len(data) < 6 or data[0] != 0 or data[1] != 0 or data[2] != 1:
@@ -236,15 +245,11 @@ class TsDemuxer:
         if pkt[1] & 0x80:
             self.stats.transport_errors += 1
             return
-        pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
-        pusi = bool(pkt[1] & 0x40)
-        afc = (pkt[3] >> 4) & 3
+        pid, pusi, afc, off = packet_header(pkt)
         if not afc & 1:
             return
-        off = 4
         disc = False
         if afc & 2:
-            off = 5 + pkt[4]
             disc = pkt[4] > 0 and bool(pkt[5] & 0x80)
             if off > PACKET:
                 self.stats.transport_errors += 1

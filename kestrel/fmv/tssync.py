@@ -11,7 +11,7 @@ rebuilt PES is placed where the original one ended. O(n) in bytes, one pass afte
 from __future__ import annotations
 
 from kestrel.fmv.psi import crc32_mpeg
-from kestrel.fmv.ts import PACKET, SYNC, TsDemuxer, parse_pes_header
+from kestrel.fmv.ts import PACKET, SYNC, TsDemuxer, packet_header, parse_pes_header
 
 # Descriptors for a synchronous KLV ES (registration 'KLVA', metadata_descriptor, metadata_STD)
 KLVA_REGISTRATION = bytes.fromhex("05044b4c5641")
@@ -100,11 +100,8 @@ def to_synchronous(ts: bytes) -> bytes:
 
     for off in range(0, len(ts) - PACKET + 1, PACKET):
         pkt = ts[off : off + PACKET]
-        pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
-        pusi = bool(pkt[1] & 0x40)
+        pid, pusi, afc, start = packet_header(pkt)
         if pid in klv_pids:
-            afc = (pkt[3] >> 4) & 3
-            start = 5 + pkt[4] if afc & 2 else 4
             if pusi:
                 flush(pid)
                 pes[pid] = bytearray()
@@ -116,7 +113,7 @@ def to_synchronous(ts: bytes) -> bytes:
                     flush(pid)
             continue
         if pid in pmt_pids and pusi and pkt[4] == 0 and pkt[5] == 0x02:
-            afc_ok = ((pkt[3] >> 4) & 3) == 1
+            afc_ok = afc == 1
             length = ((pkt[6] & 0x0F) << 8) | pkt[7]
             if afc_ok and 3 + length <= PACKET - 5:  # a PMT that fits one packet (ours always does)
                 section = _rewrite_pmt(pkt[5 : 5 + 3 + length], klv_pids)

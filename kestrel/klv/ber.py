@@ -95,32 +95,3 @@ def read_series(b: bytes) -> list[bytes]:
         item, pos = read_lv(b, pos, end)
         out.append(item)
     return out
-
-
-def iter_local_set(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int]]:
-    """Split a local set body into (tag, value_start, value_end); raises on truncation.
-
-    The split-only baseline of bench/klv.py; `localset.decode_body` runs the same loop inlined,
-    decoding values in the same pass (the hot path), so this is not called there.
-
-    Single pass, O(n) in the body length.
-    """
-    out: list[tuple[int, int, int]] = []
-    append = out.append
-    while pos < end:
-        tag = buf[pos]
-        pos += 1
-        if tag >= 0x80:
-            tag, pos = read_ber_oid(buf, pos - 1, end)
-        if pos >= end:
-            raise KlvError(f"tag {tag}: truncated length")
-        n = buf[pos]
-        pos += 1
-        if n >= 0x80:
-            n, pos = read_ber_length(buf, pos - 1, end)
-        vend = pos + n
-        if vend > end:
-            raise KlvError(f"tag {tag}: value runs past the end of the set")
-        append((tag, pos, vend))
-        pos = vend
-    return out

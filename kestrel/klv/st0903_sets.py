@@ -25,19 +25,25 @@ _HAE = Imap(-900.0, 19000.0, 2)
 def dec_location(b: bytes) -> dict[str, Any]:
     if len(b) not in (10, 16, 22):
         raise KlvError("location pack length")
-    out: dict[str, Any] = {"latitude": _LAT.decode(b[0:4]), "longitude": _LON.decode(b[4:8]),
-                           "altitude": _HAE.decode(b[8:10]), "sigma": None, "rho": None}
-    if len(b) >= 16:
-        out["sigma"] = {"east": _SIGMA.decode(b[10:12]), "north": _SIGMA.decode(b[12:14]),
-                        "up": _SIGMA.decode(b[14:16])}
-    if len(b) == 22:
-        out["rho"] = {"east-north": _RHO.decode(b[16:18]), "east-up": _RHO.decode(b[18:20]),
-                      "north-up": _RHO.decode(b[20:22])}
+    return {"latitude": _LAT.decode(b[0:4]), "longitude": _LON.decode(b[4:8]),
+            "altitude": _HAE.decode(b[8:10]), **_dec_sigma_rho(b, 10)}
+
+
+def _dec_sigma_rho(b: bytes, at: int) -> dict[str, Any]:
+    """sigma (3 x 2 bytes) and rho (3 x 2 bytes) from byte `at` on, each None when absent."""
+    out: dict[str, Any] = {"sigma": None, "rho": None}
+    if len(b) >= at + 6:
+        out["sigma"] = {"east": _SIGMA.decode(b[at:at + 2]), "north": _SIGMA.decode(b[at + 2:at + 4]),
+                        "up": _SIGMA.decode(b[at + 4:at + 6])}
+    if len(b) >= at + 12:
+        out["rho"] = {"east-north": _RHO.decode(b[at + 6:at + 8]), "east-up": _RHO.decode(b[at + 8:at + 10]),
+                      "north-up": _RHO.decode(b[at + 10:at + 12])}
     return out
 
 
-def enc_location(v: dict[str, Any]) -> bytes:
-    out = _LAT.encode(v["latitude"]) + _LON.encode(v["longitude"]) + _HAE.encode(v.get("altitude") or 0.0)
+def _enc_sigma_rho(v: dict[str, Any]) -> bytes:
+    """The optional standard deviations and correlations a location or a velocity pack ends with."""
+    out = b""
     if v.get("sigma"):
         s = v["sigma"]
         out += _SIGMA.encode(s["east"]) + _SIGMA.encode(s["north"]) + _SIGMA.encode(s["up"])
@@ -46,6 +52,10 @@ def enc_location(v: dict[str, Any]) -> bytes:
             out += _RHO.encode(r["east-north"]) + _RHO.encode(r["east-up"]) + _RHO.encode(r["north-up"])
     return out
 
+
+def enc_location(v: dict[str, Any]) -> bytes:
+    out = _LAT.encode(v["latitude"]) + _LON.encode(v["longitude"]) + _HAE.encode(v.get("altitude") or 0.0)
+    return out + _enc_sigma_rho(v)
 
 
 def dec_polygon(b: bytes) -> list[int]:
@@ -77,25 +87,12 @@ def dec_velacc(b: bytes) -> dict[str, Any]:
     """Velocity / acceleration pack: east, north, up (IMAPB +-900, 2 bytes) [+ sigma [+ rho]]."""
     if len(b) not in (6, 12, 18):
         raise KlvError("velocity/acceleration pack length")
-    out: dict[str, Any] = {"east": _VA.decode(b[0:2]), "north": _VA.decode(b[2:4]), "up": _VA.decode(b[4:6]),
-                           "sigma": None, "rho": None}
-    if len(b) >= 12:
-        out["sigma"] = {"east": _SIGMA.decode(b[6:8]), "north": _SIGMA.decode(b[8:10]), "up": _SIGMA.decode(b[10:12])}
-    if len(b) == 18:
-        out["rho"] = {"east-north": _RHO.decode(b[12:14]), "east-up": _RHO.decode(b[14:16]),
-                      "north-up": _RHO.decode(b[16:18])}
-    return out
+    return {"east": _VA.decode(b[0:2]), "north": _VA.decode(b[2:4]), "up": _VA.decode(b[4:6]), **_dec_sigma_rho(b, 6)}
 
 
 def enc_velacc(v: dict[str, Any]) -> bytes:
     out = _VA.encode(v["east"]) + _VA.encode(v["north"]) + _VA.encode(v["up"])
-    if v.get("sigma"):
-        s = v["sigma"]
-        out += _SIGMA.encode(s["east"]) + _SIGMA.encode(s["north"]) + _SIGMA.encode(s["up"])
-        if v.get("rho"):
-            r = v["rho"]
-            out += _RHO.encode(r["east-north"]) + _RHO.encode(r["east-up"]) + _RHO.encode(r["north-up"])
-    return out
+    return out + _enc_sigma_rho(v)
 
 
 def _uuid_dec(b: bytes) -> str:

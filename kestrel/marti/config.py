@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kestrel.server.config import ANON, ConfigError, ListenerConfig, ServerConfig, is_loopback
+from kestrel.server.config import ANON, ConfigError, ListenerConfig, ServerConfig, is_loopback, parse_port
 
 KEYS = {"http_port", "https_port", "enroll_port", "http_groups", "max_file_mb", "quota_mb", "name_entries", "host"}
 DEFAULT_PORTS = {"http": 8080, "https": 8443, "enroll": 8446}
@@ -36,14 +36,6 @@ class MartiConfig:
     max_file: int = 400 * 1_000_000
     quota: int = 10_240 * 1_000_000
     name_entries: tuple[tuple[str, str], ...] = (("O", "Kestrel"),)
-
-
-def _port(value: Any, where: str) -> int | None:
-    if value == "off" or value is False:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        raise ConfigError(f"{where}: expected a port 0-65535 or \"off\", got {value!r}")
-    return value
 
 
 def _mb(value: Any, where: str) -> int:
@@ -62,7 +54,7 @@ def parse(cfg: ServerConfig, where: str = "config") -> MartiConfig:
     for kind in DEFAULT_PORTS:
         key = f"{kind}_port"
         if key in raw:
-            port = _port(raw[key], f"{where} [marti] {key}")
+            port = parse_port(raw[key], f"{where} [marti] {key}")
             if port is None:
                 del m.ports[kind]
             else:

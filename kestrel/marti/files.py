@@ -10,7 +10,6 @@ files; an upload over either is refused while it streams (413) and leaves nothin
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kestrel.cot.cottime import format_time
 from kestrel.marti.db import join_groups, split_groups
 from kestrel.marti.message import HttpError
 
@@ -74,8 +74,8 @@ class FileMeta:
 
 
 def iso_ms(ms: int) -> str:
-    t = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ`: the CoT timestamp format (one formatter: kestrel.cot.cottime)."""
+    return format_time(ms)
 
 
 class Upload:

@@ -9,7 +9,6 @@ kept as features with `"geometry": null` so the product still lists every track.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 import math
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from kestrel.ped.review import PlatformState, StoredTrack
+from kestrel.ped.review import PlatformState, StoredTrack, iso_utc
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -28,12 +27,6 @@ def atomic_write(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def iso_utc(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _r(v: float | None, nd: int = 3) -> float | None:

@@ -166,8 +166,17 @@ def stored_from_track(track: Any, fps: float | None = None) -> StoredTrack:
     )
 
 
+def iso_utc(seconds: float | None) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` of a Unix time (microseconds: PED's stored and product times)."""
+    return None if seconds is None else _iso(dt.datetime.fromtimestamp(seconds, dt.UTC))
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _iso(dt.datetime.now(dt.UTC))
+
+
+def _iso(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def default_analyst() -> str:

@@ -128,7 +128,7 @@ def _positive(value: Any, where: str) -> float:
     return float(value)
 
 
-def _port(value: Any, where: str) -> int | None:
+def parse_port(value: Any, where: str) -> int | None:
     """A port number, or None for "off"."""
     if value == "off" or value is False:
         return None
@@ -198,7 +198,7 @@ def load(
     if lm.max_connections_per_address > lm.max_connections:
         lm.max_connections_per_address = lm.max_connections
     cfg.metrics_host = str(srv.get("metrics_host", cfg.metrics_host))
-    cfg.metrics_port = _port(srv.get("metrics_port", 0), f"{where} [server] metrics_port")
+    cfg.metrics_port = parse_port(srv.get("metrics_port", 0), f"{where} [server] metrics_port")
 
     tls = raw.get("tls", {})
     _check_keys(tls, _TLS_KEYS, f"{where} [tls]")
@@ -216,10 +216,10 @@ def load(
     cfg.cert_groups = {k: _groups(v, f"{where} [groups.certs] {k}") for k, v in grp.get("certs", {}).items()}
 
     # The three standard listeners; a flag beats the file, the file beats the default.
-    tcp = tcp_port if tcp_port is not None else _port(srv.get("tcp_port", 8087), f"{where} [server] tcp_port")
+    tcp = tcp_port if tcp_port is not None else parse_port(srv.get("tcp_port", 8087), f"{where} [server] tcp_port")
     tls_explicit = tls_port is not None or "tls_port" in srv
-    tlsp = tls_port if tls_port is not None else _port(srv.get("tls_port", 8089), f"{where} [server] tls_port")
-    udp = udp_port if udp_port is not None else _port(srv.get("udp_port", "off"), f"{where} [server] udp_port")
+    tlsp = tls_port if tls_port is not None else parse_port(srv.get("tls_port", 8089), f"{where} [server] tls_port")
+    udp = udp_port if udp_port is not None else parse_port(srv.get("udp_port", "off"), f"{where} [server] udp_port")
     for name, port, required in (("tcp", tcp, True), ("tls", tlsp, tls_explicit), ("udp", udp, True)):
         if port is not None:
             cfg.listeners.append(ListenerConfig(name, name, cfg.host, port, listener_groups.get(name), required))
@@ -233,7 +233,7 @@ def load(
         name, kind = item.get("name"), item.get("kind")
         if not isinstance(name, str) or not name or kind not in KINDS:
             raise ConfigError(f"{w}: needs a name and kind = tcp|tls|udp")
-        port = _port(item.get("port"), f"{w} port")
+        port = parse_port(item.get("port"), f"{w} port")
         if port is None:
             raise ConfigError(f"{w}: needs a port")
         groups = _groups(item["groups"], f"{w} groups") if "groups" in item else listener_groups.get(name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import ipaddress
 import signal
 import sys
 from typing import Any
 
 from kestrel.errors import PortInUse
+from kestrel.server.config import is_loopback
 
 
 def register(subparsers: Any) -> None:
@@ -36,15 +36,6 @@ def _bad(msg: str) -> Exception:
     return BadInput(msg)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -53,7 +44,7 @@ def _cmd(args: argparse.Namespace) -> int:
     from kestrel.workbench.runs import Run, WorkbenchError
     from kestrel.workbench.server import Options, Workbench
 
-    if not _loopback(args.host) and not args.expose:
+    if not is_loopback(args.host) and not args.expose:
         raise _bad(f"--host {args.host}: not loopback; add --expose to serve the workbench beyond this machine")
     if not 0 <= args.port <= 65535:
         raise _bad(f"--port {args.port}: not a port number")
