@@ -263,7 +263,7 @@ def test_live_udp_with_push(clip: Path, tmp_path: Path) -> None:
             assert "u-d-f" in types and "a-u-G" in types
             await watcher.close()
 
-    run(scenario(), timeout=90)
+    run(scenario(), timeout=300)  # a deadline for a loaded machine, not a sync
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] + report["frames_dropped"] >= 80
     assert report["vmti"] == {"skipped": "live source (no file to re-mux)"}
@@ -306,7 +306,7 @@ def test_run_push_to_ten_server(clip: Path, tmp_path: Path) -> None:
                 assert sent["sent"] == len(got) and not sent["errors"]
             await watcher.close()
 
-    run(scenario())
+    run(scenario(), timeout=300)  # two PED runs: a deadline for a loaded machine, not a sync
 
 
 def test_store_is_written_during_the_run(clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
