@@ -197,10 +197,12 @@ def test_newcomer_gets_its_pong_before_a_big_picture(tmp_path: Path) -> None:
         async with server_running(make_config(tmp_path)) as server:
             a = await Client.connect(f"tcp://127.0.0.1:{server.ports['tcp']}")
             b = await Raw.connect(server.ports["tcp"])
-            done = asyncio.create_task(b.until_uid("P-149"))  # keeps reading while a sends
+            # Paced on b's arrivals, 10 markers (2 MB) at a time: within b's 4 MiB outbound queue, so
+            # a loaded machine cannot turn the build-up into a slow-consumer drop of b.
             for i in range(150):
                 await a.send(marker(f"P-{i}", "picture", pad=200_000))
-            await done
+                if i % 10 == 9:
+                    await b.until_uid(f"P-{i}", timeout=60)
             total = sum(len(r.wire["xml"]) for r in server.router.retained.values())
             reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["tcp"], limit=1 << 22)
             writer.write(ping("newcomer"))
