@@ -12,8 +12,8 @@
    `atakatak` and certificate entries `signedCert`, `ca0`….
 
 The CSR's CN must be the Basic-auth user and its other RDNs exactly the configured name entries,
-else 403 (TAK Server's signClient answers 500 for any failure; its makeClientKeyStore answers 403
-for a CN that is not the user's; we use 403 and a reason). The signature of the CSR is checked.
+else 500, as TAK Server's signClient answers for any CSR it does not sign (ATAK shows it as a failed
+enrollment); the body says why. The signature of the CSR is checked.
 Issued certificates are recorded like `kestrel certs client` ones (`kestrel certs list/revoke`).
 """
 
@@ -68,13 +68,13 @@ def parse_csr(body: bytes) -> Any:
         try:
             der = base64.b64decode(b"".join(text.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise HttpError(400, "the body is not a base64 or PEM certificate signing request") from None
+            raise HttpError(500, "the body is not a base64 or PEM certificate signing request") from None
     try:
         csr = x509.load_der_x509_csr(der)
     except ValueError:
-        raise HttpError(400, "the body is not a certificate signing request") from None
+        raise HttpError(500, "the body is not a certificate signing request") from None
     if not csr.is_signature_valid:
-        raise HttpError(400, "the CSR's signature does not match its key")
+        raise HttpError(500, "the CSR's signature does not match its key")
     return csr
 
 
@@ -85,20 +85,20 @@ def check_csr(csr: Any, user: str, entries: tuple[tuple[str, str], ...] = NAME_E
     attrs = [(a.oid.dotted_string, a.value) for a in csr.subject]
     cns = [v for oid, v in attrs if oid == _OID_NAMES["CN"]]
     if len(cns) != 1:
-        raise HttpError(403, "CSR validation failed: it needs exactly one CN")
+        raise HttpError(500, "CSR validation failed: it needs exactly one CN")
     if cns[0] != user:
-        raise HttpError(403, f"CSR validation failed: CN {cns[0][:64]!r} is not the signed-in user {user!r}")
+        raise HttpError(500, f"CSR validation failed: CN {cns[0][:64]!r} is not the signed-in user {user!r}")
     want = sorted((_OID_NAMES.get(n.upper(), n), v) for n, v in entries)
     have = sorted((oid, str(v)) for oid, v in attrs if oid != _OID_NAMES["CN"])
     if have != want:
         names = ", ".join(f"{n}={v}" for n, v in entries)
-        raise HttpError(403, f"CSR validation failed: its name must be CN={user}, {names} (see /Marti/api/tls/config)")
+        raise HttpError(500, f"CSR validation failed: its name must be CN={user}, {names} (see /Marti/api/tls/config)")
     key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
-            raise HttpError(403, "CSR validation failed: RSA keys need at least 2048 bits")
+            raise HttpError(500, "CSR validation failed: RSA keys need at least 2048 bits")
     elif not (isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in ("secp256r1", "secp384r1")):
-        raise HttpError(403, "CSR validation failed: use an RSA (>= 2048 bits) or P-256/P-384 key")
+        raise HttpError(500, "CSR validation failed: use an RSA (>= 2048 bits) or P-256/P-384 key")
 
 
 def sign(data_dir: Path, csr: Any, user: str) -> tuple[Any, list[Any]]:

@@ -5,7 +5,7 @@ while the upload streams in; SHA-256 is computed here (a client's `hash=` parame
 trusted). Each upload is a row (name, keywords, tool, creator, submitter, time, size) carrying the
 uploader's groups: a caller sees a row only when it shares a group with it, and downloads bytes only
 through a row it can see. Limits: `max_file` bytes per file and `quota` bytes for all distinct
-files; an upload over either is refused while it streams (413) and leaves nothing behind.
+files; an upload over either is refused while it streams (400, as TAK Server answers) and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ class Upload:
         st = self._store
         if self.size > st.max_file:
             self.abort()
-            raise HttpError(413, f"Uploaded file exceeds server's size limit of {st.max_file // 1_000_000} MB")
+            raise HttpError(400, f"Uploaded file exceeds server's size limit of {st.max_file / 1_000_000:g} MB!")
         if st.used + self.size > st.quota:
             self.abort()
-            raise HttpError(413, f"storage quota of {st.quota // 1_000_000} MB is full")
+            raise HttpError(400, f"storage quota of {st.quota // 1_000_000} MB is full")
         self._sha.update(data)
         self._f.write(data)
 

@@ -254,7 +254,7 @@ class _Conn:
         limit = s.max_upload if route.body == "upload" else s.limits.max_small_body
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise HttpError(413, f"request body over the limit of {limit} bytes")
+            raise _over(route, limit)
         sink: UploadSink | None = None
         if route.body == "upload":
             try:
@@ -276,7 +276,7 @@ class _Conn:
                     continue
                 size += len(ev.data)
                 if size > limit:
-                    raise HttpError(413, f"request body over the limit of {limit} bytes")
+                    raise _over(route, limit)
                 if sink is not None:
                     sink.feed(ev.data)
                 else:
@@ -340,3 +340,11 @@ def basic_credentials(headers: dict[str, str]) -> tuple[str, str] | None:
         return None
     user, sep, password = raw.partition(":")
     return (user, password) if sep else None
+
+
+def _over(route: routes.Route, limit: int) -> HttpError:
+    """A body over its limit. Uploads get TAK Server's answer (400 "Uploaded file exceeds server's
+    size limit"); any other request body gets HTTP's 413."""
+    if route.body == "upload":
+        return HttpError(400, f"Uploaded file exceeds server's size limit of {limit / 1_000_000:g} MB!")
+    return HttpError(413, f"request body over the limit of {limit} bytes")
