@@ -9,7 +9,7 @@ from pathlib import Path
 import pytak
 
 from tests.cluster_support import NEEDS_NATS, cluster_server, natsd, running, two_groups
-from tests.test_server_support import Client, chat, eventually, run, sa, uid_of
+from tests.test_server_support import Client, chat, delete, eventually, run, sa, uid_of
 
 pytestmark = NEEDS_NATS
 
@@ -20,13 +20,6 @@ def marker(uid: str, callsign: str = "pt", stale: int = 600) -> bytes:
     ev = pytak.cot_event(uid=uid, cot_type="b-m-p-s-m", how="h-g-i-g-o", stale=stale, detail=detail)
     return pytak.serialize_cot(ev)
 
-
-def delete(uid: str, target: str) -> bytes:
-    detail = pytak.cot_detail(flow_tag=False)
-    ET.SubElement(detail, "link", {"uid": target, "relation": "none", "type": "none"})
-    ET.SubElement(detail, "__forcedelete")
-    ev = pytak.cot_event(uid=uid, cot_type="t-x-d-d", how="h-g-i-g-o", stale=20, detail=detail)
-    return pytak.serialize_cot(ev)
 
 
 def dm_uid(sender_uid: str, to_uid: str, text: str) -> bytes:
@@ -80,7 +73,7 @@ def test_two_processes_one_server(tmp_path: Path) -> None:
                 await alpha.send(marker("m-1"))
                 await alpha.send(marker("m-2"))
                 await bravo.recv_until(lambda ev: uid_of(ev) == "m-2")
-                await bravo.send(delete("del-1", "m-1"))
+                await bravo.send(delete("del-1", "m-1", stale=20))
                 await eventually(lambda: "m-1" not in a.router.retained)
                 for srv in (a, b):
                     newcomer = await Client.connect(f"tcp://127.0.0.1:{srv.ports['tcp']}")

@@ -26,6 +26,7 @@ from kestrel.server.config import ANON, Limits, ListenerConfig
 from tests.test_server_support import (
     Client,
     chat,
+    delete,
     eventually,
     make_config,
     ping,
@@ -53,13 +54,6 @@ def marker(uid: str, remarks: str, *, stale: int = 3600, pad: int = 0, typ: str 
     ev = pytak.cot_event(lat=38.9, lon=-77.0, uid=uid, cot_type=typ, stale=stale, detail=detail)
     return pytak.serialize_cot(ev)
 
-
-def delete(uid: str, target: str) -> bytes:
-    detail = pytak.cot_detail(flow_tag=False)
-    ET.SubElement(detail, "link", {"uid": target, "relation": "none", "type": "none"})
-    ET.SubElement(detail, "__forcedelete")
-    ev = pytak.cot_event(uid=uid, cot_type="t-x-d-d", how="h-g-i-g-o", stale=60, detail=detail)
-    return pytak.serialize_cot(ev)
 
 
 class Raw:

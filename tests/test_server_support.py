@@ -191,6 +191,15 @@ def chat(sender_uid: str, sender_cs: str, to_callsign: str, text: str) -> bytes:
     return pytak.serialize_cot(ev)
 
 
+def delete(uid: str, target: str, stale: int = 60) -> bytes:
+    """ATAK's delete of a stored item (`t-x-d-d` linking the target, `__forcedelete`)."""
+    detail = pytak.cot_detail(flow_tag=False)
+    ET.SubElement(detail, "link", {"uid": target, "relation": "none", "type": "none"})
+    ET.SubElement(detail, "__forcedelete")
+    ev = pytak.cot_event(uid=uid, cot_type="t-x-d-d", how="h-g-i-g-o", stale=stale, detail=detail)
+    return pytak.serialize_cot(ev)
+
+
 def uid_of(ev: ET.Element) -> str:
     return ev.get("uid", "")
 
