@@ -179,7 +179,9 @@ class MtiDetector:
             # BGR image first, then convert (cheaper than converting the full frame).
             wh, ww = work.shape
             small = cv2.resize(img, ((ww + 1) // 2, (wh + 1) // 2), interpolation=cv2.INTER_AREA)
-            chroma = np.ascontiguousarray(cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)[:, :, 1:])
+            ycc = cv2.cvtColor(small, cv2.COLOR_BGR2YCrCb)
+            chroma = np.empty(ycc.shape[:2] + (2,), np.uint8)
+            cv2.mixChannels([ycc], [chroma], [1, 0, 2, 1])  # Cr, Cb: ~4x cheaper than a numpy strided copy
         feat = self._resize(work, self._scale_feat)
         if self._buf:
             H = self._ego_motion(feat)
