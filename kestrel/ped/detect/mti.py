@@ -18,6 +18,8 @@ Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
    box per blob; a faint mover merged into a bright one's blob (a crossing) is split off when
    enough weak change lies outside the bright box (`split_frac`). A size gate in metres from the
    sensor model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
+With `refine`, each reference is re-registered directly onto the centre frame (LK + RANSAC) every
+`refine_every` frames; in between, the last measured correction rides along the chain.
 
 Looking ahead `k` frames means frame `i` is finished when frame `i + k` arrives (`delay = k`); the
 first `2k` frames use two later frames instead. Cost: O(pixels) per frame, a fixed number of cv2
