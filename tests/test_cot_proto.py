@@ -12,17 +12,19 @@ from google.protobuf.internal.encoder import _VarintBytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
-from takproto.proto import TakMessage
+from takproto.proto import TakMessage, takmessage_pb2
 
 from kestrel.cot import protowire
 from kestrel.cot.connection import decode_datagram
 from kestrel.cot.errors import CotError
 from kestrel.cot.event import Event
 from kestrel.cot.proto import (
+    CLASSES,
     SCHEMA,
     decode_mesh,
     decode_payload,
     encode_mesh,
+    encode_message,
     encode_payload,
     encode_stream,
 )
@@ -101,18 +103,26 @@ def test_takproto_encodings_decode_with_ours(ref_data: Path) -> None:
             assert abs(ev.time - parse_event(raw).time) <= 1
 
 
-def test_protowire_matches_google_protobuf_encoding() -> None:
+def test_our_bytes_equal_takprotos_generated_classes() -> None:
+    """Our descriptor table against takproto's generated *_pb2 (ATAK's .proto): the same bytes."""
     msg = TakMessage()
     c = msg.cotEvent
-    c.type, c.uid, c.how, c.sendTime, c.lat, c.hae = "a-f-G", "u-1", "m-g", 1608148774914, -12.5, 0.0
+    c.type, c.uid, c.how, c.sendTime, c.lat, c.hae = "a-f-G", "u-1", "m-g", 1608148774914, -12.5, -0.0
     c.detail.xmlDetail = "<remarks>é</remarks>"
     c.detail.status.battery = 4000000000
     c.detail.track.speed = 0.0
-    ours = protowire.encode(SCHEMA, "TakMessage", {"cotEvent": {
-        "type": "a-f-G", "uid": "u-1", "how": "m-g", "sendTime": 1608148774914, "lat": -12.5, "hae": 0.0,
+    ours = encode_message({"cotEvent": {
+        "type": "a-f-G", "uid": "u-1", "how": "m-g", "sendTime": 1608148774914, "lat": -12.5, "hae": -0.0,
         "detail": {"xmlDetail": "<remarks>é</remarks>", "status": {"battery": 4000000000},
                    "track": {"speed": 0.0}}}})
     assert ours == msg.SerializeToString(deterministic=True)
+    # every field of ATAK's .proto is in our table, with the same number and type
+    for name, fields in SCHEMA.items():
+        theirs = takmessage_pb2.DESCRIPTOR.pool.FindMessageTypeByName(
+            f"atakmap.commoncommo.protobuf.v1.{name}")
+        for f in theirs.fields:
+            assert fields[f.number][0] == f.name, (name, f.name)
+            assert CLASSES[name].DESCRIPTOR.fields_by_number[f.number].type == f.type, (name, f.name)
 
 
 @settings(max_examples=300, deadline=None)
@@ -185,13 +195,15 @@ def test_untouched_parts_stay_byte_identical() -> None:
 @pytest.mark.parametrize(
     ("payload", "words"),
     [
-        (b"\x12" + b"\xff" * 11, "varint"),  # length varint longer than 10 bytes
-        (b"\x12\xff\xff", "truncated"),
-        (b"\x12\x05\x0a\x01", "past the end"),
-        (b"\x12\x02\x50\x00", "wire type"),  # CotEvent.lat (double) sent as varint-wire
-        (b"\x12\x02\x00\x00", "field number 0"),
-        (b"\x12\x03\x2a\x01\xff", "UTF-8"),
-        (b"\x12\x02\x0b\x00", "wire type 3"),  # a group
+        # wire-level damage: protobuf's DecodeError, mapped to CotError
+        (b"\x12" + b"\xff" * 11, "malformed TakMessage"),  # length varint longer than 10 bytes
+        (b"\x12\xff\xff", "malformed TakMessage"),  # truncated
+        (b"\x12\x05\x0a\x01", "malformed TakMessage"),  # length past the end
+        (b"\x12\x02\x00\x00", "malformed TakMessage"),  # field number 0
+        (b"\x12\x03\x2a\x01\xff", "malformed TakMessage"),  # bad UTF-8 in a proto3 string
+        (b"\x12\x02\x0b\x00", "malformed TakMessage"),  # a group that never ends
+        # CotEvent.lat (double) sent as varint-wire: protobuf keeps it as an unknown field, so no lat
+        (b"\x12\x02\x50\x00", "without uid"),
         (b"", "without cotEvent"),
         (b"\x12\x00", "without uid"),
         (b"\x12\x07\x2a\x01u\x0a\x02\x01a", "not allowed"),  # a control character in type
@@ -215,6 +227,12 @@ def test_garbage_protobuf_never_escapes_as_another_exception(data: bytes) -> Non
         decode_datagram(b"\xbf\x01\xbf" + data)
     except CotError:
         pass
+
+
+def test_a_known_field_with_another_wire_type_is_skipped() -> None:
+    # uid "u", type "a", then lat (field 10) as a varint 5: skipped as unknown, as protobuf requires
+    ev = decode_payload(b"\x12\x08\x2a\x01u\x0a\x01a\x50\x05")
+    assert (ev.uid, ev.type, ev.lat) == ("u", "a", 0.0)
 
 
 def test_datagrams() -> None:
