@@ -98,18 +98,20 @@ def wait_listen(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: fl
 def server(kind: str, work: Path, label: str) -> Any:
     port = free_port()
     data = work / f"data-{label}"
-    if kind == "relay":
+    base, _, variant = kind.partition("/")  # "single/nocork": the same server writing each message at once
+    env = dict(os.environ, KESTREL_CORK="0" if variant == "nocork" else "1")
+    if base == "relay":
         cmd = [sys.executable, str(ROOT / "bench" / "_relay.py"), str(port)]
     else:
         cmd = [sys.executable, "-m", "kestrel", "serve", "--tcp-port", str(port), "--data", str(data)]
-        if kind == "workers2":
+        if base == "workers2":
             cmd += ["--workers", "2"]
-    log = work / f"{label}.log"
+    log = work / f"{label.replace('/', '-')}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             wait_listen(proc, port, log)
-            if kind == "workers2":  # both workers answer before the load starts
+            if base == "workers2":  # both workers answer before the load starts
                 deadline = time.monotonic() + 60
                 while len(asyncio.run(gather((data / "cluster.url").read_text().strip(), 0.5))) < 2:
                     if time.monotonic() > deadline:
@@ -124,14 +126,18 @@ def server(kind: str, work: Path, label: str) -> Any:
                 proc.wait()
 
 
-def fan_round(kind: str, n: int, seconds: int, work: Path, label: str) -> dict[str, Any]:
+def fan_round(kind: str, n: int, seconds: int, work: Path, label: str, gen_procs: int = 1) -> dict[str, Any]:
     try:
         with server(kind, work, label) as (tg, tree):
-            r: dict[str, Any] = run_async(lg.fanout(tg, n, seconds, tree))  # type: ignore[arg-type]
+            if gen_procs > 1:
+                r: dict[str, Any] = run_async(lg.fanout_procs(tg, n, seconds, tree, gen_procs))  # type: ignore[arg-type]
+            else:
+                r = run_async(lg.fanout(tg, n, seconds, tree))  # type: ignore[arg-type]
     except (RuntimeError, OSError) as exc:
         return {"error": str(exc)[:200]}
     r["cpu_us_per_msg"] = r["srv_cpu"] * seconds / max(1, r["received"]) * 1e6
-    print(f"  {label}: {r['delivered'] * 100:.1f} % p99 {r['p99_ms']:.0f} ms cpu {r['srv_cpu']:.2f}",
+    print(f"  {label}: {r['delivered'] * 100:.1f} % p50 {r['p50_ms']:.0f} p99 {r['p99_ms']:.0f} ms "
+          f"cpu {r['srv_cpu']:.2f} gen {r['gen_cpu']:.2f}",
           file=sys.stderr, flush=True)
     return r
 
@@ -203,15 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--seconds", type=int)
+    ap.add_argument("--kinds", default="relay,single,workers2",
+                    help="servers, in order: relay, single, workers2; KIND/nocork = writes not corked")
+    ap.add_argument("--gen-procs", type=int, default=2,
+                    help="load generator processes (the same for every server; 1 = in this process)")
+    ap.add_argument("--no-sites", action="store_true", help="fan-out only (skip the link bytes)")
     args = ap.parse_args(argv)
     sizes = args.sizes or ([100, 200] if args.quick else [200, 400, 600])
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (5 if args.quick else 20)
     raise_nofile()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench still stops its servers
-    kinds = ["relay", "single", "workers2"]
-    print(f"machine: {os.cpu_count()} cores, shared with other work; load generator on the same cores",
-          file=sys.stderr)
+    kinds = args.kinds.split(",")
+    print(f"machine: {os.cpu_count()} cores, shared with other work; load generator on the same cores "
+          f"({args.gen_procs} process(es))", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="kestrel-bench-cluster-") as tmp:
         work = Path(tmp)
         results: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -219,20 +230,23 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(rounds):
                 order = kinds if r % 2 == 0 else kinds[::-1]
                 for kind in order:
-                    results.setdefault((kind, n), []).append(fan_round(kind, n, seconds, work, f"{kind}-{n}-{r}"))
+                    results.setdefault((kind, n), []).append(
+                        fan_round(kind, n, seconds, work, f"{kind}-{n}-{r}", args.gen_procs))
         print(f"\nfan-out: N clients x SA at 1 Hz all-to-all, {seconds} s per round, median of {rounds} "
               "round(s), servers in alternating order")
-        print(f"{'N':>5} {'server':9} {'delivered':>9} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU':>7} "
-              f"{'µs CPU/msg':>10} {'p99 / relay':>11} {'errors':>6}")
+        print(f"{'N':>5} {'server':15} {'delivered':>9} {'p50 ms':>7} {'p99 ms':>7} {'srv CPU':>7} "
+              f"{'µs CPU/msg':>10} {'p99 / relay':>11} {'gen CPU':>7} {'errors':>6}")
         for n in sizes:
-            relay_p99 = med(results[("relay", n)], "p99_ms")
+            relay_p99 = med(results[("relay", n)], "p99_ms") if "relay" in kinds else float("nan")
             for kind in kinds:
                 rows = results[(kind, n)]
                 errs = sum(1 for x in rows if "error" in x)
                 p99 = med(rows, "p99_ms")
-                print(f"{n:>5} {kind:9} {med(rows, 'delivered') * 100:>8.1f}% {med(rows, 'p50_ms'):>7.0f} "
+                print(f"{n:>5} {kind:15} {med(rows, 'delivered') * 100:>8.1f}% {med(rows, 'p50_ms'):>7.0f} "
                       f"{p99:>7.0f} {med(rows, 'srv_cpu'):>7.2f} {med(rows, 'cpu_us_per_msg'):>10.1f} "
-                      f"{p99 / relay_p99:>11.2f} {errs:>6}")
+                      f"{p99 / relay_p99:>11.2f} {med(rows, 'gen_cpu'):>7.2f} {errs:>6}")
+        if args.no_sites:
+            return 0
         clients, secs = (20, 10) if args.quick else (50, 30)
         print(f"\nsites: {clients} edge clients x SA at 1 Hz for {secs} s, bytes edge -> hub")
         print(f"{'link interval':>13} {'SA posted':>9} {'SA sent':>7} {'XML bytes':>10} {'link bytes':>10} "

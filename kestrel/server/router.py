@@ -252,7 +252,7 @@ class Router:
             self.stats.addressed += 1
             recipients: Iterator[Peer] = self._addressed(addr, sender, groups)
         else:
-            item = self._retain(event, groups, identity)
+            item = self._retain(event, groups, identity, seed)
             if item is not None:
                 wire = item.wire  # share the encodings with the retained copy (encode once)
                 key = event.uid
@@ -368,11 +368,12 @@ class Router:
 
     # -- retained picture ----------------------------------------------------------------------
 
-    def _retain(self, event: Event, groups: frozenset[str], owner: str | None = None) -> Retained | None:
+    def _retain(self, event: Event, groups: frozenset[str], owner: str | None = None,
+                seed: dict[str, bytes] | None = None) -> Retained | None:
         if event.type.startswith(NOT_RETAINED) or event.stale <= int(self._clock() * 1000):
             return None
         self._forget(event.uid, persist=False)  # re-insert: order is "last written"
-        item = Retained(event, groups, owner=owner)
+        item = Retained(event, groups, wire=dict(seed) if seed else {}, owner=owner)  # not encoded twice
         xml = item.encoded("xml", self._encode)
         item.size = len(xml) + len(event.detail) + ITEM_OVERHEAD
         if self._store is not None:  # before _add: an item evicted at once is deleted again
