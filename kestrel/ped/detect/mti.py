@@ -107,11 +107,29 @@ class MtiConfig:
     # resampling and zoom by a fraction of its own contrast; a vehicle on even ground does not
     # care. 0: off.
     texture_margin: float = 0.5
+    # Start-up and after a reset ("past" only): with less than 2k frames of history, frame c is
+    # compared with c - k' and c - 2k', k' = c // 2 >= `min_lag_s` (fast movers show within a few
+    # frames; the box grows as the history does). The first 2 * min_lag frames come back empty
+    # at once. 0: the old warm-up (look ahead up to 2k frames for the first 2k frames).
+    min_lag_s: float = 0.0
+    # Far reference ("past" only; lag `far_k` * k, or the oldest buffered frame covering the blob):
+    # each blob is checked against it in a small window around the blob (no full-frame cost).
+    # - ghost: a region that was under the car at c - k and c - 2k but is ground now differs from
+    #   both references like a mover does; it does not differ from the far one (ground then too)
+    #   unless the car is slower than length / ((far_k - 1) k). Blobs whose pixels mostly match
+    #   the far reference are dropped.
+    # - extent: a slow car now overlaps itself at c - k, so only its leading strip differs from
+    #   both references; against the far reference the whole car differs. The box grows to the
+    #   connected far-reference change around the blob (if it stays vehicle-sized).
+    # 0: off.
+    far_k: int = 4
+    ghost_frac: float = 0.35  # a blob needs this fraction of its pixels changed vs the far reference
 
     @classmethod
     def previous(cls) -> MtiConfig:
         """The settings before issue 9 (`--detector mti-v1`), kept to measure against."""
-        return cls(refs="symmetric", refine=False, lag_s=1.0, merge_m=0.0, target_m=0.0, texture_margin=0.0)
+        return cls(refs="symmetric", refine=False, lag_s=1.0, merge_m=0.0, target_m=0.0, texture_margin=0.0,
+                   min_lag_s=0.0, far_k=0)
 
 
 @dataclass(slots=True)
@@ -123,6 +141,8 @@ class _Slot:
     to_newest: M33  # maps this frame's working pixels to the newest frame's
     sensor: Any
     corners: npt.NDArray[Any] | None = None  # tracked corners, working pixels [N, 1, 2]
+    # (lag, W): the registration used for this frame's farther reference (ref -> this frame)
+    reg: tuple[int, M33] | None = None
 
 
 class MtiDetector:
@@ -152,6 +172,8 @@ class MtiDetector:
         self.registration_failures = 0
         # per reference offset (ref - centre): (correction D, the centre slot it was measured on, age)
         self._corr: dict[int, tuple[M33, _Slot, int]] = {}
+        self._min_k = 0  # shortest start-up lag (frames); 0: look-ahead warm-up
+        self._far = 0  # far reference lag (frames); 0: off
 
     # ---------------------------------------------------------------- stream handling
     def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
@@ -216,6 +238,9 @@ class MtiDetector:
         fps = fps if math.isfinite(fps) and fps > 0 else self.cfg.default_fps
         self.k = max(1, int(round(self.cfg.lag_s * fps)))
         self.delay = 0 if self.cfg.refs == "past" else self.k
+        past = self.cfg.refs == "past"
+        self._min_k = max(1, int(round(self.cfg.min_lag_s * fps))) if past and self.cfg.min_lag_s > 0 else 0
+        self._far = self.cfg.far_k * self.k if past and self.cfg.far_k > 2 else 0
 
     def _reset_flush(self) -> list[Detections]:
         out = self._emit(final=True)
@@ -244,6 +269,14 @@ class MtiDetector:
             refs: tuple[int, ...] | None = None
             if past and c - 2 * k >= 0:
                 refs = (c - k, c - 2 * k)
+            elif past and self._min_k and self.k is not None:
+                ke = c // 3 if self._far else c // 2  # (c - 3k' is the far reference)
+                if ke < self._min_k:  # too little history for any lag: nothing to say yet
+                    slot = self._buf[c]
+                    out.append(Detections.empty(slot.index, slot.pts))
+                    self._next_centre += 1
+                    continue
+                refs = (c - ke, c - 2 * ke)
             elif c - k >= 0 and c + k <= n:  # symmetric, and the first 2k frames of "past" (warm-up)
                 refs = (c - k, c + k)
             elif c - k < 0 and c + 2 * k <= n:
@@ -255,7 +288,8 @@ class MtiDetector:
             out.append(self._detect_centre(c, refs))
             self._next_centre += 1
         # Keep what future centres still need: positions >= next_centre - k (- 2k when past).
-        drop = max(0, self._next_centre - (2 * k if past else k)) if not final else 0
+        keep = max(2 * k, self._far) if past else k
+        drop = max(0, self._next_centre - keep) if not final else 0
         for _ in range(drop):
             self._buf.popleft()
         self._next_centre -= drop
@@ -334,6 +368,8 @@ class MtiDetector:
             W = to_c @ ref.to_newest  # ref working pixels -> centre working pixels
             if self.cfg.refine:
                 W = self._registered(slot, ref, r - c, W)
+            if r == min(refs) and r < c:
+                slot.reg = (c - r, W)
             d = self._tolerant_diff(cur, ref.grey, W)
             if self.cfg.screen_static_level > 0:
                 moved = float(np.hypot(*(cv2.perspectiveTransform(centre, W) - centre).reshape(2)))
@@ -395,7 +431,7 @@ class MtiDetector:
                 continue  # weak change with no seed in its box: noise
             rows.append((x, y, bw, bh, cv2.countNonZero(mask[y:y + bh, x:x + bw])))
         stats = np.array(rows, np.int64).reshape(-1, 5)
-        dets = self._blobs(slot, stats, diff, thr, low)
+        dets = self._blobs(slot, stats, diff, thr, low, self._far_ref(c))
         dets.homography = homography
         return dets
 
@@ -446,13 +482,91 @@ class MtiDetector:
             d = cv2.subtract(d, cv2.convertScaleAbs(cv2.subtract(hi, lo), alpha=self.cfg.texture_margin))
         return d
 
-    def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float, low: float) -> Detections:
+    def _far_ref(self, c: int) -> tuple[_Slot, M33, M33] | None:
+        """The far reference of centre `c` and its registration onto it (far -> centre, working
+        pixels, and its inverse): c - 2L composed of two measured registrations (c-L -> c) o (c-2L -> c-L), L the
+        pair's farther lag, when both exist; else the oldest buffered frame (older than c - L, at
+        most `far_k` k back) along the frame-to-frame chain. None if there is none."""
+        slot = self._buf[c]
+        if not self._far or slot.reg is None:
+            return None
+        lag, W = slot.reg
+        if c - 2 * lag >= 0 and 2 * lag <= self._far:
+            mid = self._buf[c - lag]
+            if mid.reg is not None and mid.reg[0] == lag:
+                Wf = W @ mid.reg[1]
+                return self._buf[c - 2 * lag], Wf, np.asarray(np.linalg.inv(Wf), np.float64)
+        pos = max(0, c - self._far)
+        if c - pos <= lag:
+            return None
+        far = self._buf[pos]
+        Wf = np.linalg.inv(slot.to_newest) @ far.to_newest
+        return far, Wf, np.asarray(np.linalg.inv(Wf), np.float64)
+
+    def _far_box(self, slot: _Slot, far: tuple[_Slot, M33, M33], box: tuple[int, int, int, int], diff: U8,
+                 low: float, others: list[tuple[int, int, int, int]], max_px: float) -> tuple[int, int, int, int] | None:
+        """One blob box (working pixels) checked against the far reference in a window around it:
+        None (a ghost), the box grown to the far-reference change connected to it, or the box as is
+        (window not covered by the far frame, or growth not vehicle-like). O(window pixels)."""
+        ref, Wf, Wf_inv = far
+        h, w = slot.grey.shape
+        x0, y0, x1, y1 = box
+        pad = max(x1 - x0, y1 - y0) + 2
+        wx0, wy0, wx1, wy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+        b = self.cfg.border_px
+        quad = np.array([[[wx0, wy0]], [[wx1, wy0]], [[wx1, wy1]], [[wx0, wy1]]], np.float64)
+        back = cv2.perspectiveTransform(quad, Wf_inv).reshape(-1, 2)
+        if back.min() < b or (back[:, 0].max() > w - 1 - b) or (back[:, 1].max() > h - 1 - b):
+            return box  # the far frame did not see all of the window
+        T = np.array([[1.0, 0, -wx0], [0, 1.0, -wy0], [0, 0, 1.0]])
+        df = self._tolerant_diff(slot.grey[wy0:wy1, wx0:wx1], ref.grey, T @ Wf)
+        if slot.chroma is not None and ref.chroma is not None:
+            ch, cw = slot.chroma.shape[:2]
+            sx, sy = cw / w, ch / h
+            cx0, cy0 = int(wx0 * sx), int(wy0 * sy)
+            cx1, cy1 = max(cx0 + 1, int(math.ceil(wx1 * sx))), max(cy0 + 1, int(math.ceil(wy1 * sy)))
+            Wc = np.array([[1.0, 0, -cx0], [0, 1.0, -cy0], [0, 0, 1.0]]) @ np.diag([sx, sy, 1.0]) @ Wf @ \
+                np.diag([1 / sx, 1 / sy, 1.0])
+            dc = self._tolerant_diff(slot.chroma[cy0:cy1, cx0:cx1], ref.chroma, Wc)
+            dc = cv2.max(dc[:, :, 0], dc[:, :, 1])
+            # chroma pixel (i, j) covers working pixels from (i / s): map back with the same grid
+            dc = cv2.warpAffine(dc, np.array([[sx, 0, wx0 * sx - cx0], [0, sy, wy0 * sy - cy0]]),
+                                (wx1 - wx0, wy1 - wy0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            df = cv2.max(df, cv2.convertScaleAbs(dc, alpha=self.cfg.chroma_gain))
+        blob = np.zeros(df.shape, np.uint8)
+        bx0, by0 = x0 - wx0, y0 - wy0
+        blob[by0:by0 + (y1 - y0), bx0:bx0 + (x1 - x0)] = diff[y0:y1, x0:x1] >= low
+        n = cv2.countNonZero(blob)
+        if n == 0:
+            return box
+        changed = (df >= low).astype(np.uint8)
+        if cv2.countNonZero(cv2.bitwise_and(changed, blob)) < self.cfg.ghost_frac * n:
+            return None
+        grown = cv2.morphologyEx(cv2.bitwise_or(changed, blob), cv2.MORPH_CLOSE, self._kernel3)
+        _n, labels, st, _c = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        ids = np.unique(labels[blob > 0])
+        st = st[ids[ids > 0]]
+        if len(st) == 0:
+            return box
+        g = (wx0 + int(st[:, 0].min()), wy0 + int(st[:, 1].min()), wx0 + int((st[:, 0] + st[:, 2]).max()),
+             wy0 + int((st[:, 1] + st[:, 3]).max()))
+        gw, gh = g[2] - g[0], g[3] - g[1]
+        if max(gw, gh) > max_px or max(gw, gh) > self.cfg.max_aspect * min(gw, gh):
+            return box
+        for o in others:  # never swallow another mover
+            if o != box and g[0] <= (o[0] + o[2]) / 2 <= g[2] and g[1] <= (o[1] + o[3]) / 2 <= g[3]:
+                return box
+        return g
+
+    def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float, low: float,
+               far: tuple[_Slot, M33, M33] | None = None) -> Detections:
         """Blob stats (x, y, w, h, area; working pixels) -> tightened, gated full-resolution boxes."""
         s = self._scale_work
         boxes: list[tuple[float, float, float, float]] = []
         areas: list[int] = []
         confs: list[float] = []
         e = self.cfg.edge_px  # the extreme pixels are only partly covered
+        work: list[tuple[int, int, int, int]] = []  # working-pixel boxes, same order
         for bx, by, bw, bh, area in stats:
             sub = diff[by:by + bh, bx:bx + bw]
             peak = float(sub.max())
@@ -466,13 +580,21 @@ class MtiDetector:
                         part = self._faint_partner(sub, (x0 - bx, y0 - by, x1 - bx, y1 - by), low)
                         if part is not None and part[4] >= self.cfg.split_frac * (x1 - x0) * (y1 - y0):
                             px0, py0, px1, py1, pa, ppeak = part
-                            boxes.append(((bx + px0) * s + e, (by + py0) * s + e, (bx + px1) * s - e,
-                                          (by + py1) * s - e))
+                            work.append((int(bx + px0), int(by + py0), int(bx + px1), int(by + py1)))
                             areas.append(pa)
                             confs.append(min(1.0, ppeak / (3.0 * thr)))
-            boxes.append((x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e))
+            work.append((int(x0), int(y0), int(x1), int(y1)))
             areas.append(int(area))
             confs.append(min(1.0, peak / (3.0 * thr)))
+        if far is not None and work:
+            gh, gw = slot.grey.shape
+            gsd = self._gsd(slot.sensor, np.array([[gw / 2 * s - 1, gh / 2 * s - 1, gw / 2 * s + 1, gh / 2 * s + 1]]))
+            max_px = (self.cfg.merge_max_m / float(gsd[0]) if gsd is not None else self.cfg.max_size_px) / s
+            kept = [(i, self._far_box(slot, far, b, diff, low, work, max_px)) for i, b in enumerate(work)]
+            work = [g for _i, g in kept if g is not None]
+            areas = [areas[i] for i, g in kept if g is not None]
+            confs = [confs[i] for i, g in kept if g is not None]
+        boxes = [(x0 * s + e, y0 * s + e, x1 * s - e, y1 * s - e) for x0, y0, x1, y1 in work]
         xyxy = np.array(boxes, np.float64).reshape(-1, 4)
         conf = np.array(confs, np.float32)
         area_px = np.array(areas, np.int64)
