@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from kestrel.cluster import wire
 from kestrel.cluster.conn import connect
 from kestrel.cluster.errors import ClusterError
@@ -295,7 +297,9 @@ class Backplane:
     # -- in: what the other processes (and sites) posted ---------------------------------------------
 
     async def _on_stored(self, msg: Any) -> None:
-        self.stream_seq = msg.metadata.sequence.stream
+        # The stream sequence from the reply subject (Msg.metadata also builds a datetime: per message).
+        tokens = Msg.Metadata._get_metadata_fields(msg.reply)
+        self.stream_seq = int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])  # v1 | v2 (domain)
         self.apply(msg.data, msg.headers, msg.subject)
         if self.stream_seq >= getattr(self, "_catch_up_to", 0):
             self._caught_up.set()
@@ -337,8 +341,9 @@ class Backplane:
         return True
 
     def _learn(self, env: wire.Envelope) -> None:
+        """The other processes' contacts (for --status). Read once per uid: not again for every SA."""
         ev = env.event
-        if ev.type.startswith("a-"):
+        if ev.type.startswith("a-") and ev.uid not in self.contacts:
             addr = detail_mod.inspect(ev.detail)
             if addr.callsign and not addr.parent_link:
                 self.contacts[ev.uid] = RemoteContact(ev.uid, addr.callsign, env.src)

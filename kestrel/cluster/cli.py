@@ -1,6 +1,7 @@
 """`kestrel serve` flags of the cluster: --cluster, --site, --hub, --hold-groups, --workers, --status.
 
-The server's own CLI calls `add_arguments` and, per invocation, `config_from` (a ClusterConfig or
+The server's own CLI calls `add_arguments` and, per invocation, `merge_table` (the config file's
+`[cluster]` table: the same settings as the flags, which win), `config_from` (a ClusterConfig or
 None), `run_workers` or `show_status`. Bad flags raise BadInput (one line, exit 2).
 """
 
@@ -30,6 +31,40 @@ def add_arguments(p: Any) -> None:
                    "started here on loopback")
     g.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     g.add_argument("--wire", choices=("proto", "xml"), help=argparse.SUPPRESS)  # xml: --workers (CPU over bytes)
+
+
+TABLE_KEYS = {  # [cluster] key -> (flag attribute, expected type)
+    "url": ("cluster", str), "site": ("site", str), "hub": ("hub", str), "hold_groups": ("hold_groups", list),
+    "link_interval": ("link_interval", float), "workers": ("workers", int),
+}
+
+
+def merge_table(args: argparse.Namespace, table: dict[str, Any], where: str = "config") -> None:
+    """Fill the cluster flags not given on the command line from the config's `[cluster]` table
+    (flags win). BadInput naming the file and key for an unknown key or a wrong type. `workers` is
+    ignored in a process started with `--cluster` (a `--workers` child reads the same file)."""
+    from kestrel.errors import BadInput
+
+    unknown = sorted(set(table) - set(TABLE_KEYS))
+    if unknown:
+        raise BadInput(f"{where} [cluster]: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(TABLE_KEYS))})")
+    if "url" in table and "workers" in table:
+        raise BadInput(f"{where} [cluster]: give url (join a NATS server) or workers (start one here), not both")
+    child = args.cluster is not None
+    for key, value in table.items():
+        attr, kind = TABLE_KEYS[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(g, str) and g and "," not in g for g in value):
+                raise BadInput(f"{where} [cluster] {key}: expected a list of group names, got {value!r}")
+            value = ",".join(value)
+        elif not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value):
+            raise BadInput(f"{where} [cluster] {key}: expected {kind.__name__}, got {value!r}")
+        if key == "workers" and child:
+            continue
+        if getattr(args, attr) is None:
+            setattr(args, attr, value)
 
 
 def config_from(args: argparse.Namespace) -> ClusterConfig | None:

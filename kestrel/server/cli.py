@@ -61,6 +61,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         exts = [make(cfg, args) for make in EXTENSIONS.values()]  # ConfigError: bad [marti] & co
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
+    cluster_cli.merge_table(args, cfg.cluster, str(args.config) if args.config else "config")
     if args.status:
         url = cluster_cli.status_url(args, cfg.data_dir)
         if url is not None:

@@ -75,6 +75,7 @@ class ServerConfig:
     log_level: str = "info"
     reuse_port: bool = False  # SO_REUSEPORT: several processes share the ports (`--workers`)
     marti: dict[str, Any] = field(default_factory=dict)  # the [marti] table (read by kestrel.marti.config)
+    cluster: dict[str, Any] = field(default_factory=dict)  # the [cluster] table (read by kestrel.cluster.cli)
 
     def cert_paths(self) -> tuple[Path, Path, Path]:
         certs = self.data_dir / "certs"
@@ -106,7 +107,7 @@ _SERVER_KEYS = {"host", "data", "tcp_port", "tls_port", "udp_port", "loop", "log
                 "metrics_host", "metrics_port"}
 _TLS_KEYS = {"ca", "cert", "key"}
 _LISTENER_KEYS = {"name", "kind", "host", "port", "groups"}
-_TOP_KEYS = {"server", "limits", "groups", "tls", "listeners", "marti"}
+_TOP_KEYS = {"server", "limits", "groups", "tls", "listeners", "marti", "cluster"}
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -172,6 +173,9 @@ def load(
     if not isinstance(raw.get("marti", {}), dict):
         raise ConfigError(f"{where}: [marti] must be a table")
     cfg.marti = dict(raw.get("marti", {}))  # checked (with the serve flags) by kestrel.marti.config
+    if not isinstance(raw.get("cluster", {}), dict):
+        raise ConfigError(f"{where}: [cluster] must be a table")
+    cfg.cluster = dict(raw.get("cluster", {}))  # checked (with the serve flags) by kestrel.cluster.cli
     cfg.store_flush_seconds = _positive(srv.get("store_flush_seconds", cfg.store_flush_seconds),
                                         f"{where} [server] store_flush_seconds")
     if cfg.log_level not in ("debug", "info", "warning"):

@@ -183,18 +183,18 @@ class Session:
         `key`: the uid of retained state; during the join snapshot a newer message with the same key
         replaces the older one still waiting.
         """
-        if self.closed or self._transport.is_closing():
-            return False
-        if self._holding:
-            return self._hold(data, key)
-        out = self._out
         cork = self._cork
-        if cork:  # corked already this iteration: behind those bytes (order is kept)
+        if cork:  # corked already this iteration (so open then): behind those bytes, order is kept
             cork.append(data)
             self._cork_bytes += len(data)
             if self._cork_bytes >= WRITE_BATCH:
                 self._uncork()
             return True
+        if self.closed or self._transport.is_closing():
+            return False
+        if self._holding:
+            return self._hold(data, key)
+        out = self._out
         if not out and self._direct and self._transport.get_write_buffer_size() < DIRECT_LIMIT:
             # Fast path: nothing queued and the socket keeps up -> the bytes go to the transport
             # at the end of this loop iteration, with whatever else this client gets meanwhile
