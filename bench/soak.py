@@ -15,7 +15,8 @@ Each phase starts its own `kestrel serve` (loopback only) from the config below,
   picture, unchanged.
 
 Pass: well-behaved delivery 100 % in every phase, median p99 of the attack phases <= 1.5 x that of
-the baseline phases, server peak RSS under the stated bound, no well-behaved stored item lost.
+the baseline phases, server peak RSS under the stated bound (derived from the config:
+`rss_bound_mb`), no well-behaved stored item lost.
 The load generator and the server share this machine (and today other jobs too): compare the
 ratio, not the absolute numbers.
 """
@@ -60,7 +61,25 @@ events_per_s_per_client = 2         # well-behaved clients send 1/s (+ one marke
 events_burst_per_client = 300       # a load generator that fell behind catches up in a burst
 retained_bytes_per_group = {budget}
 incomplete_event_timeout_s = 10
+bytes_per_s_per_client = {byte_rate}   # well-behaved clients send ~0.5 KB/s
+bytes_burst_per_client = 1048576
 """
+BYTE_RATE = 128 << 10
+
+
+def rss_bound_mb(baseline_mb: float, abusers: int) -> tuple[float, str]:
+    """The memory the config allows beyond the baseline: the retained picture (2 x the per-group
+    budget + 64 MB, the issue's rule for a full picture) plus what each abusive connection may hold
+    at once: its outbound queue (`queue_bytes`), one unfinished event (`max_event_bytes`), the
+    transport's write buffer (64 KiB) and two read chunks (StreamReader + framer)."""
+    from kestrel.server.config import Limits
+
+    lim = Limits()
+    per_conn = lim.queue_bytes + lim.max_event_bytes + (64 << 10) + 2 * lim.read_chunk
+    bound = baseline_mb + 2 * (RETAINED_BUDGET >> 20) + 64 + abusers * per_conn / (1 << 20)
+    why = (f"baseline {baseline_mb:.0f} MB + 2 x {RETAINED_BUDGET >> 20} MB budget + 64 MB + {abusers} abusers x "
+           f"{per_conn / (1 << 20):.2f} MB (queue_bytes + max_event_bytes + write buffer + 2 read chunks)")
+    return bound, why
 
 
 def _iso(t: float) -> str:
@@ -281,7 +300,7 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
 def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: str = ",".join(KINDS)) -> dict[str, Any]:
     open_port = lg_free_port()
     cfg = workdir / f"{label}.toml"
-    cfg.write_text(CONFIG.format(open_port=open_port, budget=RETAINED_BUDGET))
+    cfg.write_text(CONFIG.format(open_port=open_port, budget=RETAINED_BUDGET, byte_rate=BYTE_RATE))
     t = time.monotonic()
     with fanout.server("kestrel", workdir, label, extra=("--config", str(cfg))) as (tg, proc):
         res = fanout.run_async(measure(tg, proc, n, seconds, abusers, open_port, workdir / f"data-{label}", kinds))
@@ -295,7 +314,7 @@ def lg_free_port() -> int:
     return fanout.free_port()
 
 
-def report(rows: list[dict[str, Any]], bound_mb: float) -> tuple[str, bool]:
+def report(rows: list[dict[str, Any]], bound_mb: float, bound_why: str) -> tuple[str, bool]:
     base = [r for r in rows if not r["abusers"]]
     att = [r for r in rows if r["abusers"]]
     p99_base = statistics.median(r["p99_ms"] for r in base)
@@ -313,8 +332,7 @@ def report(rows: list[dict[str, Any]], bound_mb: float) -> tuple[str, bool]:
     ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
     lines.append("")
     lines.append(f"median p99: baseline {p99_base:.1f} ms, attack {p99_att:.1f} ms, ratio {ratio:.2f} (pass <= 1.5)")
-    lines.append(f"peak RSS under attack {rss_max:.0f} MB (bound {bound_mb:.0f} MB = baseline peak + 2 x "
-                 f"{RETAINED_BUDGET >> 20} MB budget + 64 MB)")
+    lines.append(f"peak RSS under attack {rss_max:.0f} MB (bound {bound_mb:.0f} MB = {bound_why})")
     lines.append(f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
                  f"{sum(r['markers_lost'] for r in rows)}")
     for r in att:
@@ -348,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.rounds):
             rows.append(phase(w, f"baseline{k}", args.clients, args.seconds, 0))
             rows.append(phase(w, f"attack{k}", args.clients, args.seconds, args.abusers, args.kinds))
-    bound = statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]) + 2 * (RETAINED_BUDGET >> 20) + 64
-    text, ok = report(rows, bound)
+    bound, why = rss_bound_mb(statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]), args.abusers)
+    text, ok = report(rows, bound, why)
     print(text)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))

@@ -186,9 +186,10 @@ def test_retained_picture_memory_stays_within_twice_the_budget(tmp_path: Path) -
 
 def test_newcomer_gets_its_pong_before_a_big_picture(tmp_path: Path) -> None:
     """A joiner's ping is answered while its snapshot (here ~30 MB) is still being written."""
+    limits = Limits(bytes_per_s_per_client=1 << 30, bytes_burst_per_client=1 << 30)  # the picture's poster
 
     async def scenario() -> None:
-        async with server_running(make_config(tmp_path)) as server:
+        async with server_running(make_config(tmp_path, limits=limits)) as server:
             a = await Client.connect(f"tcp://127.0.0.1:{server.ports['tcp']}")
             b = await Raw.connect(server.ports["tcp"])
             # Paced on b's arrivals, 10 markers (2 MB) at a time: within b's 4 MiB outbound queue, so
@@ -334,6 +335,27 @@ def test_flooding_client_is_rate_limited_and_others_are_not(tmp_path: Path) -> N
             assert [uid_of(e) for e in got] == ["F-0", "Q-1"]
             await flood.send(ping("flood"))  # pings still answered: the client is not cut off
             await flood.recv_until(lambda e: e.get("type") == "t-x-c-t-r")
+
+    run(scenario())
+
+
+def test_byte_rate_is_enforced_by_not_reading_and_costs_only_the_big_sender(tmp_path: Path) -> None:
+    """A client over its bytes/s budget is not read (TCP pushes back on it): a 300 KB marker
+    trickles in at the budget while another client's event overtakes it, and nothing is lost."""
+    limits = Limits(bytes_per_s_per_client=128 << 10, bytes_burst_per_client=128 << 10, read_chunk=16 << 10)
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path, limits=limits)) as server:
+            port = server.ports["tcp"]
+            big, quiet, rx = [await Raw.connect(port) for _ in range(3)]
+            big.writer.write(marker("BIG", "big", pad=300_000))
+            await eventually(lambda: server.metrics.get("throttled_bytes") >= 1)
+            quiet.writer.write(marker("Q-1", "quiet"))
+            seen = await rx.until_uid("BIG")  # whole and in one piece, only later
+            assert "Q-1" in seen and seen.index("Q-1") < seen.index("BIG")
+            assert server.metrics.get("closed_oversize") == 0 and server.metrics.get("dropped_rate") == 0
+            for c in (big, quiet, rx):
+                c.writer.close()
 
     run(scenario())
 

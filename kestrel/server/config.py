@@ -50,6 +50,8 @@ class Limits:
     max_connections_per_address: int = 1_000  # from one IP address (NAT'd units share one)
     events_per_s_per_client: float = 200.0  # sustained events a client may send (token bucket)
     events_burst_per_client: int = 1_000  # bucket size: a burst above the rate (a data package)
+    bytes_per_s_per_client: int = 1 << 20  # sustained bytes a client may send; over it, not read
+    bytes_burst_per_client: int = 4 << 20  # byte bucket size (a few max-size events at once)
     idle_timeout_s: float = 600.0  # no byte at all for this long: closed (ATAK pings every ~15 s)
     incomplete_event_timeout_s: float = 60.0  # an event begun but unfinished this long after its first byte
     max_datagram: int = 65_507
@@ -199,6 +201,10 @@ def load(
     if lm.retained_bytes_per_group < lm.max_event_bytes:
         raise ConfigError(f"{where} [limits] retained_bytes_per_group: {lm.retained_bytes_per_group} is below "
                           f"max_event_bytes ({lm.max_event_bytes}): one event would not fit")
+    if lm.bytes_per_s_per_client * lm.incomplete_event_timeout_s < lm.max_event_bytes:
+        raise ConfigError(f"{where} [limits] bytes_per_s_per_client: {lm.bytes_per_s_per_client} bytes/s for "
+                          f"incomplete_event_timeout_s ({lm.incomplete_event_timeout_s:g}) cannot carry one event of "
+                          f"max_event_bytes ({lm.max_event_bytes}): it would always be closed as incomplete")
     if lm.max_connections_per_address > lm.max_connections:
         lm.max_connections_per_address = lm.max_connections
     cfg.metrics_host = str(srv.get("metrics_host", cfg.metrics_host))

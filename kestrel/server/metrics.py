@@ -26,7 +26,7 @@ from typing import Any
 from kestrel.server import logs
 
 PREFIX = "kestrel"
-FAMILIES = ("dropped", "closed", "refused")  # counter name "<family>_<reason>"
+FAMILIES = ("dropped", "closed", "refused", "throttled")  # counter name "<family>_<reason>"
 LOG_EVERY = 10.0  # seconds between two log lines of the same rate-limited kind
 GaugeValue = float | int | dict[str, float | int]
 

@@ -26,7 +26,13 @@ Per-client limits (`Limits`, each costs only this client, counted in `Metrics`):
 - events in: a token bucket (`events_per_s_per_client`, `events_burst_per_client`; a new
   connection starts with one second's worth). Each frame pays before it is decoded (`_gate`);
   without a token it is dropped unparsed (`dropped_rate`) and the socket is not read for up to
-  1 s (TCP backpressure: a flood costs framing one read chunk per pause); pings pass free;
+  1 s (TCP backpressure: a flood costs framing one read chunk per pause; `throttled_rate`); pings
+  pass free;
+- bytes in: a second token bucket (`bytes_per_s_per_client`, `bytes_burst_per_client`, one
+  second's worth at connect) paid by every read; in debt, the socket is not read until the debt is
+  repaid (`throttled_bytes`): whatever a client sends beyond its byte rate (huge events, a flood of
+  big markers) waits in the kernel and the sender's TCP window, costing the server nothing, and
+  one read is at most `read_chunk`, so the debt (and a pause) is at most read_chunk / rate;
 - `idle_timeout_s` without any byte in: closed (`closed_idle`);
 - `incomplete_event_timeout_s` from the first byte of an event that has not ended (trickling does
   not reset it): closed (`closed_incomplete`);
@@ -162,6 +168,9 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._corks = _corks_of(self._loop) if CORK else None
         self._refilled = self._loop.time()
+        self._byte_tokens = float(min(limits.bytes_burst_per_client, limits.bytes_per_s_per_client))
+        self._bytes_refilled = self._refilled
+        self.throttled = 0  # read pauses (event rate or byte rate)
         self._last_rx = self._refilled
         self._partial_since: float | None = None  # loop time of the first byte of an unfinished event
         self._watchdog: asyncio.TimerHandle | None = None
@@ -305,6 +314,22 @@ class Session:
             return True
         return False
 
+    def _charge_bytes(self, now: float, n: int) -> float:
+        """Pay `n` bytes read; returns the seconds of not reading that repay the debt (0: none)."""
+        lim = self._limits
+        rate = float(lim.bytes_per_s_per_client)
+        tokens = min(float(lim.bytes_burst_per_client), self._byte_tokens + (now - self._bytes_refilled) * rate)
+        self._bytes_refilled = now
+        self._byte_tokens = tokens = tokens - n
+        return -tokens / rate if tokens < 0 else 0.0
+
+    def _throttle(self, reason: str, seconds: float) -> None:
+        self.throttled += 1
+        self.metrics.inc(f"throttled_{reason}")
+        self.metrics.limited_warning("client.throttled", rate_key=f"client.throttled.{reason}", id=self.id,
+                                     peer=self.peer, reason=reason, pauses=self.throttled,
+                                     seconds=round(seconds, 3))
+
     def _gate(self, frame: bytes) -> bool:
         """Before a frame is decoded, it pays its token: with none left it is dropped unparsed (a flood
         costs framing, not parsing). A frame that may be a ping or negotiation passes free (it is
@@ -382,6 +407,7 @@ class Session:
             if not data:
                 return "eof"
             now = self._last_rx = loop.time()
+            owed = self._charge_bytes(now, len(data))
             frames = conn.frames
             items = conn.receive_data(data, time.time())
             if not conn.pending:
@@ -417,12 +443,17 @@ class Session:
                     if self.closed:
                         return self.close_reason or "closed"
             self._free = 0
+            pause, why = owed, "bytes"
             if self._limited:
                 self._limited = False
-                # Over its rate: stop reading this socket for a while (TCP pushes back on the sender),
-                # so a flood costs at most one read chunk of parsing per pause, not all it can send.
+                if self._pause() > pause:
+                    pause, why = self._pause(), "rate"
+            if pause > 0:
+                # Over its event or byte rate: stop reading this socket for a while (TCP pushes back on
+                # the sender), so a flood costs at most one read chunk per pause, not all it can send.
+                self._throttle(why, pause)
                 with contextlib.suppress(TimeoutError):  # close()/abort() end the pause at once
-                    await asyncio.wait_for(self._ended.wait(), self._pause())
+                    await asyncio.wait_for(self._ended.wait(), pause)
         return self.close_reason or "closed"
 
     def _pause(self) -> float:
