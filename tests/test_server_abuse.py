@@ -423,6 +423,31 @@ def test_connection_caps_refuse_only_the_extra_connections(tmp_path: Path) -> No
     run(scenario())
 
 
+def test_tls_connection_caps_are_checked_before_the_handshake(tmp_path: Path, pki: Path) -> None:
+    """Over its per-address cap, a TLS connection is closed at accept: no handshake is waited for
+    (a pending handshake counts as a connection), so it costs an accept, not handshake_timeout."""
+    p = certs.paths(pki)
+    cfg = make_config(tmp_path, ListenerConfig("tls", "tls", "127.0.0.1", 0),
+                      tls_ca=p.ca_cert, tls_cert=p.server_cert, tls_key=p.server_key,
+                      limits=Limits(max_connections_per_address=1, handshake_timeout=600.0))
+
+    async def scenario() -> None:
+        async with server_running(cfg) as server:
+            port = server.ports["tls"]
+            r1, w1 = await asyncio.open_connection("127.0.0.1", port)  # never starts its handshake
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            await _until_closed(r2)  # refused at once, not after handshake_timeout (600 s)
+            assert server.metrics.get("refused_per_address") == 1
+            w1.close()  # the pending slot is freed when that socket goes: a real client gets in
+            await eventually(lambda: server.metrics.get("refused_per_address") == 1 and not server._listeners[0]._pending)
+            alice = await Client.connect(f"tls://127.0.0.1:{port}", **_tls(pki, "alice"))
+            await alice.send(ping("alice"))
+            await alice.recv_until(lambda e: e.get("type") == "t-x-c-t-r")
+            w2.close()
+
+    run(scenario())
+
+
 # -- 7. bad values, bad addressing ---------------------------------------------------------------------------
 
 

@@ -160,6 +160,7 @@ def test_fmv_info_on_a_fifo_is_an_error_not_a_hang(tmp_path: Path, capsys: pytes
     ("retained_bytes_per_group = 1000", r"\[limits\] retained_bytes_per_group: 1000 is below max_event_bytes"),
     ("max_connection = 5", r"\[limits\]: unknown key 'max_connection'"),
     ('events_burst_per_client = "lots"', r"\[limits\] events_burst_per_client: expected a positive number"),
+    ("bytes_per_s_per_client = 1000", r"\[limits\] bytes_per_s_per_client: 1000 bytes/s .* cannot carry one event"),
 ])
 def test_limits_are_validated_naming_the_key(tmp_path: Path, line: str, message: str) -> None:
     from kestrel.server.config import ConfigError, load

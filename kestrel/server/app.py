@@ -8,7 +8,8 @@ Start-up owns the data dir: it must be a directory, one server at a time (`datad
 naming the other pid), and an unreadable `kestrel.db` stops the start (`StoreError`) unless
 `config.repair` moves it aside. Counters and gauges live in `self.metrics` (`GET /metrics` on
 `metrics_host:metrics_port`, loopback by default; its port is written to the lock file).
-Connections over `max_connections` / `max_connections_per_address` are closed at once.
+Connections over `max_connections` / `max_connections_per_address` are closed at once: plain TCP
+when accepted, TLS at accept too, before the handshake (pending handshakes count against the caps).
 
     server = Server(config); await server.start(); server.ports["tcp"]; ...; await server.stop()
 """
@@ -177,6 +178,8 @@ class Server:
                 li.host, li.port, self._tls_ctx, on_tls, name=li.name,
                 limit=cfg.limits.read_chunk, handshake_timeout=cfg.limits.handshake_timeout,
                 reuse_port=cfg.reuse_port,
+                admit=lambda address, peer, pending, pending_all: self._stopped.is_set() or self._admit(
+                    address, peer, li.name, pending, pending_all) is not None,
             )
         else:
 
@@ -200,12 +203,13 @@ class Server:
             return
         self.router.route(event, None, groups)
 
-    def _admit(self, address: str, peer: str, listener: str) -> str | None:
-        """Why a new connection from `address` must be refused now, or None."""
+    def _admit(self, address: str, peer: str, listener: str, pending: int = 0, pending_all: int = 0) -> str | None:
+        """Why a new connection from `address` must be refused now, or None. `pending`/`pending_all`:
+        TLS handshakes in progress from that address / in all (they count as connections)."""
         lim = self.config.limits
-        if len(self.sessions) >= lim.max_connections:
+        if len(self.sessions) + pending_all >= lim.max_connections:
             reason = "max_connections"
-        elif self._per_address.get(address, 0) >= lim.max_connections_per_address:
+        elif self._per_address.get(address, 0) + pending >= lim.max_connections_per_address:
             reason = "per_address"
         else:
             return None

@@ -7,7 +7,9 @@ TLS has its own small accept loop: each accepted socket gets its handshake throu
 wrong CA, timeout) is logged as `client.tls_refused` and costs only that socket. (asyncio's
 `start_server(ssl=…)` drops those silently; `StreamWriter.start_tls` races with the first bytes
 under uvloop.) Worst case per pending handshake: one task and one socket until
-`handshake_timeout`.
+`handshake_timeout`. The connection caps are checked at accept, before the handshake (`admit`,
+with this listener's pending handshakes counted), so a client over its cap costs one accept and
+one close, not a TLS handshake.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kestrel.server import logs
 
 OnClient = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# admit(address, peer, pending handshakes from that address, pending handshakes in all) -> refused?
+Admit = Callable[[str, str, int, int], bool]
 BACKLOG = 1024
 
 
@@ -76,9 +81,11 @@ class TcpListener(Listener):
 
 class TlsListener(Listener):
     def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, on_client: OnClient, *, name: str,
-                 limit: int, handshake_timeout: float) -> None:
+                 limit: int, handshake_timeout: float, admit: Admit | None = None) -> None:
         self._sock, self._ctx, self._on_client = sock, ctx, on_client
         self.name, self._limit, self._timeout = name, limit, handshake_timeout
+        self._admit = admit
+        self._pending: dict[str, int] = {}  # address -> handshakes in progress
         self.port = sock.getsockname()[1]
         self.refused = 0
         self._handshakes: set[asyncio.Task[None]] = set()
@@ -86,7 +93,8 @@ class TlsListener(Listener):
 
     @classmethod
     async def start(cls, host: str, port: int, ctx: ssl.SSLContext, on_client: OnClient, *, name: str,
-                    limit: int, handshake_timeout: float, reuse_port: bool = False) -> TlsListener:
+                    limit: int, handshake_timeout: float, reuse_port: bool = False,
+                    admit: Admit | None = None) -> TlsListener:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)
         family, _, _, _, addr = infos[0]
@@ -102,7 +110,7 @@ class TlsListener(Listener):
             sock.close()
             raise
         tune_asyncio_tls()
-        return cls(sock, ctx, on_client, name=name, limit=limit, handshake_timeout=handshake_timeout)
+        return cls(sock, ctx, on_client, name=name, limit=limit, handshake_timeout=handshake_timeout, admit=admit)
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,14 +123,26 @@ class TlsListener(Listener):
                 logs.warning("listener.accept_error", name=self.name, reason=exc.strerror or repr(exc))
                 await asyncio.sleep(0.5)
                 continue
+            address = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+            if self._admit is not None and self._admit(address, _peer(addr), self._pending.get(address, 0),
+                                                       sum(self._pending.values())):
+                _reset(conn)  # refused before any TLS byte: costs an accept and a close
+                continue
+            self._pending[address] = self._pending.get(address, 0) + 1
             t = asyncio.create_task(self._handshake(conn, addr))
             self._handshakes.add(t)
             t.add_done_callback(self._handshakes.discard)
+
+    def _done(self, address: str) -> None:
+        left = self._pending[address] = self._pending.get(address, 1) - 1
+        if left <= 0:
+            del self._pending[address]
 
     async def _handshake(self, conn: socket.socket, addr: Any) -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=self._limit, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        address = str(addr[0]) if isinstance(addr, tuple) else str(addr)
         try:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, conn, ssl=self._ctx, ssl_handshake_timeout=self._timeout
@@ -130,15 +150,16 @@ class TlsListener(Listener):
         except ssl.SSLError as exc:  # no certificate, wrong CA, bad protocol: worth a warning
             self.refused += 1
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
-            logs.warning("client.tls_refused", listener=self.name, peer=f"{addr[0]}:{addr[1]}", reason=reason)
+            logs.warning("client.tls_refused", listener=self.name, peer=_peer(addr), reason=reason)
             conn.close()
             return
         except (ConnectionError, TimeoutError, OSError) as exc:  # hung up or stalled (port probes)
             self.refused += 1
-            logs.info("client.tls_abandoned", listener=self.name, peer=f"{addr[0]}:{addr[1]}",
-                      reason=type(exc).__name__)
+            logs.info("client.tls_abandoned", listener=self.name, peer=_peer(addr), reason=type(exc).__name__)
             conn.close()
             return
+        finally:
+            self._done(address)  # from here on the session counts (no await before it is registered)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._on_client(reader, writer)
 
@@ -147,6 +168,17 @@ class TlsListener(Listener):
         for t in list(self._handshakes):
             t.cancel()
         self._sock.close()
+
+
+def _peer(addr: Any) -> str:
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close an accepted socket at once with a reset (SO_LINGER 0): no TIME_WAIT kept for it."""
+    with contextlib.suppress(OSError):
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
 
 
 class UdpListener(Listener, asyncio.DatagramProtocol):
