@@ -1,7 +1,8 @@
 """A hub and an edge site, each with its own nats-server and JetStream domain, the edge a standard
 leaf node of the hub. The test stops the hub's nats-server for 10 s; both sides post markers
 meanwhile; after the restart each side has the other's markers exactly once, expired ones are not
-replayed, and held groups stay at the edge."""
+replayed, and held groups stay at the edge; direct messages sent both ways during the cut arrive
+once after it."""
 
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def test_hub_and_edge_resync_after_cut(tmp_path: Path) -> None:
                 await eventually(lambda: "uid-edge1" in h.router.retained, RESYNC)
                 await ch.send(chat("uid-hub1", "HUB1", "EDGE1", "hello edge"))
                 await eventually(lambda: seen_e.chats == ["hello edge"], RESYNC)
+                await ch.send(sa("uid-hub1", "HUB1"))  # so the edge can address HUB1 by callsign
+                await eventually(lambda: "uid-hub1" in e.router.retained, RESYNC)
 
                 # Cut: the hub's NATS server goes away for OUTAGE seconds; both sides keep serving.
                 hub_nats.stop()
@@ -74,6 +77,9 @@ def test_hub_and_edge_resync_after_cut(tmp_path: Path) -> None:
                 for i in range(1, 6):
                     await ch.send(marker(f"h-{i}"))
                     await ce.send(marker(f"e-{i}"))
+                # Direct messages both ways while cut: held, delivered once when the link is back.
+                await ch.send(chat("uid-hub1", "HUB1", "EDGE1", "hub during the cut"))
+                await ce.send(chat("uid-edge1", "EDGE1", "HUB1", "edge during the cut"))
                 await asyncio.sleep(OUTAGE)
                 hub_nats.wait_port_free()
                 hub_nats.start()
@@ -86,6 +92,14 @@ def test_hub_and_edge_resync_after_cut(tmp_path: Path) -> None:
                 await ce.send(marker("e-after"))
                 await ch.send(marker("h-after"))
                 await eventually(lambda: seen_h.count["e-after"] and seen_e.count["h-after"], RESYNC)
+                await eventually(lambda: "hub during the cut" in seen_e.chats and seen_h.chats, RESYNC)
+                # Replays are asked again a few seconds after the link returns: wait for the last one
+                # (each process logs what it published again) before counting repeats.
+                await eventually(lambda: not e.backplane.replay_asking and not h.backplane.replay_asking
+                                 and e.backplane.counters.live_repeats >= 1
+                                 and h.backplane.counters.live_repeats >= 1, RESYNC)
+                assert seen_e.chats == ["hello edge", "hub during the cut"]
+                assert seen_h.chats == ["edge during the cut"]
                 assert {u: n for u, n in seen_h.count.items() if n != 1} == {}
                 assert {u: n for u, n in seen_e.count.items() if n != 1} == {}
                 assert set(seen_h.count) == want_h | {"e-after"}  # no e-short (expired), no e-held

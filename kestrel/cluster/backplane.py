@@ -12,9 +12,15 @@ Goal: N processes (and, through `link`, N sites) behave as one TAK server. Each 
 - applies each (K-Src, K-Seq) at most once and in order (JetStream delivers at least once);
 - while its NATS is unreachable keeps serving its own clients and holds what they post: the outbox
   (live messages, bounded) and `unconfirmed` (stored messages not yet seen back from the stream,
-  coalesced per uid); on reconnect both are published once, oldest first.
-Worst cases: memory O(retained uids) for `unconfirmed` while cut off, `OUTBOX_LIVE` live messages;
-one decode + one route per message from the other processes.
+  coalesced per uid); on reconnect both are published once, oldest first;
+- keeps the live messages (chat, direct messages) it published in the last RECENT_LIVE_S (at most
+  OUTBOX_LIVE, none past its stale time): after a cut (an edge's link back, this process back on its
+  NATS) a process asks everyone on `kst.replay` to publish theirs since the cut again (asked again
+  after a few seconds: the other side may reconnect later); receivers apply each live (K-Src,
+  K-Seq) once, so what crossed before the cut is not delivered twice and what did not is delivered
+  once, late (not in order with what came after the cut).
+Worst cases: memory O(retained uids) for `unconfirmed` while cut off, `OUTBOX_LIVE` live messages
+held plus as many kept for replay; one decode + one route per message from the other processes.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ from kestrel.server import logs
 from kestrel.server.router import DELETE_TYPE, NOT_RETAINED, Router
 
 OUTBOX_LIVE = 10_000  # live (not stored) messages held while cut off; older ones are dropped
+RECENT_LIVE_S = 3600.0  # live messages kept this long for a replay after a cut (and at most OUTBOX_LIVE)
+REPLAY_AGAIN = (0.0, 3.0, 10.0)  # seconds after a cut heals when the replay is asked (again)
+REPLAY_GRACE = 5.0  # seconds before the cut was noticed that the replay also covers
+LIVE_SEEN = 20_000  # live (K-Src, K-Seq) remembered per source to drop replayed repeats
 CATCH_UP_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 8.0  # seconds for the first connection to the site's NATS server  # seconds to replay the stored picture at start
 
@@ -66,6 +76,35 @@ class Counters:
     bad: int = 0
     outbox_dropped: int = 0
     republished: int = 0
+    replayed: int = 0  # live messages published again on a replay request
+    live_repeats: int = 0  # live messages received again (replays) and dropped
+
+
+@dataclass(slots=True)
+class _Recent:
+    t: float  # wall seconds when published
+    stale_ms: int
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+
+
+class _SeenSeqs:
+    """The last LIVE_SEEN sequence numbers of one source (a set with a bounded memory)."""
+
+    def __init__(self) -> None:
+        self.set: set[int] = set()
+        self.order: deque[int] = deque()
+
+    def add(self, seq: int) -> bool:
+        """False if `seq` was seen already."""
+        if seq in self.set:
+            return False
+        self.set.add(seq)
+        self.order.append(seq)
+        if len(self.order) > LIVE_SEEN:
+            self.set.discard(self.order.popleft())
+        return True
 
 
 @dataclass(slots=True)
@@ -123,6 +162,9 @@ class Backplane:
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._caught_up = asyncio.Event()
+        self._recent: deque[_Recent] = deque(maxlen=OUTBOX_LIVE)  # own live messages, for a replay
+        self._live_seen: dict[str, _SeenSeqs] = {}
+        self._down_since: float | None = None  # wall time the NATS connection was lost
         self.link: Any = None
         router.tap = self._on_local
 
@@ -157,6 +199,7 @@ class Backplane:
             for subject in (wire.LIVE_ALL_SITES, wire.held_subject(self.cfg.site)):
                 self._subs.append(await self.nc.subscribe(subject, cb=self._on_live))
             self._subs.append(await self.nc.subscribe(wire.STATUS_SUBJECT, cb=self._on_status))
+            self._subs.append(await self.nc.subscribe(wire.REPLAY_SUBJECT, cb=self._on_replay))
             await self._subscribe_stored()
             await self._catch_up()
         except ClusterError:
@@ -252,6 +295,7 @@ class Backplane:
         held = bool(self.cfg.hold_groups) and groups <= self.cfg.hold_groups
         subject = wire.held_subject(self.cfg.site) if held else wire.live_subject(self.cfg.site)
         self._queue.append(_Out(subject, payload, headers))
+        self._recent.append(_Recent(now_ms / 1000, event.stale, subject, payload, headers))
         self._live_held += not self.connected
         self._wake.set()
         return wire.xml_seed(payload, headers)
@@ -350,20 +394,78 @@ class Backplane:
 
     async def _on_live(self, msg: Any) -> None:
         try:
+            src, seq = wire.numbering(msg.headers)
+        except ValueError:
+            self.counters.bad += 1
+            return
+        if src == self.node:
+            return
+        seen = self._live_seen.get(src)
+        if seen is None:
+            seen = self._live_seen[src] = _SeenSeqs()
+        if not seen.add(seq):  # a replay of what we had
+            self.counters.live_repeats += 1
+            return
+        try:
             env = wire.decode(msg.data, msg.headers)
         except Exception:
             self.counters.bad += 1
             return
-        if env.src == self.node:
+        if env.event.stale <= int(self._clock() * 1000):  # replayed after its stale time
+            self.counters.expired += 1
             return
         self.counters.applied += 1
         self.router.route_remote(env.event, env.groups, env.identity, wire.xml_seed(msg.data, msg.headers))
+
+    # -- replay of live messages after a cut ----------------------------------------------------------
+
+    def request_replay(self, since: float) -> None:
+        """Ask every process (this one too) to publish its live messages since `since` (wall s) again,
+        now and REPLAY_AGAIN seconds later (the other side of a cut may come back later than us)."""
+        self._tasks.append(asyncio.create_task(self._ask_replay(since), name="kestrel-cluster-replay"))
+        self._tasks[:] = [t for t in self._tasks if not t.done()]
+
+    @property
+    def replay_asking(self) -> bool:
+        """A replay request is still to be (re)sent."""
+        return any(not t.done() and t.get_name() == "kestrel-cluster-replay" for t in self._tasks)
+
+    async def _ask_replay(self, since: float) -> None:
+        body = json.dumps({"since": since - REPLAY_GRACE, "from": self.node}).encode()
+        t0 = asyncio.get_running_loop().time()
+        for delay in REPLAY_AGAIN:
+            await asyncio.sleep(max(0.0, t0 + delay - asyncio.get_running_loop().time()))
+            if self.connected:
+                with contextlib.suppress(Exception):
+                    await self.nc.publish(wire.REPLAY_SUBJECT, body)
+
+    async def _on_replay(self, msg: Any) -> None:
+        try:
+            since = float(json.loads(msg.data)["since"])
+        except (ValueError, KeyError, TypeError):
+            self.counters.bad += 1
+            return
+        now = self._clock()
+        recent = self._recent
+        while recent and (now - recent[0].t > RECENT_LIVE_S):
+            recent.popleft()
+        now_ms = int(now * 1000)
+        n = 0
+        for r in recent:
+            if r.t >= since and r.stale_ms > now_ms:
+                self._queue.append(_Out(r.subject, r.payload, r.headers))
+                n += 1
+        if n:
+            self.counters.replayed += n
+            logs.info("cluster.replay", node=self.node, since=round(since, 3), messages=n)
+            self._wake.set()
 
     # -- connection state -----------------------------------------------------------------------------
 
     async def _on_disconnect(self) -> None:
         if self.connected:
             logs.warning("cluster.disconnected", url=self.cfg.url, node=self.node)
+            self._down_since = self._clock()
         self.connected = False
 
     async def _on_reconnect(self) -> None:
@@ -377,6 +479,9 @@ class Backplane:
         self.connected = True
         logs.info("cluster.reconnected", url=self.cfg.url, node=self.node, outbox=len(self._queue))
         self._wake.set()
+        if self._down_since is not None:  # what the others published meanwhile never reached us
+            self.request_replay(self._down_since)
+            self._down_since = None
 
     async def _on_error(self, exc: Exception) -> None:
         logs.debug("cluster.nats_error", reason=f"{type(exc).__name__}: {exc}"[:200])
@@ -390,7 +495,8 @@ class Backplane:
             "nats": "up" if self.connected else "down", "outbox": len(self._queue),
             "unconfirmed": len(self.unconfirmed), "stream_seq": self.stream_seq,
             "published": self.counters.published, "applied": self.counters.applied,
-            "duplicates": self.counters.duplicates,
+            "duplicates": self.counters.duplicates, "replayed": self.counters.replayed,
+            "live_repeats": self.counters.live_repeats,
         }
         if self.link is not None:
             st["link"] = self.link.status()

@@ -79,6 +79,8 @@ class SiteLink:
         self.state = "down"
         self.backlog_out = self.backlog_in = -1
         self.last_ok = 0.0
+        self._last_ok_wall = 0.0
+        self._cut_since: float | None = None  # wall time the link last worked before it went down
         self._tasks: list[asyncio.Task[None]] = []
         self._out_sub: Any = None
         self._in_sub: Any = None
@@ -107,11 +109,16 @@ class SiteLink:
     def _up(self) -> None:
         if self.state != "up":
             logs.info("link.up", site=self.site, hub=self.hub)
-        self.state, self.last_ok = "up", time.monotonic()
+            if self._cut_since is not None:  # live messages of either side during the cut: again
+                self.bp.request_replay(self._cut_since)
+                self._cut_since = None
+        self.state, self.last_ok, self._last_ok_wall = "up", time.monotonic(), time.time()
 
     def _down(self, why: str) -> None:
         if self.state != "down":
             logs.warning("link.down", site=self.site, hub=self.hub, reason=why[:120])
+            if self._last_ok_wall:  # was up: from the last time it worked
+                self._cut_since = self._last_ok_wall
         self.state = "down"
 
     # -- consumers ----------------------------------------------------------------------------------

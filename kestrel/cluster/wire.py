@@ -9,6 +9,8 @@ everything, so every site has its own):
   every process subscribes `kst.*.l`, so live traffic crosses leaf nodes while the link is up.
 - `kst.<site>.lh`: live traffic of held groups (`--hold-groups`): this site's processes only.
 - `kst.status`: `kestrel serve --status` asks, every process answers (crosses leaf nodes).
+- `kst.replay`: after a cut (an edge's link back, a process back on its NATS) a process asks every
+  process to publish its live messages since a time again; receivers drop the ones they had.
 
 Payload: TAK protocol v1 (a serialized TakMessage, about half the bytes of XML), or CoT XML
 (`K-Fmt: xml`) for the rare event protobuf cannot carry, and on one machine (`--workers`, no site
@@ -33,6 +35,7 @@ from kestrel.cot.xml import encode_event, parse_event
 URL_FILE = "cluster.url"  # in the data dir: written by --workers, read by --status
 SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 STATUS_SUBJECT = "kst.status"
+REPLAY_SUBJECT = "kst.replay"  # {"since": unix seconds}: every process publishes its live messages since then again
 H_GROUPS, H_ORIGIN, H_SRC, H_SEQ, H_FMT, H_TTL = "K-Groups", "K-Origin", "K-Src", "K-Seq", "K-Fmt", "Nats-TTL"
 H_ID = "K-Id"  # the sender's certificate identity (owner of what it posts), when it has one
 MAX_TTL_S = 7 * 24 * 3600  # a deletion is kept at most this long (it must outlive a cut link)
