@@ -429,7 +429,7 @@ def _child(conn: Any, tg: Target, n: int, seconds: int, k: int, procs: int) -> N
         gen_cpu = time.process_time() - cpu0
         conn.send(("sent", sent, gen_cpu))
         total = await loop.run_in_executor(None, conn.recv)  # sent by all processes
-        await drain(run, total * len(clients) - sent)  # each client gets all but its own
+        await drain(run, total * len(clients) - sent, quiet=5.0, cap=30.0)  # all but its own
         conn.send(("done", run.received, run.echoes, run.dropped, run.lat_us.tobytes()))
         for c in clients:
             c.close()

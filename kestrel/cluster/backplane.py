@@ -5,14 +5,20 @@ Goal: N processes (and, through `link`, N sites) behave as one TAK server. Each 
   stored subject of that uid (stream `KESTREL_<site>`, one message per subject, TTL = stale), the
   rest (chat, direct messages) to the site's live subject (every site's processes hear it while
   the link is up; held groups use a subject only this site hears);
-- consumes the site stream from its first message (an ordered consumer): at start this replays
-  the retained picture before the listeners open, afterwards it is the live feed; and it subscribes
-  to the live subject. Both feed `router.route_remote`, so groups, `<marti><dest>` by callsign or
-  uid, and the join snapshot work as inside one process;
-- applies each (K-Src, K-Seq) at most once and in order (JetStream delivers at least once);
+- hears the site's stored subjects as plain (core) NATS subscribers: the live feed, pushed by the
+  server as it arrives (one message per event, no consumer, no flow control: a JetStream push
+  consumer that falls behind skips what the stream replaced meanwhile, i.e. intermediate SA);
+- reads the site stream with an ordered consumer only to catch up: at start (the retained picture,
+  before the listeners open) and after its NATS connection comes back (from the time it was lost);
+  meanwhile the live feed is held and applied after it. Stored and live messages feed
+  `router.route_remote`, so groups, `<marti><dest>` by callsign or uid, and the join snapshot work
+  as inside one process;
+- applies each (K-Src, K-Seq) at most once and in order (JetStream delivers at least once; the
+  catch-up and the live feed overlap);
 - while its NATS is unreachable keeps serving its own clients and holds what they post: the outbox
-  (live messages, bounded) and `unconfirmed` (stored messages not yet seen back from the stream,
-  coalesced per uid); on reconnect both are published once, oldest first;
+  (live messages, bounded) and `unconfirmed` (stored messages the stream has not acknowledged yet,
+  coalesced per uid; the acks come back asynchronously to an inbox, never awaited per message);
+  on reconnect both are published once, oldest first;
 - keeps the live messages (chat, direct messages) it published in the last RECENT_LIVE_S (at most
   OUTBOX_LIVE, none past its stale time): after a cut (an edge's link back, this process back on its
   NATS) a process asks everyone on `kst.replay` to publish theirs since the cut again (asked again
@@ -162,6 +168,10 @@ class Backplane:
         self._tasks: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._caught_up = asyncio.Event()
+        self._catching_up = True  # the live feed of stored subjects is held until the catch-up is done
+        self._ack_prefix = f"_INBOX.kst.{self.node[2:]}."  # + our K-Seq: the stream's PubAck comes back there
+        self._in_flight: dict[int, str] = {}  # K-Seq -> stored subject, published and not acknowledged yet
+        self._held_stored: list[tuple[bytes, dict[str, str] | None, str]] = []
         self._recent: deque[_Recent] = deque(maxlen=OUTBOX_LIVE)  # own live messages, for a replay
         self._live_seen: dict[str, _SeenSeqs] = {}
         self._down_since: float | None = None  # wall time the NATS connection was lost
@@ -200,8 +210,10 @@ class Backplane:
                 self._subs.append(await self.nc.subscribe(subject, cb=self._on_live))
             self._subs.append(await self.nc.subscribe(wire.STATUS_SUBJECT, cb=self._on_status))
             self._subs.append(await self.nc.subscribe(wire.REPLAY_SUBJECT, cb=self._on_replay))
-            await self._subscribe_stored()
-            await self._catch_up()
+            self._subs.append(await self.nc.subscribe(self._ack_prefix + "*", cb=self._on_ack))
+            self._subs.append(await self.nc.subscribe(wire.stored_filter(self.cfg.site), cb=self._on_stored_live,
+                                                      pending_bytes_limit=512 << 20))
+            await self._catch_up_from(start_seq=self.stream_seq + 1)
         except ClusterError:
             raise
         except Exception as exc:
@@ -219,39 +231,51 @@ class Backplane:
     def router_limit(self) -> int:
         return max(self.router._max_retained * 2, 1000)
 
-    async def _subscribe_stored(self) -> None:
+    async def _catch_up_from(self, start_seq: int | None = None, start_time: float | None = None) -> None:
+        """Apply the site stream from `start_seq` (or wall time `start_time`) up to its last message now,
+        with an ordered consumer (then dropped); the live feed held meanwhile is applied after it."""
+        import datetime
+
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
-        start = self.stream_seq + 1
-        cc = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        sub = await self.js.subscribe(
-            wire.stored_filter(self.cfg.site), stream=self.stream, cb=self._on_stored, ordered_consumer=True,
-            idle_heartbeat=2.0, config=cc,
-        )
-        self._subs.append(sub)
-
-    async def _catch_up(self) -> None:
-        """Wait until every message stored before now has been applied (or CATCH_UP_TIMEOUT)."""
-        info = await self.js.stream_info(self.stream)
-        last = info.state.last_seq
-        if info.state.messages == 0 or last <= self.stream_seq:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CATCH_UP_TIMEOUT
-        self._catch_up_to = last
-        self._caught_up.clear()
-        while self.stream_seq < last:
-            # The last message may be gone (TTL): then the consumer has nothing pending.
-            sub = self._subs[-1]
-            with contextlib.suppress(Exception):
-                ci = await sub.consumer_info()
-                if ci.num_pending == 0 and sub.pending_msgs == 0:
+        self._catching_up = True
+        sub = None
+        try:
+            info = await self.js.stream_info(self.stream)
+            last = info.state.last_seq
+            if info.state.messages == 0 or last < (start_seq or 0):
+                return
+            if start_time is not None:
+                when = datetime.datetime.fromtimestamp(start_time, datetime.UTC)
+                cc = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=when)
+            else:
+                cc = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq or 1)
+            self._catch_up_to = last
+            self._caught_up.clear()
+            self._catch_seq = 0
+            sub = await self.js.subscribe(wire.stored_filter(self.cfg.site), stream=self.stream, cb=self._on_stored,
+                                          ordered_consumer=True, idle_heartbeat=2.0, config=cc)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CATCH_UP_TIMEOUT
+            while self._catch_seq < last:
+                # The last message may be gone (TTL, replaced): then the consumer has nothing pending.
+                with contextlib.suppress(Exception):
+                    ci = await sub.consumer_info()
+                    if ci.num_pending == 0 and sub.pending_msgs == 0:
+                        break
+                if loop.time() > deadline:
+                    logs.warning("cluster.catch_up_slow", applied_to=self._catch_seq, last=last)
                     break
-            if loop.time() > deadline:
-                logs.warning("cluster.catch_up_slow", applied_to=self.stream_seq, last=last)
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._caught_up.wait(), 0.2)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._caught_up.wait(), 0.2)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            held, self._held_stored = self._held_stored, []
+            self._catching_up = False
+            for payload, headers, subject in held:  # arrived meanwhile: the repeats are dropped by number
+                self.apply(payload, headers, subject)
 
     async def stop(self) -> None:
         if self.link is not None:
@@ -267,7 +291,9 @@ class Backplane:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.close(), 3.0)
         self.connected = False
-        logs.info("cluster.stopped", node=self.node, outbox=len(self._queue), unconfirmed=len(self.unconfirmed))
+        c = self.counters
+        logs.info("cluster.stopped", node=self.node, outbox=len(self._queue), unconfirmed=len(self.unconfirmed),
+                  published=c.published, applied=c.applied, duplicates=c.duplicates)
 
     # -- out: what our clients post ------------------------------------------------------------------
 
@@ -330,7 +356,12 @@ class Backplane:
                     continue
                 if p is not None and p.seq == out.seq:
                     p.sent = True
-            await self.nc.publish(out.subject, out.payload, headers=out.headers)
+            if out.key is not None:  # stored: the stream acknowledges to our inbox (not awaited here)
+                self._in_flight[out.seq] = out.key
+                await self.nc.publish(out.subject, out.payload, reply=f"{self._ack_prefix}{out.seq}",
+                                      headers=out.headers)
+            else:
+                await self.nc.publish(out.subject, out.payload, headers=out.headers)
             q.popleft()
             self.counters.published += 1
             self.counters.published_bytes += len(out.payload)
@@ -341,12 +372,46 @@ class Backplane:
     # -- in: what the other processes (and sites) posted ---------------------------------------------
 
     async def _on_stored(self, msg: Any) -> None:
+        """The catch-up's ordered consumer."""
         # The stream sequence from the reply subject (Msg.metadata also builds a datetime: per message).
         tokens = Msg.Metadata._get_metadata_fields(msg.reply)
-        self.stream_seq = int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])  # v1 | v2 (domain)
+        seq = int(tokens[5] if len(tokens) == 9 else tokens[Msg.Ack.StreamSeq])  # v1 | v2 (domain)
+        self._catch_seq = seq
+        self.stream_seq = max(self.stream_seq, seq)
         self.apply(msg.data, msg.headers, msg.subject)
-        if self.stream_seq >= getattr(self, "_catch_up_to", 0):
+        if seq >= getattr(self, "_catch_up_to", 0):
             self._caught_up.set()
+
+    async def _on_ack(self, msg: Any) -> None:
+        """The stream stored one of ours (PubAck {"stream", "seq"}): it no longer needs resending."""
+        try:
+            seq = int(msg.subject.rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            self.counters.bad += 1
+            return
+        subject = self._in_flight.pop(seq, None)
+        try:
+            ack = json.loads(msg.data)  # a "no responders" status has no body: not stored
+        except ValueError:
+            ack = {"error": f"status {msg.headers.get('Status') if msg.headers else '?'}"}
+        if "error" in ack or subject is None:  # not stored (e.g. the stream is gone): resent on reconnect
+            if "error" in ack:
+                self.metrics_not_stored = getattr(self, "metrics_not_stored", 0) + 1
+                if self.metrics_not_stored <= 10 or self.metrics_not_stored % 1000 == 0:
+                    logs.warning("cluster.not_stored", reason=str(ack.get("error"))[:200],
+                                 count=self.metrics_not_stored)
+            return
+        self.stream_seq = max(self.stream_seq, int(ack.get("seq", 0)))
+        p = self.unconfirmed.get(subject)
+        if p is not None and p.seq <= seq:
+            del self.unconfirmed[subject]
+
+    async def _on_stored_live(self, msg: Any) -> None:
+        """The live feed of the stored subjects (core NATS: in order per publisher, nothing skipped)."""
+        if self._catching_up:
+            self._held_stored.append((msg.data, msg.headers, msg.subject))
+            return
+        self.apply(msg.data, msg.headers, msg.subject)
 
     def apply(self, payload: bytes, headers: dict[str, str] | None, subject: str = "") -> bool:
         """Apply one stored message exactly once (by K-Src + K-Seq). True if it was routed.
@@ -471,6 +536,7 @@ class Backplane:
     async def _on_reconnect(self) -> None:
         # Stored messages sent but never seen back may have died with the connection: send them
         # again, oldest first, ahead of what was queued meanwhile (receivers drop repeats by seq).
+        self._in_flight.clear()  # acks of what died with the connection never come: resent below
         resend = [p for p in self.unconfirmed.values() if p.sent]
         resend.sort(key=lambda p: p.seq)
         for p in reversed(resend):
@@ -481,10 +547,20 @@ class Backplane:
         self._wake.set()
         if self._down_since is not None:  # what the others published meanwhile never reached us
             self.request_replay(self._down_since)
+            self._tasks.append(asyncio.create_task(self._resync(self._down_since), name="kestrel-cluster-resync"))
             self._down_since = None
 
+    async def _resync(self, since: float) -> None:
+        try:
+            await self._catch_up_from(start_time=since - REPLAY_GRACE)
+        except Exception as exc:  # the connection went again: the next reconnect tries again
+            logs.warning("cluster.resync_error", reason=f"{type(exc).__name__}: {exc}"[:200])
+
     async def _on_error(self, exc: Exception) -> None:
-        logs.debug("cluster.nats_error", reason=f"{type(exc).__name__}: {exc}"[:200])
+        # A slow consumer (the client dropped messages it could not hand to us in time) must be seen.
+        self._errors = getattr(self, "_errors", 0) + 1
+        log = logs.warning if self._errors <= 10 or self._errors % 1000 == 0 else logs.debug
+        log("cluster.nats_error", reason=f"{type(exc).__name__}: {exc}"[:200], count=self._errors)
 
     # -- status ---------------------------------------------------------------------------------------
 
