@@ -184,6 +184,44 @@ def test_retained_picture_memory_stays_within_twice_the_budget(tmp_path: Path) -
     assert grown <= 2 * budget, f"{grown} bytes for a {budget}-byte budget"
 
 
+def test_a_joiner_that_does_not_read_keeps_no_evicted_item_alive(tmp_path: Path) -> None:
+    """A newcomer stuck in its snapshot (it never reads) must not pin the items evicted meanwhile:
+    memory stays the group's budget, not the budget once more per stuck joiner."""
+    import gc
+
+    from kestrel.server.router import Retained
+
+    limits = Limits(retained_bytes_per_group=16 << 20, queue_bytes=64 << 20,
+                    bytes_per_s_per_client=1 << 30, bytes_burst_per_client=1 << 30)
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path, limits=limits)) as server:
+            port = server.ports["tcp"]
+            poster, watcher = await Raw.connect(port), await Raw.connect(port)
+            for i in range(40):  # 12 MB accounted (XML + detail) of a 16 MiB budget
+                poster.writer.write(marker(f"OLD-{i}", "old", pad=150_000))
+            await watcher.until_uid("OLD-39", timeout=60)
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and it never reads
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            await eventually(lambda: len(server.sessions) == 3)
+            joiner = max(server.sessions, key=lambda s: s.id)
+            for i in range(60):  # evicts every OLD item
+                poster.writer.write(marker(f"NEW-{i}", "new", pad=150_000))
+            await watcher.until_uid("NEW-59", timeout=60)
+            assert not any(f"OLD-{i}" in server.router.retained for i in range(40))
+            assert not joiner.closed and joiner._snapshot, "the joiner is still in its snapshot"
+            gc.collect()
+            alive = sum(isinstance(o, Retained) and o.event.uid.startswith("OLD-") for o in gc.get_objects())
+            assert alive <= 2, f"{alive} evicted items kept alive by a joiner's snapshot"
+            sock.close()
+            for c in (poster, watcher):
+                c.writer.close()
+
+    run(scenario(), timeout=120)
+
+
 def test_newcomer_gets_its_pong_before_a_big_picture(tmp_path: Path) -> None:
     """A joiner's ping is answered while its snapshot (here ~30 MB) is still being written."""
     limits = Limits(bytes_per_s_per_client=1 << 30, bytes_burst_per_client=1 << 30)  # the picture's poster

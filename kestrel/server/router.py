@@ -64,7 +64,7 @@ class Peer(Protocol):
 Encoder = Callable[[str, Event], bytes]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weakref: a joiner's pending snapshot must not keep evicted items alive
 class Retained:
     event: Event
     groups: frozenset[str]

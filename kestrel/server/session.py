@@ -50,6 +50,7 @@ import itertools
 import os
 import socket
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -145,7 +146,9 @@ class Session:
         self._wake = asyncio.Event()
         self._transport = writer.transport
         self._direct = False  # True once the join snapshot is written (it must go first)
-        self._snapshot: list[Retained] = []
+        # The join snapshot still to write, as weak references: an item evicted or replaced while a
+        # slow joiner waits is freed at once, not kept alive by every joiner (memory stays the budget).
+        self._snapshot: list[weakref.ref[Retained]] = []
         # While the snapshot is written, live traffic is held: retained state coalesced per uid (only
         # the latest counts against the limits, so a slow joiner is not dropped for SA repeats),
         # everything else in order; merged by arrival number when the snapshot is done.
@@ -363,7 +366,7 @@ class Session:
             "client.open", id=self.id, peer=self.peer, listener=self.listener,
             cn=self.cert_cn, groups=self.groups,
         )
-        self._snapshot = self._router.join(self)
+        self._snapshot = [weakref.ref(item) for item in self._router.join(self)]
         self.conn.start(time.time())
         self._flush_conn()  # the offer: held behind the snapshot (negotiation must follow the picture)
         self._arm_watchdog()
@@ -480,8 +483,9 @@ class Session:
         batch: list[bytes] = []
         size = 0
         retained = self._router.retained
-        for item in self._snapshot:
-            if retained.get(item.event.uid) is not item:
+        for ref in self._snapshot:
+            item = ref()
+            if item is None or retained.get(item.event.uid) is not item:
                 continue  # replaced or deleted since the join: the newer state is queued live behind us
             data = item.encoded("xml", self._encode)
             batch.append(data)
