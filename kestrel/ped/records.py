@@ -110,8 +110,12 @@ class TrackPoint:
     hae: float | None = None  # m above the ellipsoid
     speed_mps: float | None = None  # filtered ground speed at this point
     heading_deg: float | None = None  # filtered course over ground at this point, deg true
+    # True: no detection this frame; the box is the track's held estimate (carried by the camera
+    # motion, the track's own size) while it coasts through a stop or a detector miss.
+    held: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"held": True} if self.held else {}
         return {
             "frame_index": self.frame_index,
             "pts": self.pts,
@@ -122,13 +126,15 @@ class TrackPoint:
             "hae": self.hae,
             "speed_mps": None if self.speed_mps is None else round(self.speed_mps, 3),
             "heading_deg": None if self.heading_deg is None else round(self.heading_deg, 2),
+            **extra,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrackPoint:
         x1, y1, x2, y2 = (float(v) for v in d["xyxy"])
         return cls(d["frame_index"], d.get("pts"), (x1, y1, x2, y2), float(d.get("confidence", 1.0)),
-                   d.get("lat"), d.get("lon"), d.get("hae"), d.get("speed_mps"), d.get("heading_deg"))
+                   d.get("lat"), d.get("lon"), d.get("hae"), d.get("speed_mps"), d.get("heading_deg"),
+                   bool(d.get("held", False)))
 
 
 @dataclass(slots=True)
