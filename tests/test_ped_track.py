@@ -205,3 +205,28 @@ def test_a_slow_mover_is_confirmed_within_half_a_second_but_flicker_never() -> N
     assert tr.confirmed_frame is not None and tr.confirmed_frame <= 18
     old = run(frames, TrackerConfig.previous())
     assert len(old) == 1 and old[0].confirmed_frame is not None and old[0].confirmed_frame > 30
+
+
+def test_a_confirmed_track_does_not_reverse_onto_the_ghost_behind_its_car() -> None:
+    """A past-reference change detector leaves a small ghost blob behind a slow car (ground now,
+    car in both references). When the car's own blob is missed for a few frames the ghost is the
+    only candidate near the track: the track must coast, not jump back onto it (ground mode,
+    0.2 m per pixel, as on the aerial clips)."""
+    lf = LocalFrame(36.2, -115.9, 0.0)
+    frames = []
+    for i in range(80):
+        cx = 60 + 2 * i
+        boxes = [] if 40 <= i < 46 else [[cx - 15, 94, cx + 15, 106]]
+        if i >= 30:
+            boxes.append([cx - 34, 96, cx - 22, 104])  # the ghost, 28 px behind the car's centre
+        b = np.array(boxes, float).reshape(-1, 4)
+        llh = [lf.to_geodetic((x1 + x2) / 2 * 0.2, -(y1 + y2) / 2 * 0.2, 0.0) for x1, y1, x2, y2 in b]
+        g = np.array([[a[0], a[1], 0.0] for a in llh]).reshape(-1, 3)
+        frames.append(Detections(b, np.ones(len(b)), np.zeros(len(b)), g, frame_index=i, pts=i / FPS))
+    tracks = run(frames)
+    car = tracks[0]
+    assert [p.frame_index for p in car.points if not p.held] == [i for i in range(80) if not 40 <= i < 46]
+    for p in car.points:
+        assert (p.xyxy[0] + p.xyxy[2]) / 2 == pytest.approx(60 + 2 * p.frame_index, abs=0.01)
+    old = run(frames, TrackerConfig(behind_boxes=0.0))
+    assert any(abs((p.xyxy[0] + p.xyxy[2]) / 2 - (60 + 2 * p.frame_index)) > 20 for p in old[0].points)

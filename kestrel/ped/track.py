@@ -87,12 +87,20 @@ class TrackerConfig:
     companion_area: float = 0.6
     companion_reach: float = 2.5
     companion_drift: float = 1.0
+    # No reversing onto a trailing ghost: a confirmed track moving faster than `behind_min_px_s`
+    # (ground-stabilised pixels) does not take a detection whose centre lies more than
+    # `behind_boxes` of its length behind its predicted box centre. Slow cars leave a ghost blob
+    # behind them in a past-reference change detector (where both references saw the car and the
+    # current frame sees ground); when the car's own blob is missed, the nearest candidate in the
+    # filter's gate is that ghost. 0: off.
+    behind_boxes: float = 0.6
+    behind_min_px_s: float = 5.0
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
-                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0)
+                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0)
 
 
 @dataclass(slots=True)
@@ -112,6 +120,7 @@ class _Live:
     # (carried along by the camera motion): the track's size and its ground-stabilised velocity.
     obs: deque[tuple[float, F64]] = field(default_factory=lambda: deque(maxlen=60))
     out: F64 | None = None  # last reported box (centre u, v, w, h), current frame's pixels
+    out_t: float = 0.0  # its time
     pvel: F64 | None = None  # ground-stabilised pixel velocity (px/s) while held
 
 
@@ -138,7 +147,7 @@ class Tracker:
             self._follow_camera(np.asarray(dets.homography, np.float64))
         for lv in self._live:
             self._predict(lv, t)
-        matches, unmatched_d = self._assign(z)
+        matches, unmatched_d = self._assign(z, dets.centers[keep].astype(np.float64) if len(keep) else z, t)
         matched_tracks = set()
         for ti, di in matches:
             self._update(self._live[ti], z[di], dets, keep[di], t)
@@ -216,7 +225,7 @@ class Tracker:
         lv.P = F @ lv.P @ F.T + Q
         lv.t = t
 
-    def _assign(self, z: F64) -> tuple[list[tuple[int, int]], list[int]]:
+    def _assign(self, z: F64, centres: F64, t: float) -> tuple[list[tuple[int, int]], list[int]]:
         nt, nd = len(self._live), len(z)
         if nt == 0 or nd == 0:
             return [], list(range(nd))
@@ -229,6 +238,8 @@ class Tracker:
             d = z - lv.x[:2]
             m2 = np.einsum("ij,jk,ik->i", d, Si, d)
             ok = (m2 <= self.cfg.gate_chi2) & (np.hypot(d[:, 0], d[:, 1]) <= cap)
+            if self.cfg.behind_boxes > 0 and lv.track.state is TrackState.CONFIRMED:
+                ok &= ~self._behind(lv, centres, t)
             bias = 0.0 if lv.track.state is TrackState.CONFIRMED else 1.0  # prefer established tracks
             cost[ti, ok] = m2[ok] + bias
         rows, cols = linear_sum_assignment(cost)
@@ -272,6 +283,7 @@ class Tracker:
         lv.obs.append((t, _cwh(raw)))
         box = self._fit(lv, raw, t) if self.cfg.fit_boxes else raw
         lv.out = _cwh(box)
+        lv.out_t = t
         lat = lon = hae = None
         if self.mode == "ground" and dets.ground is not None and self.local is not None:
             hae = float(dets.ground[di, 2]) if math.isfinite(float(dets.ground[di, 2])) else 0.0
@@ -308,6 +320,19 @@ class Tracker:
                     and float(np.max(np.hypot(*(offs - offs[0]).T))) <= self.cfg.companion_drift * reach):
                 return True
         return False
+
+    def _behind(self, lv: _Live, centres: F64, t: float) -> npt.NDArray[np.bool_]:
+        """Which detection centres lie behind the track's predicted box (see `behind_boxes`)."""
+        no = np.zeros(len(centres), bool)
+        if lv.out is None or len(lv.obs) < 5:
+            return no
+        v = self._pixel_velocity(lv, lv.last_hit_t)
+        speed = float(np.hypot(v[0], v[1]))
+        if speed < self.cfg.behind_min_px_s:
+            return no
+        pc = lv.out[:2] + v * (t - lv.out_t)
+        along = (centres - pc) @ (v / speed)
+        return np.asarray(along < -self.cfg.behind_boxes * float(max(lv.out[2], lv.out[3])), bool)
 
     def _recent(self, lv: _Live, t: float) -> list[tuple[float, F64]]:
         return [(tt, o) for tt, o in lv.obs if t - tt <= self.cfg.size_window_s]
@@ -359,6 +384,7 @@ class Tracker:
         lv.pvel = lv.pvel * math.exp(-max(dt, 0.0) / self.cfg.hold_decay_s)
         lv.out = lv.out.copy()
         lv.out[:2] += lv.pvel * dt
+        lv.out_t = t
         cx, cy, w, h = (float(v) for v in lv.out)
         lat = lon = hae = None
         spd = hdg = None
