@@ -398,6 +398,34 @@ def test_byte_rate_is_enforced_by_not_reading_and_costs_only_the_big_sender(tmp_
     run(scenario())
 
 
+def test_a_reset_client_is_freed_at_once_with_its_half_event(tmp_path: Path) -> None:
+    """A client that sends half of a big event and resets leaves no reference cycle: its session
+    (read buffer, pending event) is freed when it closes, not at some later full GC pass."""
+    import gc
+    import struct
+    import weakref
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path)) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.ports["tcp"])
+            writer.write(b'<event version="2.0" uid="HALF" type="a-f-G"><detail>' + b"y" * 200_000)
+            await eventually(lambda: any(s.conn.pending for s in server.sessions))
+            (session,) = server.sessions
+            ref = weakref.ref(session)
+            del session
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # RST: the server's read raises ConnectionResetError
+            await eventually(lambda: not server.sessions)
+            await eventually(lambda: ref() is None)  # the cyclic GC is off: only a cycle keeps it
+
+    gc.disable()
+    try:
+        run(scenario())
+    finally:
+        gc.enable()
+
+
 def test_silent_client_is_closed_after_idle_timeout(tmp_path: Path) -> None:
     limits = Limits(idle_timeout_s=1.0)
 

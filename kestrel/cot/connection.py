@@ -140,6 +140,12 @@ class Connection:
             self.events_in += 1
             out.append(ev)
 
+    def discard(self) -> None:
+        """The stream is gone: drop what is buffered (a closed client keeps nothing big) and refuse more."""
+        self.closed = True
+        self._framer = XmlFramer(self.max_event_bytes)
+        self._out.clear()
+
     @property
     def pending(self) -> int:
         """Bytes of an unfinished message held (leading whitespace is dropped, so > 0 means an event

@@ -395,12 +395,30 @@ class Session:
             writer_task.cancel()
             try:
                 await writer_task
-            except (asyncio.CancelledError, ConnectionError, OSError):
-                pass
+            except (asyncio.CancelledError, ConnectionError, OSError) as exc:
+                exc.__traceback__ = None  # kept by the task: its traceback (this frame) would make a cycle
             if self.close_reason == "eof":
                 self._writer.close()
             else:
                 self._writer.transport.abort()
+            self._drop_buffers()
+
+    def _drop_buffers(self) -> None:
+        """Closed: keep nothing big, and leave no reference cycle. `conn.gate` (a bound method of this
+        session) and the exception the StreamReader keeps (a reset: its traceback holds this
+        session's frames) are cycles: without breaking them a closed session lives on, with its read
+        buffer and a pending event of up to max_event_bytes, until the cyclic GC's next full pass
+        (measured: ~250 closed huge-event senders, ~90 MB, in a 30 s soak)."""
+        self.conn.gate = None
+        exc = self._reader.exception()
+        if exc is not None:
+            exc.__traceback__ = None
+        self.conn.discard()
+        self._out.clear()
+        self._out_bytes = 0
+        self._held.clear()
+        self._latest.clear()
+        self._snapshot = []
 
     async def _read_loop(self) -> str:
         read, chunk = self._reader.read, self._limits.read_chunk
