@@ -230,3 +230,70 @@ def test_a_confirmed_track_does_not_reverse_onto_the_ghost_behind_its_car() -> N
         assert (p.xyxy[0] + p.xyxy[2]) / 2 == pytest.approx(60 + 2 * p.frame_index, abs=0.01)
     old = run(frames, TrackerConfig(behind_boxes=0.0))
     assert any(abs((p.xyxy[0] + p.xyxy[2]) / 2 - (60 + 2 * p.frame_index)) > 20 for p in old[0].points)
+
+
+def _scene(rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    ground = cv2.GaussianBlur(rng.integers(20, 200, (240, 400), dtype=np.uint8), (0, 0), 1.5)
+    return np.asarray(ground, np.uint8)
+
+
+def _paint(ground: np.ndarray, x: float, y: float) -> np.ndarray:
+    """A 30x14 car (light body, dark windscreen) with its centre at (x, y)."""
+    img = ground.copy()
+    x0, y0 = int(round(x - 15)), int(round(y - 7))
+    img[y0:y0 + 14, x0:x0 + 30] = 210
+    img[y0 + 3:y0 + 11, x0 + 18:x0 + 23] = 40
+    return img
+
+
+def test_a_car_that_stops_is_held_on_its_appearance_and_keeps_its_id() -> None:
+    """The detector sees nothing while a car stands (2 s here); the track looks for its own
+    patch around where it should be, reports held boxes on the car and takes the car's blobs back
+    when it drives on: one track, one id, points on the car all along."""
+    ground = _scene(np.random.default_rng(7))
+    xs = []
+    x = 60.0
+    for i in range(180):  # 3 m/s (0.2 m/px), brakes at 2.5 m/s² from frame 50, stands, starts again
+        v = 0.5 if i < 50 else (max(0.0, 0.5 - 0.014 * (i - 50)) if i < 125 else min(0.5, 0.014 * (i - 125)))
+        x += v
+        xs.append(x)
+    trk = Tracker()
+    for i, x in enumerate(xs):
+        standing = 60 <= i < 135  # slow or stopped: no blob
+        box = np.zeros((0, 4)) if standing else np.array([[x - 15, 113, x + 15, 127]])
+        d = Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS)
+        trk.update(d, _paint(ground, x, 120))
+    (tr,) = trk.finish()
+    held = [p for p in tr.points if p.held]
+    assert {p.frame_index for p in tr.points} == set(range(180))  # not one frame lost
+    assert len(held) == 75
+    for p in tr.points:
+        assert (p.xyxy[0] + p.xyxy[2]) / 2 == pytest.approx(xs[p.frame_index], abs=2.0), p
+        assert p.xyxy[2] - p.xyxy[0] == pytest.approx(30, abs=0.5)
+    # without the picture: coasting only, the track is lost during the stop and a new one starts
+    trk = Tracker()
+    for i, x in enumerate(xs):
+        box = np.zeros((0, 4)) if 60 <= i < 135 else np.array([[x - 15, 113, x + 15, 127]])
+        trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS))
+    assert len(trk.finish()) == 2
+
+
+def test_a_hold_never_stays_on_the_ground_a_car_left() -> None:
+    """A faint car (its patch is mostly the ground's texture) drives on under cover where the
+    detector loses it: the ground it left matches its patch well, but staying there would mean
+    stopping dead from 18 m/s; nothing is held there (the hold is a vehicle's, not a patch's)."""
+    ground = _scene(np.random.default_rng(8))
+    for cfg, held_on_ground in ((TrackerConfig(), False), (TrackerConfig(hold_brake=1e6), True)):
+        trk = Tracker(cfg)
+        for i in range(90):
+            x = 40 + 3.0 * i
+            box = np.array([[x - 15, 113, x + 15, 127]]) if i < 60 else np.zeros((0, 4))
+            img = ground.copy()
+            if i < 60:  # the car, 20 grey levels above the ground, then gone under cover
+                img[113:127, int(x) - 15:int(x) + 15] += 20
+            trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS), img)
+        (tr,) = trk.finish()
+        off = [p for p in tr.points if abs((p.xyxy[0] + p.xyxy[2]) / 2 - (40 + 3.0 * p.frame_index)) > 3.0]
+        assert bool(off) is held_on_ground, off[:3]

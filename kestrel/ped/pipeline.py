@@ -279,7 +279,9 @@ def run(
             t0 = time.perf_counter()
             geo.locate(d, sensor)
             t1 = time.perf_counter()
-            live_tracks = trk.update(d)
+            # the picture too when this result is the newest frame's (steady state of the MTI): tracks
+            # hold through stops on their own appearance
+            live_tracks = trk.update(d, image if d.frame_index == newest else None)
             t2 = time.perf_counter()
             secs["geolocate"] += t1 - t0
             secs["track"] += t2 - t1
@@ -290,12 +292,13 @@ def run(
 
     reader = _Reader(frames, live, max_frames)
     newest = 0
+    image: Any = None
     wall0 = time.perf_counter()
     try:
         for frame in reader.frames(stop):
             h, w = frame.image.shape[:2]
             res.width, res.height = w, h
-            newest = frame.index
+            newest, image = frame.index, frame.image
             t0 = time.perf_counter()
             sensor = geo.model(frame.metadata, w, h)
             t1 = time.perf_counter()
@@ -308,6 +311,7 @@ def run(
             finish(done)
         t1 = time.perf_counter()
         done = det.flush()
+        image = None
         secs["detect"] += time.perf_counter() - t1
         finish(done)
     finally:
