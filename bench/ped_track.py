@@ -1,0 +1,95 @@
+"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) beside the current default,
+behind the same detector (MTI) on the same clips, in the same run.
+
+One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
+
+For each scenario (aerial: real aerial texture, traffic entering/leaving, stops, turns, passes;
+crossing; orbit) and seed it writes a `kestrel fmv synth` clip once, runs `kestrel.ped.pipeline.run`
+twice (previous tracker, new tracker; detector the default MTI both times) and scores both with
+`kestrel.ped.score` (box IoU >= 0.3, targets wholly in view). Prints per-clip rows, then the
+medians per scenario as previous / new, and the tracker stage's CPU cost per frame. The issue-9
+floors (precision, recall >= 0.9, IDF1 >= 0.8, <= 1 false track per minute, reported within 0.5 s)
+are printed beside the aerial medians. `bench/ped.py --quality` compares detectors (mti-v1 with
+the previous tracker vs mti with the new one); this one isolates the tracker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), targets, first seed)
+    "aerial": ("aerial", None, 4, 301),
+    "crossing": ("crossing", 8.0, 4, 201),
+    "orbit": ("orbit", 6.0, 3, 101),
+}
+COLS = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
+FLOORS = {"precision": ">= 0.9", "recall": ">= 0.9", "IDF1": ">= 0.8", "false_tracks_per_min": "<= 1",
+          "ttfr_med_s": "<= 0.5"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--aerial-seconds", type=float, default=8.0)
+    ap.add_argument("--seeds", type=int, default=4, help="aerial clips (crossing and orbit: 2 each)")
+    ap.add_argument("--keep", help="directory for the clips (default: a temporary one)")
+    args = ap.parse_args()
+    scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-track-bench-")
+    tmp = Path(args.keep) if args.keep else Path(scratch.name)  # type: ignore[union-attr]
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(tmp, args.aerial_seconds, args.seeds)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+
+
+def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
+    from kestrel.fmv.synth import Scenario, synthesize
+    from kestrel.ped.pipeline import run
+    from kestrel.ped.score import load_truth, score
+    from kestrel.ped.track import TrackerConfig
+
+    trackers = {"previous": TrackerConfig.previous(), "new": TrackerConfig()}
+    print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
+    head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    summary: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for name, (scen, secs, targets, seed0) in SCENARIOS.items():
+        seconds = secs if secs is not None else aerial_s
+        for seed in range(seed0, seed0 + (seeds if name == "aerial" else 2)):
+            clip, truth = tmp / f"{name}_{seed}.ts", tmp / f"{name}_{seed}.json"
+            if not clip.exists():
+                synthesize(clip, Scenario(seconds=seconds, targets=targets, seed=seed, scenario=scen), truth)
+            gt = load_truth(truth)
+            for tname, cfg in trackers.items():
+                res = run(clip, tracker=cfg)
+                s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
+                row = {**s.row(), "track_ms": 1000.0 * res.seconds["track"] / max(res.frames, 1)}
+                summary.setdefault((name, tname), []).append(row)
+                print("| " + " | ".join([name, str(seed), tname] + [_fmt(row[c]) for c in (*COLS, "track_ms")]) + " |")
+    med = statistics.median
+    print("\nMedians per scenario (previous tracker / new tracker):")
+    print("| scenario | " + " | ".join(COLS) + " | track ms/frame |")
+    print("|" + "---|" * (len(COLS) + 2))
+    for name in SCENARIOS:
+        a, b = summary[(name, "previous")], summary[(name, "new")]
+        cells = [f"{_fmt(med([r[c] for r in a]))} / {_fmt(med([r[c] for r in b]))}" for c in (*COLS, "track_ms")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("| issue-9 floor | " + " | ".join(FLOORS.get(c, "") for c in COLS) + " | |")
+    return 0
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
