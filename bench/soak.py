@@ -238,6 +238,14 @@ async def _audit(port: int, n: int) -> dict[str, int]:
             "markers_lost": n - (markers - changed)}
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's reaped children (the abusers' process once it has exited)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _metrics(data: Path) -> dict[str, float]:
     from kestrel.server import datadir
 
@@ -266,6 +274,7 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
         c.send(marker(f"KB-MK-{c.sid}", f"kb marker {c.sid}"))
     await asyncio.sleep(1.0)
     child = None
+    abuse_cpu0 = _children_cpu()
     if abusers:
         child = subprocess.Popen(
             [sys.executable, __file__, "--abuse", str(tg.port), str(open_port), str(seconds + 2), str(abusers), str(n), kinds],
@@ -287,6 +296,7 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
     abuse_out: dict[str, int] = {}
     if child is not None:
         out, _ = await loop.run_in_executor(None, child.communicate)
+        usage["abuser_cpu"] = (_children_cpu() - abuse_cpu0) / (seconds + 3)  # cores, the abusers' process
         abuse_out = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
     audit = await _audit(tg.port, n)
     counters = await loop.run_in_executor(None, _metrics, data)
@@ -319,12 +329,12 @@ def report(rows: list[dict[str, Any]], bound_mb: float, bound_why: str) -> tuple
     att = [r for r in rows if r["abusers"]]
     p99_base = statistics.median(r["p99_ms"] for r in base)
     p99_att = statistics.median(r["p99_ms"] for r in att)
-    lines = ["| phase | clients | abusers | delivered | p50 ms | p99 ms | max ms | server CPU | loadgen CPU | peak RSS MB "
-             "| markers kept | SA kept |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| phase | clients | abusers | delivered | p50 ms | p99 ms | max ms | server CPU | loadgen CPU | abusers CPU "
+             "| peak RSS MB | markers kept | SA kept |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['phase']} | {r['n']} | {r['abusers']} | {r['received']}/{r['expected']} "
                      f"({r['delivered']:.2%}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} "
-                     f"| {r['srv_cpu']:.0%} | {r['gen_cpu']:.0%} | {r['srv_rss_mb']:.0f} | {r['markers_kept']}/{r['n']} | {r['sa_kept']} |")
+                     f"| {r['srv_cpu']:.0%} | {r['gen_cpu']:.0%} | {r.get('abuser_cpu', 0):.0%} | {r['srv_rss_mb']:.0f} | {r['markers_kept']}/{r['n']} | {r['sa_kept']} |")
     ratio = p99_att / p99_base if p99_base else float("inf")
     rss_max = max(r["srv_rss_mb"] for r in att)
     ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
