@@ -39,6 +39,32 @@ def test_store_batches_writes_and_drops_stale(tmp_path: Path) -> None:
     assert Store(db).load(now + 15_000)[0].uid == "a"  # b went stale
 
 
+def test_store_write_in_a_worker_thread_keeps_newer_changes(tmp_path: Path) -> None:
+    """The server takes the dirty rows on the loop and writes them in a thread: changes made while
+    that write runs are kept for the next one, and a failed write's rows are dirty again (newer
+    changes win)."""
+    import threading
+
+    now = 1_000_000
+    s = Store(tmp_path / "s.db")
+    s.put(_row("a", now + 10_000))
+    s.put(_row("b", now + 10_000))
+    batch = s.take()
+    s.put(_row("a", now + 20_000))  # made while the write runs
+    t = threading.Thread(target=s.write, args=(batch,))
+    t.start()
+    t.join()
+    assert s.pending == 1 and s.flush() == 1
+    stale = {r.uid: r.stale_ms for r in s.load(now)}
+    assert stale == {"b": now + 10_000, "a": now + 20_000}
+    batch = s.take()
+    s.delete("b")
+    s.untake({**batch, "a": _row("a", now + 5_000), "b": _row("b", now + 30_000)})  # a failed write
+    assert s.flush() == 2
+    assert {r.uid: r.stale_ms for r in s.load(now)} == {"a": now + 5_000}  # b's newer delete won
+    s.close()
+
+
 def test_retained_picture_survives_restart(tmp_path: Path, ref_data: Path) -> None:
     """SA and a marker sent before a restart reach a client that joins after it; chat does not."""
     marker = (ref_data / ATAK / "Marker_-_Spot.cot").read_bytes()

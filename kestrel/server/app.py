@@ -262,7 +262,7 @@ class Server:
                 # meanwhile: join() filters them).
                 expired = self.router.expire() if tick % 10 == 0 else 0
                 if self.store is not None:
-                    self.store.flush(int(time.time() * 1000))
+                    await self._flush_store(int(time.time() * 1000))
                 if expired:
                     logs.debug("retained.expired", count=expired)
                 if tick % 60 == 0:
@@ -273,6 +273,17 @@ class Server:
                               **{k: v for k, v in self.metrics.counters.items() if v})
             except Exception as exc:  # a full disk must not stop routing; say so and retry
                 logs.warning("store.error", reason=repr(exc))
+
+    async def _flush_store(self, now_ms: int) -> None:
+        """Write the dirty rows in a worker thread: SQLite's time (big rows, fsync) is not the loop's."""
+        store = self.store
+        assert store is not None
+        dirty = store.take()
+        try:
+            await asyncio.to_thread(store.write, dirty, now_ms)
+        except BaseException:
+            store.untake(dirty)
+            raise
 
     async def stop(self) -> None:
         """Close listeners, drop clients, flush and close the store. Idempotent."""

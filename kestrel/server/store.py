@@ -2,7 +2,10 @@
 
 The router keeps the live copy in memory; this module only makes it survive a restart. Writes are
 batched: `put`/`delete` mark a uid dirty (O(1)), `flush` writes all dirty rows in one transaction
-(called every `store_flush_seconds` and at shutdown). Worst case per flush: O(dirty uids) rows;
+(called every `store_flush_seconds` and at shutdown). The server writes off the event loop: it
+`take()`s the dirty rows on the loop, `write()`s them in a worker thread (sqlite3 releases the GIL,
+so a big transaction, e.g. 900 KB markers, does not stall every client) and `untake()`s them on
+failure; one write at a time (a lock, which `close()` waits for). Worst case per flush: O(dirty uids) rows;
 a crash loses at most one flush interval. One row per uid, so the file is bounded by the number of
 retained uids (itself capped by the per-group limits).
 
@@ -15,6 +18,7 @@ so ownership survives a restart; older files get that column on open.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +53,14 @@ class Row:
 
 
 class Store:
-    """One SQLite file; not thread-safe (used from the event loop only)."""
+    """One SQLite file. `put`/`delete`/`take`/`untake` from the event loop only; `write` (and so
+    `flush`) may run in one worker thread at a time."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()  # one writer at a time; close() waits for it
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -96,9 +102,30 @@ class Store:
 
     def flush(self, now_ms: int | None = None) -> int:
         """Write every dirty uid in one transaction; purge stale rows. Returns rows written."""
+        dirty = self.take()
+        try:
+            return self.write(dirty, now_ms)
+        except BaseException:
+            self.untake(dirty)
+            raise
+
+    def take(self) -> dict[str, Row | None]:
+        """The dirty rows, handed over for `write` (event loop side)."""
         dirty, self._dirty = self._dirty, {}
+        return dirty
+
+    def untake(self, dirty: dict[str, Row | None]) -> None:
+        """A failed write's rows are dirty again (newer changes made meanwhile win)."""
+        self._dirty = {**dirty, **self._dirty}
+
+    def write(self, dirty: dict[str, Row | None], now_ms: int | None = None) -> int:
+        """Write `dirty` in one transaction and purge stale rows (any thread, one at a time)."""
         if not dirty and now_ms is None:
             return 0
+        with self._lock:
+            return self._write(dirty, now_ms)
+
+    def _write(self, dirty: dict[str, Row | None], now_ms: int | None) -> int:
         db = self._db
         db.execute("BEGIN")
         try:
@@ -117,12 +144,13 @@ class Store:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            self._dirty = {**dirty, **self._dirty}
             raise
         self.flushes += 1
         return len(dirty)
 
     def close(self) -> None:
+        with self._lock:  # a write still running in a worker thread finishes first
+            pass
         self.flush()
         self._db.close()
 
