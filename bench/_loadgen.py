@@ -478,6 +478,8 @@ async def fanout_procs(
         for pp in pipes:
             pp.send(sent)
         done = [await loop.run_in_executor(None, recv, i, 60) for i in range(procs)]
+        if server is not None:  # CPU until the last message was delivered (a lagging server works on)
+            usage["srv_cpu_s_all"] = Meter._cpu(server) - meter.srv0
     finally:
         for p in children:
             p.join(10)

@@ -135,7 +135,8 @@ def fan_round(kind: str, n: int, seconds: int, work: Path, label: str, gen_procs
                 r = run_async(lg.fanout(tg, n, seconds, tree))  # type: ignore[arg-type]
     except (RuntimeError, OSError) as exc:
         return {"error": str(exc)[:200]}
-    r["cpu_us_per_msg"] = r["srv_cpu"] * seconds / max(1, r["received"]) * 1e6
+    # Server CPU from the first send until the drain ended (sending window only with --gen-procs 1).
+    r["cpu_us_per_msg"] = r.get("srv_cpu_s_all", r["srv_cpu"] * seconds) / max(1, r["received"]) * 1e6
     print(f"  {label}: {r['delivered'] * 100:.1f} % p50 {r['p50_ms']:.0f} p99 {r['p99_ms']:.0f} ms "
           f"cpu {r['srv_cpu']:.2f} gen {r['gen_cpu']:.2f}",
           file=sys.stderr, flush=True)

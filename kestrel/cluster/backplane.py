@@ -56,6 +56,7 @@ OUTBOX_LIVE = 10_000  # live (not stored) messages held while cut off; older one
 RECENT_LIVE_S = 3600.0  # live messages kept this long for a replay after a cut (and at most OUTBOX_LIVE)
 REPLAY_AGAIN = (0.0, 3.0, 10.0)  # seconds after a cut heals when the replay is asked (again)
 REPLAY_GRACE = 5.0  # seconds before the cut was noticed that the replay also covers
+RESYNC_ATTEMPTS = 30  # catch-up attempts after a reconnect, 1 s apart
 LIVE_SEEN = 20_000  # live (K-Src, K-Seq) remembered per source to drop replayed repeats
 CATCH_UP_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 8.0  # seconds for the first connection to the site's NATS server  # seconds to replay the stored picture at start
@@ -551,10 +552,17 @@ class Backplane:
             self._down_since = None
 
     async def _resync(self, since: float) -> None:
-        try:
-            await self._catch_up_from(start_time=since - REPLAY_GRACE)
-        except Exception as exc:  # the connection went again: the next reconnect tries again
-            logs.warning("cluster.resync_error", reason=f"{type(exc).__name__}: {exc}"[:200])
+        """Catch up from the cut; a restarted server's JetStream may need a moment: retry (bounded)."""
+        for attempt in range(RESYNC_ATTEMPTS):
+            if not self.connected:
+                return  # cut again: the next reconnect starts a new resync
+            try:
+                await self._catch_up_from(start_time=since - REPLAY_GRACE)
+                return
+            except Exception as exc:
+                logs.warning("cluster.resync_error", attempt=attempt + 1,
+                             reason=f"{type(exc).__name__}: {exc}"[:200])
+                await asyncio.sleep(1.0)
 
     async def _on_error(self, exc: Exception) -> None:
         # A slow consumer (the client dropped messages it could not hand to us in time) must be seen.
