@@ -124,12 +124,22 @@ class MtiConfig:
     # 0: off.
     far_k: int = 4
     ghost_frac: float = 0.35  # a blob needs this fraction of its pixels changed vs the far reference
+    # ("past" only) where the pair's references never saw the ground (the camera panned onto it),
+    # fall back to shorter pairs (lag/2, lag) then (lag/4, lag/2) there (False: nothing is found
+    # there until the ground has been in view for 2 lags).
+    fill_uncovered: bool = True
+    fill_min_frac: float = 0.05  # ... when that area is at least this fraction of the frame (each box costs)
+    fill_chroma: bool = True  # ... comparing colour too (a ground-coloured car), at ~2x the cost
+    # Blob fragments of one car (a windscreen, a ground-coloured bonnet) that the far reference's
+    # change joins into one vehicle-sized region become one box.
+    fuse_fragments: bool = True
+    fuse_max_side: float = 0.7  # ... when each fragment's longest side is at most this part of the union's
 
     @classmethod
     def previous(cls) -> MtiConfig:
         """The settings before issue 9 (`--detector mti-v1`), kept to measure against."""
         return cls(refs="symmetric", refine=False, lag_s=1.0, merge_m=0.0, target_m=0.0, texture_margin=0.0,
-                   min_lag_s=0.0, far_k=0)
+                   min_lag_s=0.0, far_k=0, fill_uncovered=False)
 
 
 @dataclass(slots=True)
@@ -168,12 +178,18 @@ class MtiDetector:
         self._scale_feat = 1.0  # working / feature
         self._shape: tuple[int, int] | None = None
         self._kernel3 = np.ones((3, 3), np.uint8)
+        self._kernel_open = np.ones((5, 5), np.uint8)
         self._kernel_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.registration_failures = 0
         # per reference offset (ref - centre): (correction D, the centre slot it was measured on, age)
         self._corr: dict[int, tuple[M33, _Slot, int]] = {}
         self._min_k = 0  # shortest start-up lag (frames); 0: look-ahead warm-up
         self._far = 0  # far reference lag (frames); 0: off
+        self._levels: list[tuple[int, int, U8, int]] = []  # this centre's shorter pairs: x0, y0, cover, lag
+        self._main_lag = 0
+        self._max_px: tuple[Any, float, int] | None = None  # (sensor model, longest vehicle in working px, frame)
+        self._warps_now: dict[int, M33] = {}  # this centre's registered references (buffer position -> W)
+        self._short: tuple[float, ...] = (0.5, 0.5) if self.cfg.refs == "past" and self.cfg.fill_uncovered else ()
 
     # ---------------------------------------------------------------- stream handling
     def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
@@ -360,6 +376,7 @@ class MtiDetector:
         cv2.fillConvexPoly(valid, inset.astype(np.int32), 255)
         to_c = np.linalg.inv(slot.to_newest)
         diff: U8 | None = None
+        self._warps_now.clear()
         on_screen: U8 | None = None  # unchanged in screen coordinates although the camera moved
         warps: list[M33] = []
         centre = np.array([[[w / 2, h / 2]]], np.float64)
@@ -368,6 +385,7 @@ class MtiDetector:
             W = to_c @ ref.to_newest  # ref working pixels -> centre working pixels
             if self.cfg.refine:
                 W = self._registered(slot, ref, r - c, W)
+            self._warps_now[r] = W
             if r == min(refs) and r < c:
                 slot.reg = (c - r, W)
             d = self._tolerant_diff(cur, ref.grey, W)
@@ -399,6 +417,10 @@ class MtiDetector:
             diff = d if diff is None else cv2.min(diff, d)
         if diff is None:
             return Detections.empty(slot.index, slot.pts)
+        self._levels.clear()
+        self._main_lag = c - min(refs)
+        if self._short and len(refs) == 2 and max(refs) < c:
+            self._fill_uncovered(slot, c, c - max(refs), inset, diff, valid)
         if on_screen is not None and cv2.countNonZero(on_screen):
             # ignore the overlay where it is, and where each reference's copy of it lands
             hud = cv2.dilate(on_screen, self._kernel_close)
@@ -431,9 +453,115 @@ class MtiDetector:
                 continue  # weak change with no seed in its box: noise
             rows.append((x, y, bw, bh, cv2.countNonZero(mask[y:y + bh, x:x + bw])))
         stats = np.array(rows, np.int64).reshape(-1, 5)
-        dets = self._blobs(slot, stats, diff, thr, low, self._far_ref(c))
+        dets = self._blobs(slot, stats, diff, thr, low, self._far_refs(c))
         dets.homography = homography
         return dets
+
+    def _fill_uncovered(self, slot: _Slot, c: int, lag: int, inset: npt.NDArray[np.float64], diff: U8,
+                        valid: U8) -> None:
+        """Where the pair's references did not see the ground (the camera panned onto it), compare
+        with a shorter pair (lag / 2 and lag, then lag / 4 and lag / 2) inside the bounding box of
+        what is left uncovered: a target driving into a newly seen area is found at once, not 2
+        lags later. Writes into `diff` and `valid` in place. Cost: proportional to that box."""
+        h, w = diff.shape
+        todo: U8 = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(todo, inset.astype(np.int32), 255)
+        todo = cv2.bitwise_and(todo, cv2.bitwise_not(valid))
+        for frac in self._short:
+            a = max(1, int(round(lag * frac)))
+            if a >= lag or c - 2 * a < 0:
+                return
+            opened = cv2.morphologyEx(todo, cv2.MORPH_OPEN, self._kernel_open)
+            if cv2.countNonZero(opened) < max(self.cfg.min_area_px, self.cfg.fill_min_frac * h * w):
+                return
+            # strips thinner than a small vehicle hold no whole target: not worth a warp
+            for rect in self._rects(opened, self.cfg.border_px):
+                self._fill_rect(slot, c, a, rect, inset, diff, valid, todo)
+            lag = a
+
+    @staticmethod
+    def _rects(mask: U8, border: int = 0) -> list[tuple[int, int, int, int]]:
+        """Boxes covering the nonzero pixels of `mask` (what the pair's references did not see: bands
+        along the frame's edges) without much else: a band per edge (rows or columns mostly set,
+        from the edge inwards), then a box around each piece left. Even coordinates (chroma is
+        at half size). `border`: pixels along the edges that count as set for finding the bands.
+        O(pixels) in two cv2.reduce passes."""
+        h, w = mask.shape
+        if not cv2.countNonZero(mask):
+            return []
+        mask = mask.copy()
+        if border > 0:
+            mask[:border], mask[h - border:], mask[:, :border], mask[:, w - border:] = 255, 255, 255, 255
+        rows = cv2.reduce(mask, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(-1) > 255 * 0.3
+        t = int(np.argmin(rows)) if not rows.all() else h
+        bt = h - (int(np.argmin(rows[::-1])) if not rows.all() else h)
+        rest = mask
+        out: list[tuple[int, int, int, int]] = []
+        if t > 0:
+            out.append((0, 0, w, t))
+            rest[:t] = 0
+        if bt < h and bt > t:
+            out.append((0, bt, w, h))
+            rest[bt:] = 0
+        cols = cv2.reduce(rest, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(-1) > 255 * 0.3 * (bt - t) / h
+        lft = int(np.argmin(cols)) if not cols.all() else w
+        rgt = w - (int(np.argmin(cols[::-1])) if not cols.all() else w)
+        if lft > 0:
+            out.append((0, t, lft, bt))
+            rest[:, :lft] = 0
+        if rgt < w and rgt > lft:
+            out.append((rgt, t, w, bt))
+            rest[:, rgt:] = 0
+        if border > 0:
+            rest[:border], rest[h - border:], rest[:, :border], rest[:, w - border:] = 0, 0, 0, 0
+        contours, _hier = cv2.findContours(rest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for cnt in contours:  # what is left: one box per piece
+            x, y, bw, bh = cv2.boundingRect(cnt)
+            if min(bw, bh) >= 6:  # a sliver holds no whole target
+                out.append((x, y, x + bw, y + bh))
+        even = [(x0 & ~1, y0 & ~1, min(w, (x1 + 1) & ~1), min(h, (y1 + 1) & ~1)) for x0, y0, x1, y1 in out]
+        # a band no thicker than the ignored border (+ a few pixels) holds nothing to look at
+        return [r for r in even if min(r[2] - r[0], r[3] - r[1]) >= border + 4]
+
+    def _fill_rect(self, slot: _Slot, c: int, a: int, rect: tuple[int, int, int, int],
+                   inset: npt.NDArray[np.float64], diff: U8, valid: U8, todo: U8) -> None:
+        """One box of `_fill_uncovered`: pair (c - a, c - 2a) along the frame-to-frame chain (over
+        these short lags it drifts little; no extra registration)."""
+        h, w = diff.shape
+        x0, y0, x1, y1 = rect
+        T = np.array([[1.0, 0, -x0], [0, 1.0, -y0], [0, 0, 1.0]])
+        cur = slot.grey[y0:y1, x0:x1]
+        to_c = np.linalg.inv(slot.to_newest)
+        sub: U8 | None = None
+        cover: U8 = todo[y0:y1, x0:x1].copy()
+        for r in (c - a, c - 2 * a):
+            ref = self._buf[r]
+            W = self._warps_now.get(r)
+            if W is None:
+                W = to_c @ ref.to_newest
+            d = self._tolerant_diff(cur, ref.grey, T @ W)
+            if self.cfg.fill_chroma and slot.chroma is not None and ref.chroma is not None:
+                ch, cw = slot.chroma.shape[:2]
+                sx, sy = cw / w, ch / h
+                cx0, cy0 = x0 // 2, y0 // 2
+                cx1, cy1 = min(cw, (x1 + 1) // 2), min(ch, (y1 + 1) // 2)
+                Wc = (np.array([[1.0, 0, -cx0], [0, 1.0, -cy0], [0, 0, 1.0]]) @ np.diag([sx, sy, 1.0]) @ W
+                      @ np.diag([1 / sx, 1 / sy, 1.0]))
+                dc = self._tolerant_diff(slot.chroma[cy0:cy1, cx0:cx1], ref.chroma, Wc)
+                dc = cv2.resize(cv2.max(dc[:, :, 0], dc[:, :, 1]), (x1 - x0, y1 - y0),
+                                interpolation=cv2.INTER_LINEAR)
+                d = cv2.max(d, cv2.convertScaleAbs(dc, alpha=self.cfg.chroma_gain))
+            quad = cv2.perspectiveTransform(inset.reshape(-1, 1, 2), T @ W).reshape(-1, 2)
+            m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillConvexPoly(m, np.round(quad).astype(np.int32), 255)
+            cover = cv2.bitwise_and(cover, m)
+            sub = d if sub is None else cv2.min(sub, d)
+        assert sub is not None
+        d_roi, v_roi = diff[y0:y1, x0:x1], valid[y0:y1, x0:x1]
+        cv2.copyTo(sub, cover, d_roi)
+        self._levels.append((x0, y0, cover, 2 * a))
+        cv2.bitwise_or(v_roi, cover, dst=v_roi)
+        todo[y0:y1, x0:x1] = cv2.bitwise_and(todo[y0:y1, x0:x1], cv2.bitwise_not(cover))
 
     def _registered(self, slot: _Slot, ref: _Slot, offset: int, W: M33) -> M33:
         """Ref -> centre working pixels: the chained `W` corrected by the last measured
@@ -461,7 +589,7 @@ class MtiDetector:
             return W
         guess = cv2.perspectiveTransform(pc.astype(np.float64), np.linalg.inv(W)).astype(np.float32)
         pr, st, _err = cv2.calcOpticalFlowPyrLK(slot.grey, ref.grey, pc, guess.copy(), winSize=(15, 15),  # type: ignore[call-overload]
-                                                maxLevel=1, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+                                                maxLevel=0, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         ok = st.reshape(-1) == 1
         if int(ok.sum()) < self.cfg.min_inliers:
             return W
@@ -482,42 +610,54 @@ class MtiDetector:
             d = cv2.subtract(d, cv2.convertScaleAbs(cv2.subtract(hi, lo), alpha=self.cfg.texture_margin))
         return d
 
-    def _far_ref(self, c: int) -> tuple[_Slot, M33, M33] | None:
-        """The far reference of centre `c` and its registration onto it (far -> centre, working
-        pixels, and its inverse): c - 2L composed of two measured registrations (c-L -> c) o (c-2L -> c-L), L the
-        pair's farther lag, when both exist; else the oldest buffered frame (older than c - L, at
-        most `far_k` k back) along the frame-to-frame chain. None if there is none."""
+    def _far_refs(self, c: int) -> list[tuple[_Slot, M33, M33, int]]:
+        """Far references of centre `c`, longest lag first: (frame, far -> centre registration in
+        working pixels, its inverse, lag). First c - 2L composed of two measured registrations
+        (c-L -> c) o (c-2L -> c-L), L the pair's farther lag, when both exist; then buffered frames
+        at shorter lags along the frame-to-frame chain (for blobs whose window the first one did
+        not see, or found by a shorter pair)."""
         slot = self._buf[c]
         if not self._far or slot.reg is None:
-            return None
+            return []
+        out: list[tuple[_Slot, M33, M33, int]] = []
         lag, W = slot.reg
         if c - 2 * lag >= 0 and 2 * lag <= self._far:
             mid = self._buf[c - lag]
             if mid.reg is not None and mid.reg[0] == lag:
                 Wf = W @ mid.reg[1]
-                return self._buf[c - 2 * lag], Wf, np.asarray(np.linalg.inv(Wf), np.float64)
-        pos = max(0, c - self._far)
-        if c - pos <= lag:
-            return None
-        far = self._buf[pos]
-        Wf = np.linalg.inv(slot.to_newest) @ far.to_newest
-        return far, Wf, np.asarray(np.linalg.inv(Wf), np.float64)
+                out.append((self._buf[c - 2 * lag], Wf, np.asarray(np.linalg.inv(Wf), np.float64), 2 * lag))
+        k = self.k or 1
+        to_c = np.linalg.inv(slot.to_newest)
+        for f in (4.0, 3.0, 2.0, 1.5, 1.0, 0.75):
+            lg = min(c, int(round(f * k)), self._far)
+            if lg <= 0 or any(lg == o[3] for o in out):
+                continue
+            far = self._buf[c - lg]
+            Wf = to_c @ far.to_newest
+            out.append((far, Wf, np.asarray(np.linalg.inv(Wf), np.float64), lg))
+        return out
 
-    def _far_box(self, slot: _Slot, far: tuple[_Slot, M33, M33], box: tuple[int, int, int, int], diff: U8,
-                 low: float, others: list[tuple[int, int, int, int]], max_px: float) -> tuple[int, int, int, int] | None:
+    def _far_box(self, slot: _Slot, fars: list[tuple[_Slot, M33, M33, int]], box: tuple[int, int, int, int],
+                 diff: U8, low: float, others: list[tuple[int, int, int, int]],
+                 max_px: float) -> tuple[int, int, int, int] | None:
         """One blob box (working pixels) checked against the far reference in a window around it:
         None (a ghost), the box grown to the far-reference change connected to it, or the box as is
         (window not covered by the far frame, or growth not vehicle-like). O(window pixels)."""
-        ref, Wf, Wf_inv = far
         h, w = slot.grey.shape
         x0, y0, x1, y1 = box
         pad = max(x1 - x0, y1 - y0) + 2
         wx0, wy0, wx1, wy1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
         b = self.cfg.border_px
         quad = np.array([[[wx0, wy0]], [[wx1, wy0]], [[wx1, wy1]], [[wx0, wy1]]], np.float64)
-        back = cv2.perspectiveTransform(quad, Wf_inv).reshape(-1, 2)
-        if back.min() < b or (back[:, 0].max() > w - 1 - b) or (back[:, 1].max() > h - 1 - b):
-            return box  # the far frame did not see all of the window
+        min_lag = self._pair_lag((x0 + x1) // 2, (y0 + y1) // 2)
+        for ref, Wf, Wf_inv, lag in fars:  # noqa: B007 (the loop picks the one used below)
+            if lag <= min_lag:
+                return box  # no frame older than the blob's own references saw all of the window
+            back = cv2.perspectiveTransform(quad, Wf_inv).reshape(-1, 2)
+            if back.min() >= b and back[:, 0].max() <= w - 1 - b and back[:, 1].max() <= h - 1 - b:
+                break
+        else:
+            return box
         T = np.array([[1.0, 0, -wx0], [0, 1.0, -wy0], [0, 0, 1.0]])
         df = self._tolerant_diff(slot.grey[wy0:wy1, wx0:wx1], ref.grey, T @ Wf)
         if slot.chroma is not None and ref.chroma is not None:
@@ -553,13 +693,27 @@ class MtiDetector:
         gw, gh = g[2] - g[0], g[3] - g[1]
         if max(gw, gh) > max_px or max(gw, gh) > self.cfg.max_aspect * min(gw, gh):
             return box
-        for o in others:  # never swallow another mover
+        longest = self.cfg.fuse_max_side * max(gw, gh)
+        for o in others:
             if o != box and g[0] <= (o[0] + o[2]) / 2 <= g[2] and g[1] <= (o[1] + o[3]) / 2 <= g[3]:
-                return box
+                # another blob inside: fragments of one car (one vehicle-sized connected change
+                # against the far frame) if neither spans the union; two crossing or passing cars
+                # each span it (a whole car is as long as the union), so they are never fused
+                inside = g[0] <= o[0] and g[1] <= o[1] and o[2] <= g[2] and o[3] <= g[3]
+                small = max(o[2] - o[0], o[3] - o[1]) <= longest and max(x1 - x0, y1 - y0) <= longest
+                if not (self.cfg.fuse_fragments and inside and small):
+                    return box
         return g
 
+    def _pair_lag(self, x: int, y: int) -> int:
+        """The farther lag of the pair that gave working pixel (x, y) its difference."""
+        for x0, y0, cover, lag in self._levels:
+            if 0 <= y - y0 < cover.shape[0] and 0 <= x - x0 < cover.shape[1] and cover[y - y0, x - x0]:
+                return lag
+        return self._main_lag
+
     def _blobs(self, slot: _Slot, stats: npt.NDArray[Any], diff: U8, thr: float, low: float,
-               far: tuple[_Slot, M33, M33] | None = None) -> Detections:
+               far: list[tuple[_Slot, M33, M33, int]] | None = None) -> Detections:
         """Blob stats (x, y, w, h, area; working pixels) -> tightened, gated full-resolution boxes."""
         s = self._scale_work
         boxes: list[tuple[float, float, float, float]] = []
@@ -586,11 +740,23 @@ class MtiDetector:
             work.append((int(x0), int(y0), int(x1), int(y1)))
             areas.append(int(area))
             confs.append(min(1.0, peak / (3.0 * thr)))
-        if far is not None and work:
-            gh, gw = slot.grey.shape
-            gsd = self._gsd(slot.sensor, np.array([[gw / 2 * s - 1, gh / 2 * s - 1, gw / 2 * s + 1, gh / 2 * s + 1]]))
-            max_px = (self.cfg.merge_max_m / float(gsd[0]) if gsd is not None else self.cfg.max_size_px) / s
+        if far and work:
+            # the longest vehicle in working pixels, from the GSD at the centre: refreshed when a
+            # sensor model appears or goes, and every 30 frames (a ground intersection costs ~1 ms)
+            if self._max_px is None or (self._max_px[0] is None) != (slot.sensor is None) or \
+                    slot.index - self._max_px[2] >= 30:
+                gh, gw = slot.grey.shape
+                gsd = self._gsd(slot.sensor, np.array([[gw / 2 * s - 1, gh / 2 * s - 1, gw / 2 * s + 1,
+                                                        gh / 2 * s + 1]]))
+                self._max_px = (slot.sensor, (self.cfg.merge_max_m / float(gsd[0]) if gsd is not None
+                                              else self.cfg.max_size_px) / s, slot.index)
+            max_px = self._max_px[1]
             kept = [(i, self._far_box(slot, far, b, diff, low, work, max_px)) for i, b in enumerate(work)]
+            # fragments grown into one car: keep the first, drop the rest (same box, or inside it)
+            grown = [g for i, g in kept if g is not None and g != work[i]]
+            kept = [(i, g) for j, (i, g) in enumerate(kept) if g is not None and not any(
+                o != g and o[0] <= g[0] and o[1] <= g[1] and g[2] <= o[2] and g[3] <= o[3] for o in grown)
+                and g not in [h for _i, h in kept[:j]]]
             work = [g for _i, g in kept if g is not None]
             areas = [areas[i] for i, g in kept if g is not None]
             confs = [confs[i] for i, g in kept if g is not None]
