@@ -1,6 +1,7 @@
 """PED throughput and quality: frames/s per stage and end to end (MTI), against decode-only as
-the baseline; precision/recall/IDF1/... per scenario, the new detector beside the previous one
-(`mti-v1`) on the same clips in the same run.
+the baseline; precision/recall/IDF1/... per scenario, the new detector beside the previous ones
+on the same clips in the same run: `mti-v1` (before issue 9) and `mti-prev` (the default before
+the far reference and the shorter pairs, `MtiConfig.before_far()`).
 
 One command:  .venv/bin/python bench/ped.py [--seconds 8] [--repeats 3] [--keep DIR]
               .venv/bin/python bench/ped.py --quality [--aerial-seconds 20] [--seeds 3] [--keep DIR]
@@ -62,6 +63,7 @@ def main() -> int:
 
 def _measure(tmp: Path, seconds: float, repeats: int) -> int:
     from kestrel.fmv.synth import Scenario, synthesize
+    from kestrel.ped.detect.mti import MtiConfig, MtiDetector
     from kestrel.ped.pipeline import run
 
     rows = []
@@ -72,10 +74,12 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
             synthesize(clip, Scenario(seconds=seconds, width=w, height=h, targets=4, seed=7))
         dec: list[float] = []
         e2e: list[float] = []
+        prev: list[float] = []  # the default before the far reference (MtiConfig.before_far()), same clip
         stages: dict[str, list[float]] = {"decode": [], "detect": [], "geolocate": [], "track": []}
         tracks = 0
         for _ in range(repeats):
             dec.append(decode_only(clip))
+            prev.append(run(clip, detector=MtiDetector(MtiConfig.before_far())).fps["end_to_end"])
             res = run(clip)
             e2e.append(res.fps["end_to_end"])
             for k in stages:
@@ -83,7 +87,7 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
             tracks = len(res.tracks)
         med = statistics.median
         row: dict[str, Any] = {"size": f"{w}x{h}", "frames": res.frames, "decode_only": med(dec),
-               **{k: med(v) for k, v in stages.items()}, "end_to_end": med(e2e), "floor": floor,
+               **{k: med(v) for k, v in stages.items()}, "end_to_end": med(e2e), "prev": med(prev), "floor": floor,
                "tracks": tracks}
         row["ratio"] = row["end_to_end"] / row["decode_only"]
         row["pass"] = row["end_to_end"] >= floor
@@ -91,12 +95,13 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
         rows.append(row)
     print(f"\nPED benchmark (MTI), medians of {repeats} runs; fps = frames per second")
     head = ("size", "frames", "decode-only", "decode*", "detect", "geolocate", "track", "end-to-end",
-            "e2e/decode", "floor", "ok")
+            "e2e/decode", "mti-prev e2e", "new/prev", "floor", "ok")
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
         print(f"{r['size']} | {r['frames']} | {r['decode_only']:.1f} | {r['decode']:.1f} | {r['detect']:.1f} | "
               f"{r['geolocate']:.0f} | {r['track']:.0f} | {r['end_to_end']:.1f} | {r['ratio']:.2f} | "
+              f"{r['prev']:.1f} | {r['end_to_end'] / r['prev']:.2f} | "
               f">= {r['floor']:.0f} | {'PASS' if r['pass'] else 'FAIL'}")
     print("decode* = the pipeline's decode thread (overlaps the other stages)")
     return 0 if ok else 1
@@ -107,18 +112,20 @@ SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), target
     "crossing": ("crossing", 8.0, 4, 201),
     "orbit": ("orbit", 6.0, 3, 101),
 }
+DETECTORS = ("mti-v1", "mti-prev", "mti")
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
 
 
 def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
-    """Per scenario and seed: synthesize once, run `mti-v1` (previous) and `mti` (new) on the
-    same clip, score both; print per-clip rows and per-scenario medians."""
+    """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev` and `mti` (new) on the
+    same clip, score each; print per-clip rows and per-scenario medians."""
     from kestrel.fmv.synth import Scenario, synthesize
+    from kestrel.ped.detect.mti import MtiConfig, MtiDetector
     from kestrel.ped.pipeline import run
     from kestrel.ped.score import load_truth, score
 
     med = statistics.median
-    print("\nPED quality (box IoU >= 0.3, targets wholly in view), previous (mti-v1) vs new (mti), same clips")
+    print("\nPED quality (box IoU >= 0.3, targets wholly in view), mti-v1 / mti-prev / mti (new), same clips")
     head = ("scenario", "clip", "detector", *QUALITY, "fps")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -131,18 +138,18 @@ def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
                 n = targets if targets is not None else max(4, int(seconds / 2.5))
                 synthesize(clip, Scenario(seconds=seconds, targets=n, seed=seed, scenario=scen), truth)
             gt = load_truth(truth)
-            for det in ("mti-v1", "mti"):
-                res = run(clip, detector=det)
+            for det in DETECTORS:
+                res = run(clip, detector=MtiDetector(MtiConfig.before_far()) if det == "mti-prev" else det)
                 s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
                 row = {**s.row(), "fps": res.fps["end_to_end"]}
                 summary.setdefault((name, det), []).append(row)
                 print("| " + " | ".join([name, str(seed), det] + [_fmt(row[c]) for c in (*QUALITY, "fps")]) + " |")
-    print("\nMedians per scenario (previous -> new):")
-    print("| scenario | " + " | ".join(f"{c} prev / new" for c in (*QUALITY, "fps")) + " |")
+    print("\nMedians per scenario (" + " / ".join(DETECTORS) + "):")
+    print("| scenario | " + " | ".join(f"{c}" for c in (*QUALITY, "fps")) + " |")
     print("|" + "---|" * (len(QUALITY) + 2))
     for name in SCENARIOS:
-        a, b = summary[(name, "mti-v1")], summary[(name, "mti")]
-        cells = [f"{_fmt(med([r[c] for r in a]))} / {_fmt(med([r[c] for r in b]))}" for c in (*QUALITY, "fps")]
+        rows = [summary[(name, d)] for d in DETECTORS]
+        cells = [" / ".join(_fmt(med([r[c] for r in rs])) for rs in rows) for c in (*QUALITY, "fps")]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 

@@ -95,6 +95,9 @@ class MtiConfig:
     # over the few frames since the last measurement, not over k. LK on working-size images is the
     # most expensive step of a frame; 1 = every frame.
     refine_every: int = 3
+    # Pyramid levels of that LK (the chained first guess is within a pixel or two): 0 builds no
+    # pyramid of the two working-size frames, ~20 % of a frame's CPU less than 1 at equal quality.
+    refine_levels: int = 0
     # Merge blob fragments (a windscreen or a ground-coloured bonnet splits a car in two) closer than
     # `merge_m` when the union is no longer than `merge_max_m` (metres from the GSD; pixels:
     # `merge_px` without one). 0: off, the default: it gained ~0.01 recall on the aerial scenario
@@ -129,6 +132,7 @@ class MtiConfig:
     # there until the ground has been in view for 2 lags).
     fill_uncovered: bool = True
     fill_min_frac: float = 0.05  # ... when that area is at least this fraction of the frame (each box costs)
+    fill_unchecked: bool = True  # ... keeping blobs there that no older frame can check (ghost, extent)
     fill_chroma: bool = True  # ... comparing colour too (a ground-coloured car), at ~2x the cost
     # Blob fragments of one car (a windscreen, a ground-coloured bonnet) that the far reference's
     # change joins into one vehicle-sized region become one box. Off by default: on the tuning
@@ -137,6 +141,12 @@ class MtiConfig:
     # companion fragments).
     fuse_fragments: bool = False
     fuse_max_side: float = 0.7  # ... when each fragment's longest side is at most this part of the union's
+
+    @classmethod
+    def before_far(cls) -> MtiConfig:
+        """The default before the far reference and the shorter pairs (for same-run comparison in
+        bench/ped.py)."""
+        return cls(far_k=0, fill_uncovered=False, refine_levels=1)
 
     @classmethod
     def previous(cls) -> MtiConfig:
@@ -592,7 +602,8 @@ class MtiDetector:
             return W
         guess = cv2.perspectiveTransform(pc.astype(np.float64), np.linalg.inv(W)).astype(np.float32)
         pr, st, _err = cv2.calcOpticalFlowPyrLK(slot.grey, ref.grey, pc, guess.copy(), winSize=(15, 15),  # type: ignore[call-overload]
-                                                maxLevel=0, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+                                                maxLevel=self.cfg.refine_levels,
+                                                flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
         ok = st.reshape(-1) == 1
         if int(ok.sum()) < self.cfg.min_inliers:
             return W
@@ -653,14 +664,16 @@ class MtiDetector:
         b = self.cfg.border_px
         quad = np.array([[[wx0, wy0]], [[wx1, wy0]], [[wx1, wy1]], [[wx0, wy1]]], np.float64)
         min_lag = self._pair_lag((x0 + x1) // 2, (y0 + y1) // 2)
+        # a blob from a shorter pair that no older frame can check: kept only if `fill_unchecked`
+        unchecked = box if min_lag >= self._main_lag or self.cfg.fill_unchecked else None
         for ref, Wf, Wf_inv, lag in fars:  # noqa: B007 (the loop picks the one used below)
             if lag <= min_lag:
-                return box  # no frame older than the blob's own references saw all of the window
+                return unchecked  # no frame older than the blob's own references saw all of the window
             back = cv2.perspectiveTransform(quad, Wf_inv).reshape(-1, 2)
             if back.min() >= b and back[:, 0].max() <= w - 1 - b and back[:, 1].max() <= h - 1 - b:
                 break
         else:
-            return box
+            return unchecked
         T = np.array([[1.0, 0, -wx0], [0, 1.0, -wy0], [0, 0, 1.0]])
         df = self._tolerant_diff(slot.grey[wy0:wy1, wx0:wx1], ref.grey, T @ Wf)
         if slot.chroma is not None and ref.chroma is not None:
