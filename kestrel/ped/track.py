@@ -417,9 +417,8 @@ class Tracker:
         if (self.cfg.hold_s <= 0 or img is None or lv.tmpl is None or tr.state is not TrackState.CONFIRMED
                 or lv.out is None or t - lv.last_hit_t > self.cfg.hold_s or not tr.points):
             return
-        prev = tr.points[-1].pts
-        dt = max((t - prev) if prev is not None else self.cfg.default_dt, 1e-3)
-        if lv.pvel is None or not tr.points[-1].held:
+        dt = max(t - lv.out_t, 1e-3)
+        if lv.pvel is None or lv.out_t <= lv.last_hit_t:  # the first frame of this hold
             if lv.pv_hit > self.cfg.hold_max_lengths_s * float(max(lv.out[2], lv.out[3])):
                 return  # too fast to be stopping: a detector miss, not a stop
             lv.pvel = lv.pv_hit_vec.copy()
