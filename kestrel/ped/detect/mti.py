@@ -20,6 +20,15 @@ Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
    sensor model's GSD when metadata exists (pixels otherwise); boxes scaled back to full resolution.
 With `refine`, each reference is re-registered directly onto the centre frame (LK + RANSAC) every
 `refine_every` frames; in between, the last measured correction rides along the chain.
+With refs="past" (the default) two more steps:
+5. Shorter pairs where the pair did not see the ground (`fill_uncovered`): in boxes around the
+   area the references c-k, c-2k never saw (the camera panned onto it), frame c is compared with
+   c-k/2, c-k, then c-k/4, c-k/2: a car driving into a newly seen area is found at once.
+6. Far reference (`far_k`): each blob is compared, in a window around it, with a frame twice as
+   old as its farther reference (c-4k: two measured registrations composed; else an older frame
+   along the chain). A blob that does not differ from it is a ghost (ground now, car in both
+   references) and is dropped; the box grows to the far-reference change connected to it (a slow
+   car overlaps itself at c-k, so only its leading strip differs from both references).
 
 Looking ahead `k` frames means frame `i` is finished when frame `i + k` arrives (`delay = k`); the
 first `2k` frames use two later frames instead. Cost: O(pixels) per frame, a fixed number of cv2
