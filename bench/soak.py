@@ -122,10 +122,11 @@ async def _flooder(host: str, port: int, i: int, until: float) -> int:
     while time.monotonic() < until:
         try:
             _, w = await asyncio.open_connection(host, port)
-            while time.monotonic() < until:
+            while time.monotonic() < until and not w.is_closing():
                 w.write(b"".join(flood_sa(i, sent + k) for k in range(50)))
                 sent += 50
                 await w.drain()
+            await asyncio.sleep(0.5)  # closed on us: reconnect as before
         except (ConnectionError, OSError):
             await asyncio.sleep(0.5)
     return sent
@@ -160,8 +161,11 @@ async def _huge(host: str, port: int, i: int, until: float) -> int:
             w.write(f'<event version="2.0" uid="HUGE-{i}" type="b-m-p-s-m" time="{_iso(now)}" start="{_iso(now)}" '
                     f'stale="{_iso(now + 600)}"><point lat="0" lon="0"/><detail>'.encode())
             for _ in range(32):  # 2 MB, never finished; the server closes at max_event_bytes
+                if r.at_eof() or w.is_closing():  # closed on us: stop writing into a dead socket
+                    break
                 w.write(chunk)
                 await w.drain()
+            w.close()
             sent += 1
         except (ConnectionError, OSError):
             sent += 1
@@ -175,7 +179,7 @@ async def _spoofer(host: str, port: int, i: int, until: float, victims: int) -> 
     while time.monotonic() < until:
         try:
             _, w = await asyncio.open_connection(host, port)
-            while time.monotonic() < until:
+            while time.monotonic() < until and not w.is_closing():
                 v = rng.randrange(victims)
                 w.write(lg.make_sa(v, 1))  # a well-behaved client's uid and callsign
                 w.write(delete(f"SPOOF-DEL-{i}-{sent}", f"KB-MK-{v}"))
@@ -185,6 +189,7 @@ async def _spoofer(host: str, port: int, i: int, until: float, victims: int) -> 
                 sent += 1
                 await w.drain()
                 await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # closed on us: reconnect as before
         except (ConnectionError, OSError):
             await asyncio.sleep(0.5)
     return sent
