@@ -103,7 +103,7 @@ class MtiConfig:
     # is carried onto the next frame pair along the frame-to-frame chain: the chain then drifts only
     # over the few frames since the last measurement, not over k. LK on working-size images is the
     # most expensive step of a frame; 1 = every frame.
-    refine_every: int = 3
+    refine_every: int = 4
     # Pyramid levels of that LK (the chained first guess is within a pixel or two): 0 builds no
     # pyramid of the two working-size frames, ~20 % of a frame's CPU less than 1 at equal quality.
     refine_levels: int = 0
@@ -135,6 +135,8 @@ class MtiConfig:
     #   connected far-reference change around the blob (if it stays vehicle-sized).
     # 0: off.
     far_k: int = 4
+    gsd_every: int = 15  # frames between GSD grids for the size gate (0 .. 1: every frame)
+    far_chroma: bool = True  # ... colour too (a ground-coloured car); ~half of the check's cost
     ghost_frac: float = 0.35  # a blob needs this fraction of its pixels changed vs the far reference
     # ("past" only) where the pair's references never saw the ground (the camera panned onto it),
     # fall back to shorter pairs (lag/2, lag) then (lag/4, lag/2) there (False: nothing is found
@@ -209,6 +211,7 @@ class MtiDetector:
         self._far = 0  # far reference lag (frames); 0: off
         self._levels: list[tuple[int, int, U8, int]] = []  # this centre's shorter pairs: x0, y0, cover, lag
         self._main_lag = 0
+        self._gsd_cache: tuple[int, npt.NDArray[np.float64] | None, float, float] | None = None
         self._max_px: tuple[Any, float, int] | None = None  # (sensor model, longest vehicle in working px, frame)
         self._warps_now: dict[int, M33] = {}  # this centre's registered references (buffer position -> W)
         self._short: tuple[float, ...] = (0.5, 0.5) if self.cfg.refs == "past" and self.cfg.fill_uncovered else ()
@@ -649,6 +652,8 @@ class MtiDetector:
             if mid.reg is not None and mid.reg[0] == lag:
                 Wf = W @ mid.reg[1]
                 out.append((self._buf[c - 2 * lag], Wf, np.asarray(np.linalg.inv(Wf), np.float64), 2 * lag))
+        if out and not self._levels:
+            return out  # steady state, no shorter pairs this frame: the measured one is enough
         k = self.k or 1
         to_c = np.linalg.inv(slot.to_newest)
         for f in (4.0, 3.0, 2.0, 1.5, 1.0, 0.75):
@@ -685,7 +690,7 @@ class MtiDetector:
             return unchecked
         T = np.array([[1.0, 0, -wx0], [0, 1.0, -wy0], [0, 0, 1.0]])
         df = self._tolerant_diff(slot.grey[wy0:wy1, wx0:wx1], ref.grey, T @ Wf)
-        if slot.chroma is not None and ref.chroma is not None:
+        if self.cfg.far_chroma and slot.chroma is not None and ref.chroma is not None:
             ch, cw = slot.chroma.shape[:2]
             sx, sy = cw / w, ch / h
             cx0, cy0 = int(wx0 * sx), int(wy0 * sy)
@@ -795,7 +800,7 @@ class MtiDetector:
         longest_px, shortest_px = np.maximum(bw_px, bh_px), np.minimum(bw_px, bh_px)
         keep = (area_px * s * s >= self.cfg.min_area_px) & (shortest_px >= 1.5)
         keep &= longest_px <= self.cfg.max_aspect * shortest_px  # no lines, edge strips, text strokes
-        gsd = self._gsd(slot.sensor, xyxy[keep]) if keep.any() else None
+        gsd = self._gsd_grid(slot, xyxy[keep]) if keep.any() else None
         if gsd is not None:
             longest_m = longest_px[keep] * gsd
             keep[keep] = (longest_m >= self.cfg.min_size_m) & (longest_m <= self.cfg.max_size_m)
@@ -850,6 +855,26 @@ class MtiDetector:
         x, y, w, h, a = (int(v) for v in st[j])
         peak = int(sub[labels == j].max())
         return (x, y, x + w, y + h, a, peak)
+
+    def _gsd_grid(self, slot: _Slot, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+        """GSD at each box centre from a 5x5 grid over the frame, computed once per `gsd_every`
+        frames (a ground intersection costs ~1 ms; the size gate needs metres to ~10 %, and the
+        GSD changes with zoom and range over seconds, not frames)."""
+        g = self._gsd_cache
+        if slot.sensor is None:
+            return None
+        if g is None or slot.index - g[0] >= self.cfg.gsd_every or slot.index < g[0]:
+            h, w = slot.grey.shape
+            s = self._scale_work
+            us, vs = np.meshgrid((np.arange(5) + 0.5) * w * s / 5, (np.arange(5) + 0.5) * h * s / 5)
+            c = np.stack([us.ravel() - 1, vs.ravel() - 1, us.ravel() + 1, vs.ravel() + 1], 1)
+            grid = self._gsd(slot.sensor, c)
+            self._gsd_cache = g = (slot.index, None if grid is None else grid.reshape(5, 5), w * s, h * s)
+        if g[1] is None:
+            return None
+        iu = np.clip(((xyxy[:, 0] + xyxy[:, 2]) / 2 / g[2] * 5).astype(int), 0, 4)
+        iv = np.clip(((xyxy[:, 1] + xyxy[:, 3]) / 2 / g[3] * 5).astype(int), 0, 4)
+        return np.asarray(g[1][iv, iu], np.float64)
 
     @staticmethod
     def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
