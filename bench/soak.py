@@ -139,7 +139,8 @@ async def _slowloris(host: str, port: int, i: int, until: float) -> int:
         try:
             r, w = await asyncio.open_connection(host, port)
             for b in body:
-                if time.monotonic() >= until or r.at_eof():
+                # (at_eof() alone misses a close: the group's broadcasts we never read fill the buffer)
+                if time.monotonic() >= until or r.at_eof() or w.is_closing():
                     break
                 w.write(bytes([b]))
                 await asyncio.sleep(0.5)
