@@ -116,13 +116,28 @@ DETECTORS = ("mti-v1", "mti-prev", "mti")
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
 
 
+def scenario_clip(tmp: Path, name: str, seed: int, aerial_s: float,
+                  aerial_targets: int | None = None) -> tuple[Path, list[Any]]:
+    """The seeded clip of SCENARIOS[name] in `tmp` (synthesized once) and its truth frames."""
+    from kestrel.fmv.synth import Scenario, synthesize
+    from kestrel.ped.score import load_truth
+
+    scen, secs, targets, _ = SCENARIOS[name]
+    seconds = secs if secs is not None else aerial_s
+    if targets is None:
+        targets = aerial_targets if aerial_targets is not None else max(4, int(seconds / 2.5))
+    clip, truth = tmp / f"{name}_{seed}.ts", tmp / f"{name}_{seed}.json"
+    if not clip.exists():
+        synthesize(clip, Scenario(seconds=seconds, targets=targets, seed=seed, scenario=scen), truth)
+    return clip, load_truth(truth)
+
+
 def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
     """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev` and `mti` (new) on the
     same clip, score each; print per-clip rows and per-scenario medians."""
-    from kestrel.fmv.synth import Scenario, synthesize
     from kestrel.ped.detect.mti import MtiConfig, MtiDetector
     from kestrel.ped.pipeline import run
-    from kestrel.ped.score import load_truth, score
+    from kestrel.ped.score import score
 
     med = statistics.median
     print("\nPED quality (box IoU >= 0.3, targets wholly in view), mti-v1 / mti-prev / mti (new), same clips")
@@ -130,14 +145,9 @@ def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     summary: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for name, (scen, secs, targets, seed0) in SCENARIOS.items():
-        seconds = secs if secs is not None else aerial_s
+    for name, (_scen, _secs, _targets, seed0) in SCENARIOS.items():
         for seed in range(seed0, seed0 + seeds):
-            clip, truth = tmp / f"{name}_{seed}.ts", tmp / f"{name}_{seed}.json"
-            if not clip.exists():
-                n = targets if targets is not None else max(4, int(seconds / 2.5))
-                synthesize(clip, Scenario(seconds=seconds, targets=n, seed=seed, scenario=scen), truth)
-            gt = load_truth(truth)
+            clip, gt = scenario_clip(tmp, name, seed, aerial_s)
             for det in DETECTORS:
                 res = run(clip, detector=MtiDetector(MtiConfig.before_far()) if det == "mti-prev" else det)
                 s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)

@@ -24,12 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), targets, first seed)
-    "aerial": ("aerial", None, 4, 301),
-    "crossing": ("crossing", 8.0, 4, 201),
-    "orbit": ("orbit", 6.0, 3, 101),
-}
-COLS = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
+from ped import QUALITY as COLS  # noqa: E402
+from ped import SCENARIOS, _fmt, scenario_clip  # noqa: E402
+
 FLOORS = {"precision": ">= 0.9", "recall": ">= 0.9", "IDF1": ">= 0.8", "false_tracks_per_min": "<= 1",
           "ttfr_med_s": "<= 0.5"}
 
@@ -51,9 +48,8 @@ def main() -> int:
 
 
 def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
-    from kestrel.fmv.synth import Scenario, synthesize
     from kestrel.ped.pipeline import run
-    from kestrel.ped.score import load_truth, score
+    from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
     trackers = {"previous": TrackerConfig.previous(), "new": TrackerConfig()}
@@ -62,13 +58,9 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     summary: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for name, (scen, secs, targets, seed0) in SCENARIOS.items():
-        seconds = secs if secs is not None else aerial_s
+    for name, (_scen, _secs, _targets, seed0) in SCENARIOS.items():
         for seed in range(seed0, seed0 + (seeds if name == "aerial" else 2)):
-            clip, truth = tmp / f"{name}_{seed}.ts", tmp / f"{name}_{seed}.json"
-            if not clip.exists():
-                synthesize(clip, Scenario(seconds=seconds, targets=targets, seed=seed, scenario=scen), truth)
-            gt = load_truth(truth)
+            clip, gt = scenario_clip(tmp, name, seed, aerial_s, aerial_targets=4)
             for tname, cfg in trackers.items():
                 res = run(clip, tracker=cfg)
                 s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
@@ -85,10 +77,6 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| issue-9 floor | " + " | ".join(FLOORS.get(c, "") for c in COLS) + " | |")
     return 0
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 if __name__ == "__main__":
