@@ -10,6 +10,7 @@ from kestrel.server.store import Row, Store
 from tests.test_server_support import Client, fresh, make_config, run, sa, server_running, uid_of
 
 ATAK = Path("cot/atak-examples")
+ANON = frozenset({"__ANON__"})
 
 
 def _row(uid: str, stale_ms: int, groups: tuple[str, ...] = ("__ANON__",)) -> Row:
@@ -26,7 +27,7 @@ def test_store_batches_writes_and_drops_stale(tmp_path: Path) -> None:
     assert sqlite3.connect(db).execute("SELECT count(*) FROM retained").fetchone() == (0,)  # not yet
     assert s.flush() == 2
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    s.delete("b")
+    s.delete("b", frozenset({"Blue", "Red"}))
     s.put(_row("c", now - 1))
     s.flush(now)  # purges rows already stale
     s.close()
@@ -58,8 +59,8 @@ def test_store_write_in_a_worker_thread_keeps_newer_changes(tmp_path: Path) -> N
     stale = {r.uid: r.stale_ms for r in s.load(now)}
     assert stale == {"b": now + 10_000, "a": now + 20_000}
     batch = s.take()
-    s.delete("b")
-    s.untake({**batch, "a": _row("a", now + 5_000), "b": _row("b", now + 30_000)})  # a failed write
+    s.delete("b", ANON)
+    s.untake({**batch, ("a", ANON): _row("a", now + 5_000), ("b", ANON): _row("b", now + 30_000)})  # a failed write
     assert s.flush() == 2
     assert {r.uid: r.stale_ms for r in s.load(now)} == {"a": now + 5_000}  # b's newer delete won
     s.close()

@@ -307,14 +307,20 @@ class Backplane:
         env = wire.Envelope(event, groups, self.cfg.site, self.node, self._seq, identity)
         if event.type == DELETE_TYPE and addr.link_uids:
             # A deletion replaces what it deletes in the stream (same subject) and outlives it.
+            hit = {u: self._scopes_hit(u, groups) for u in addr.link_uids}
             until = max([event.stale, now_ms + 3_600_000] + [
-                r.event.stale for u in addr.link_uids if (r := self.router.retained.get(u)) is not None])
+                r.event.stale for u in addr.link_uids for r in self.router.retained.get(u, {}).values()])
             seed = None
             for uid in addr.link_uids:
-                seed = self._queue_stored(env, uid, wire.ttl_seconds(until, now_ms))
+                for scope in hit[uid] or [groups]:  # on the subject of each item it deletes
+                    seed = self._queue_stored(env, uid, scope, wire.ttl_seconds(until, now_ms))
             return seed
         if not addr.addressed and not event.type.startswith(NOT_RETAINED) and event.stale > now_ms:
-            return self._queue_stored(env, event.uid, wire.ttl_seconds(event.stale, now_ms))
+            ttl = wire.ttl_seconds(event.stale, now_ms)
+            for scope in self._scopes_hit(event.uid, groups):  # items of other groups it replaces
+                if scope != groups:
+                    self._queue_stored(env, event.uid, scope, ttl)
+            return self._queue_stored(env, event.uid, groups, ttl)
         payload, headers = wire.encode(env, fmt=self.cfg.wire_format)
         if not self.connected and self._live_held >= OUTBOX_LIVE:
             self.counters.outbox_dropped += 1
@@ -327,8 +333,13 @@ class Backplane:
         self._wake.set()
         return wire.xml_seed(payload, headers)
 
-    def _queue_stored(self, env: wire.Envelope, uid: str, ttl_s: int) -> dict[str, bytes] | None:
-        subject = wire.stored_subject(self.cfg.site, uid)
+    def _scopes_hit(self, uid: str, groups: frozenset[str]) -> list[frozenset[str]]:
+        """The groups of `uid`'s retained items a write or deletion from `groups` replaces."""
+        return [s for s in self.router.retained.get(uid, {}) if not s.isdisjoint(groups)]
+
+    def _queue_stored(self, env: wire.Envelope, uid: str, scope: frozenset[str],
+                      ttl_s: int) -> dict[str, bytes] | None:
+        subject = wire.stored_subject(self.cfg.site, uid, scope)
         payload, headers = wire.encode(env, ttl_s=ttl_s, fmt=self.cfg.wire_format)
         self.unconfirmed.pop(subject, None)  # re-insert: dict order = publish order
         self.unconfirmed[subject] = _Pending(env.seq, subject, payload, headers)
@@ -441,7 +452,7 @@ class Backplane:
         if ev.stale <= now_ms:
             self.counters.expired += 1
             return False
-        current = self.router.retained.get(ev.uid)
+        current = self.router.find(ev.uid, env.groups)
         if current is not None and current.event.time > ev.time:
             self.counters.older += 1  # posted on both sides while cut off: the newer one wins
             return False

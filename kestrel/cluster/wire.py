@@ -2,9 +2,12 @@
 
 Subjects, per site (streams capturing the same subjects across a leaf node would each store
 everything, so every site has its own):
-- `kst.<site>.s.<key(uid)>`: the stored picture; stream `KESTREL_<site>` keeps one message per
-  subject (`max_msgs_per_subject=1`: the latest SA of a contact, the latest state of a marker or
+- `kst.<site>.s.<key(uid, groups)>`: the stored picture; stream `KESTREL_<site>` keeps one message
+  per subject (`max_msgs_per_subject=1`: the latest SA of a contact, the latest state of a marker or
   shape, or the deletion that removed it) and drops it at its stale time (per-message `Nats-TTL`).
+  One subject per uid and sender's groups, as the router keeps them (a uid used in two groups is
+  two items); a write or deletion that replaces an item of other groups is published on that
+  item's subject too (receivers apply each numbered message once).
 - `kst.<site>.l`: live only (chat, direct messages, anything not retained); core NATS, not stored;
   every process subscribes `kst.*.l`, so live traffic crosses leaf nodes while the link is up.
 - `kst.<site>.lh`: live traffic of held groups (`--hold-groups`): this site's processes only.
@@ -60,8 +63,9 @@ def key(uid: str) -> str:
     return hashlib.sha1(uid.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def stored_subject(site: str, uid: str) -> str:
-    return f"kst.{site}.s.{key(uid)}"
+def stored_subject(site: str, uid: str, groups: frozenset[str] | None = None) -> str:
+    """The subject of the retained item `uid` stored by a sender in `groups` (None: by uid only)."""
+    return f"kst.{site}.s.{key(uid if groups is None else uid + chr(0) + chr(10).join(sorted(groups)))}"
 
 
 def live_subject(site: str) -> str:

@@ -61,25 +61,26 @@ def _detail_info(detail: bytes) -> tuple[str | None, str | None, str | None]:
 class ClientLog:
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.clients: dict[str, Client] = {}
+        self.clients: dict[tuple[str, frozenset[str]], Client] = {}  # (uid, groups): one uid per group scope
 
     def sweep(self) -> None:
         """Merge the router's live contacts in; mark the others disconnected. O(contacts)."""
         r = self.router
         live = set()
-        for uid, c in list(r.contacts.items()):
+        for uid, c in [(u, c) for u, held in list(r.contacts.items()) for c in held.values()]:
             peer = r.peers.get(c.peer_id)
             if peer is None:
                 continue
-            live.add(uid)
-            item = r.retained.get(uid)
+            key = (uid, peer.groups)
+            live.add(key)
+            item = r.find(uid, peer.groups)
             last = item.event.time if item is not None else int(time.time() * 1000)
             team, role, takv = _detail_info(item.event.detail) if item is not None else (None, None, None)
-            self.clients.pop(uid, None)  # re-insert: most recent last
-            self.clients[uid] = Client(uid, c.callsign, str(getattr(peer, "cert_cn", None) or ""), peer.groups,
+            self.clients.pop(key, None)  # re-insert: most recent last
+            self.clients[key] = Client(uid, c.callsign, str(getattr(peer, "cert_cn", None) or ""), peer.groups,
                                        last, team, role, takv)
-        for uid, cl in self.clients.items():
-            if uid not in live:
+        for key, cl in self.clients.items():
+            if key not in live:
                 cl.connected = False
         while len(self.clients) > MAX_REMEMBERED:
             del self.clients[next(iter(self.clients))]

@@ -159,9 +159,8 @@ class Marti:
             return int(router.route(event, None, groups))
         n = 0
         wire: dict[str, bytes] = {}
-        for uid in to_uids:
-            contact = router.contacts.get(uid)
-            peer = router.peers.get(contact.peer_id) if contact is not None else None
+        for peer_id in [pid for uid in to_uids for pid in router.contacts.get(uid, {})]:
+            peer = router.peers.get(peer_id)
             if peer is None or peer.groups.isdisjoint(groups):
                 continue
             data = wire.get(peer.format) or wire.setdefault(peer.format, encode_for(peer.format, event))

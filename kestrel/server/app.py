@@ -54,7 +54,7 @@ class Server:
         self._metrics_listener: MetricsListener | None = None
         m = self.metrics
         m.gauge("clients", lambda: len(self.sessions), "streaming clients connected")
-        m.gauge("retained_items", lambda: len(self.router.retained), "retained items (all groups)")
+        m.gauge("retained_items", lambda: self.router.count(), "retained items (all groups)")
         m.gauge("retained_bytes", lambda: dict(self.router.group_bytes), "retained bytes per group", "group")
         m.gauge("store_pending", lambda: self.store.pending if self.store else 0, "store rows waiting for a flush")
         m.describe("dropped", "events dropped, by reason")
@@ -148,7 +148,7 @@ class Server:
                 event = parse_event(row.xml)
             except Exception:
                 bad += 1
-                self.store.delete(row.uid)
+                self.store.delete(row.uid, row.groups)
                 continue
             self.router.restore(Retained(event, row.groups, owner=row.owner))
         logs.info("store.open", path=self.store.path, retained=len(rows) - bad, unreadable=bad)
@@ -267,7 +267,7 @@ class Server:
                     logs.debug("retained.expired", count=expired)
                 if tick % 60 == 0:
                     st = self.router.stats
-                    logs.info("server.stats", clients=len(self.sessions), retained=len(self.router.retained),
+                    logs.info("server.stats", clients=len(self.sessions), retained=self.router.count(),
                               routed=st.routed, delivered=st.delivered, addressed=st.addressed, unreadable=st.unreadable,
                               dropped_slow=self.dropped_slow, store_pending=self.store.pending if self.store else 0,
                               **{k: v for k, v in self.metrics.counters.items() if v})

@@ -13,19 +13,24 @@ supersedes, else None). Rules, as TAK Server's streaming path does them:
 - each message is encoded once per wire format, not once per recipient.
 
 Retained (sent to a client when it joins, persisted by `Store` until stale): the latest event per
-uid, except pings/control (`t-*`), chat (`b-t-f*`) and addressed (`marti dest`) messages.
-`t-x-d-d` deletes the items it links to. Memory is capped per group: `retained_bytes_per_group`
+uid *and sender's groups* (`retained[uid][groups]`), except pings/control (`t-*`), chat (`b-t-f*`)
+and addressed (`marti dest`) messages. A write replaces the items of its uid that share a group with
+it and leaves the others, so a uid one group uses stays free in another (no squatting); items of one
+uid are in pairwise disjoint groups. `t-x-d-d` deletes the linked items that share a group with it. Memory is capped per group: `retained_bytes_per_group`
 (accounted as XML + detail bytes + 1 KiB per item) and `max_retained` items; the group's oldest
 items go first, so one group cannot evict another's picture.
 
 Writes are access-controlled (a sender is its groups plus, over TLS, its certificate CN, the
 "identity"); a refused event is dropped whole (not relayed: clients act on deletes too), counted
 and logged at most once per LOG_EVERY:
-- replacing or deleting a stored item needs a group shared with the item's sender
-  (`dropped_foreign_write`), and the item's identity when it has one (`dropped_identity`);
-- a uid held by a connected contact cannot be announced by another connection outside its groups
-  or, if that contact is authenticated, by another identity (`dropped_identity`); an
-  authenticated identity may claim a uid or callsign that only unauthenticated senders hold;
+- a uid an authenticated identity stored (or announces as a connected contact) is bound to it: no
+  other identity and no unauthenticated sender may write it, in any group (`dropped_identity`);
+- otherwise a write only ever touches its own groups' items of that uid (replace: those sharing a
+  group; none shared: a new item beside the others); a delete of a uid stored only in groups the
+  sender does not share is refused (`dropped_foreign_write`);
+- contacts are scoped the same way (`contacts[uid][peer id]`): one uid may be announced by
+  connections in disjoint groups, and a direct message goes to the one(s) sharing a group with its
+  sender; an authenticated identity may claim a callsign that only unauthenticated senders hold;
 - a callsign held by an authenticated contact cannot be announced by an unauthenticated one, so
   nobody receives another's direct messages by announcing their callsign (`dropped_identity`);
 - `<marti>` without a usable `<dest callsign|uid>` goes to nobody (`dropped_unaddressable`).
@@ -61,6 +66,7 @@ class Peer(Protocol):
     def send(self, data: bytes, key: str | None = None) -> bool: ...
 
 
+Scope = frozenset[str]  # the groups of the sender of a retained item (its visibility)
 Encoder = Callable[[str, Event], bytes]
 
 
@@ -114,13 +120,13 @@ class Router:
         self._clock = clock
         self.metrics = metrics if metrics is not None else Metrics()
         self.group_bytes: dict[str, int] = {}  # group -> bytes of its retained items
-        self._group_items: dict[str, dict[str, None]] = {}  # group -> its retained uids, oldest first
+        self._group_items: dict[str, dict[tuple[str, Scope], None]] = {}  # group -> its items, oldest first
         self.peers: dict[int, Peer] = {}
         self._members: dict[str, dict[int, Peer]] = {}  # group -> peers in it
-        self.contacts: dict[str, Contact] = {}  # uid -> contact
-        self._by_callsign: dict[str, set[str]] = {}  # callsign -> uids
+        self.contacts: dict[str, dict[int, Contact]] = {}  # uid -> peer id -> contact
+        self._by_callsign: dict[str, set[tuple[str, int]]] = {}  # callsign -> (uid, peer id)
         self._uids_of: dict[int, set[str]] = {}  # peer id -> its contact uids
-        self.retained: dict[str, Retained] = {}  # uid -> latest retained event
+        self.retained: dict[str, dict[Scope, Retained]] = {}  # uid -> sender's groups -> latest event
         self.stats = Stats()
         # Cluster hook (kestrel.cluster): sees every accepted event posted here, before it changes
         # any state, so it can be published to the other processes and sites; it may return the
@@ -145,7 +151,7 @@ class Router:
         self._uids_of[peer.id] = set()
         now_ms = int(self._clock() * 1000)
         items = [
-            r for r in self.retained.values()
+            r for scopes in self.retained.values() for r in scopes.values()
             if r.event.stale > now_ms and not r.groups.isdisjoint(peer.groups)
         ]
         items.sort(key=lambda r: not r.event.type.startswith("a-"))  # stable: SA first
@@ -162,44 +168,60 @@ class Router:
                 if not members:
                     del self._members[g]
         for uid in self._uids_of.pop(peer.id, ()):
-            contact = self.contacts.pop(uid, None)
+            held = self.contacts.get(uid)
+            contact = held.pop(peer.id, None) if held is not None else None
+            if held is not None and not held:
+                del self.contacts[uid]
             if contact is not None:
                 self._unindex(contact)
 
     def callsign_of(self, peer: Peer) -> str | None:
         for uid in self._uids_of.get(peer.id, ()):
-            return self.contacts[uid].callsign
+            return self.contacts[uid][peer.id].callsign
         return None
 
+    def find(self, uid: str, groups: frozenset[str]) -> Retained | None:
+        """The latest retained item of `uid` a member of `groups` sees (None: none)."""
+        best = None
+        for item in self.retained.get(uid, {}).values():
+            if not item.groups.isdisjoint(groups) and (best is None or item.event.time > best.event.time):
+                best = item
+        return best
+
     def _unindex(self, contact: Contact) -> None:
-        uids = self._by_callsign.get(contact.callsign)
-        if uids is not None:
-            uids.discard(contact.uid)
-            if not uids:
+        held = self._by_callsign.get(contact.callsign)
+        if held is not None:
+            held.discard((contact.uid, contact.peer_id))
+            if not held:
                 del self._by_callsign[contact.callsign]
 
     def _learn_contact(self, peer: Peer, uid: str, callsign: str) -> None:
-        old = self.contacts.get(uid)
+        held = self.contacts.get(uid)
+        old = held.get(peer.id) if held is not None else None
+        if old is not None and old.callsign == callsign:
+            return  # the common case: a contact's periodic SA
         if old is not None:
-            if old.callsign == callsign and old.peer_id == peer.id:
-                return
             self._unindex(old)
-            self._uids_of.get(old.peer_id, set()).discard(uid)
+        if held is not None:  # takeover within shared groups (the write checks allowed it)
+            for c in list(held.values()):
+                holder = self.peers.get(c.peer_id)
+                if c.peer_id != peer.id and (holder is None or not holder.groups.isdisjoint(peer.groups)):
+                    self._drop_contact(c)
         if getattr(peer, "identity", None) is not None:
             # An authenticated identity claims its callsign: unauthenticated holders lose it.
-            for other in list(self._by_callsign.get(callsign, ())):
-                c = self.contacts[other]
-                holder = self.peers.get(c.peer_id)
-                if c.peer_id != peer.id and (holder is None or getattr(holder, "identity", None) is None):
-                    self._drop_contact(c)
-        self.contacts[uid] = Contact(uid, callsign, peer.id)
-        self._by_callsign.setdefault(callsign, set()).add(uid)
+            for other, pid in list(self._by_callsign.get(callsign, ())):
+                holder = self.peers.get(pid)
+                if pid != peer.id and (holder is None or getattr(holder, "identity", None) is None):
+                    self._drop_contact(self.contacts[other][pid])
+        self.contacts.setdefault(uid, {})[peer.id] = Contact(uid, callsign, peer.id)
+        self._by_callsign.setdefault(callsign, set()).add((uid, peer.id))
         self._uids_of.setdefault(peer.id, set()).add(uid)
-        if old is None or old.callsign != callsign:
-            logs.info("contact", peer=peer.id, uid=uid, callsign=callsign, was=old.callsign if old else None)
+        logs.info("contact", peer=peer.id, uid=uid, callsign=callsign, was=old.callsign if old else None)
 
     def _drop_contact(self, contact: Contact) -> None:
-        self.contacts.pop(contact.uid, None)
+        held = self.contacts.get(contact.uid)
+        if held is not None and held.pop(contact.peer_id, None) is not None and not held:
+            del self.contacts[contact.uid]
         self._unindex(contact)
         self._uids_of.get(contact.peer_id, set()).discard(contact.uid)
 
@@ -245,7 +267,7 @@ class Router:
             self._learn_contact(sender, event.uid, addr.callsign)
         if is_delete:
             for uid in addr.link_uids:
-                self._forget(uid)
+                self._forget_reachable(uid, groups)
         wire: dict[str, bytes] = {}
         key: str | None = None  # set for retained state: a newer message with this key supersedes it
         if addr.addressed:
@@ -256,7 +278,7 @@ class Router:
             if item is not None:
                 wire = item.wire  # share the encodings with the retained copy (encode once)
                 key = event.uid
-            recipients = self._broadcast(sender, groups, self._echo_of(event) if sender is None else None)
+            recipients = self._broadcast(sender, groups, self._echo_of(event, groups) if sender is None else None)
         if seed:
             wire.update(seed)
         n = 0
@@ -274,23 +296,28 @@ class Router:
 
     def _check_write(self, uid: str, sender: Peer | None, groups: frozenset[str], identity: str | None,
                      item_only: bool = False) -> str | None:
-        """Why `sender` may not write (replace, delete, announce) `uid`, or None when it may."""
-        item = self.retained.get(uid)
-        if item is not None:
-            if item.owner is not None and item.owner != identity:
-                return "dropped_identity"
-            if item.groups.isdisjoint(groups) and not (identity is not None and item.owner is None):
+        """Why `sender` may not write (replace, delete, announce) `uid`, or None when it may.
+        `item_only`: a delete (it touches the items sharing a group with it, and needs one)."""
+        scopes = self.retained.get(uid)
+        if scopes:
+            reachable = False
+            for item in scopes.values():
+                shared = not item.groups.isdisjoint(groups)
+                reachable = reachable or shared
+                if item.owner is not None and item.owner != identity and (shared or not item_only):
+                    return "dropped_identity"  # bound to its identity, in every group
+            if item_only and not reachable:
                 return "dropped_foreign_write"
         if item_only:
             return None
-        contact = self.contacts.get(uid)
-        if contact is not None and (sender is None or contact.peer_id != sender.id):
-            holder = self.peers.get(contact.peer_id)
-            if holder is not None:
-                held_by: str | None = getattr(holder, "identity", None)
+        held = self.contacts.get(uid)
+        if held:
+            for contact in held.values():
+                if sender is not None and contact.peer_id == sender.id:
+                    continue
+                holder = self.peers.get(contact.peer_id)
+                held_by: str | None = getattr(holder, "identity", None) if holder is not None else None
                 if held_by is not None and held_by != identity:
-                    return "dropped_identity"
-                if holder.groups.isdisjoint(groups) and not (identity is not None and held_by is None):
                     return "dropped_identity"
         return None
 
@@ -298,10 +325,9 @@ class Router:
         """An unauthenticated sender may not announce a callsign an authenticated contact holds."""
         if identity is not None:
             return None
-        for uid in self._by_callsign.get(callsign, ()):
-            contact = self.contacts[uid]
-            holder = self.peers.get(contact.peer_id)
-            if contact.peer_id != sender.id and holder is not None and getattr(holder, "identity", None):
+        for _, pid in self._by_callsign.get(callsign, ()):
+            holder = self.peers.get(pid)
+            if pid != sender.id and holder is not None and getattr(holder, "identity", None):
                 return "dropped_identity"
         return None
 
@@ -310,10 +336,13 @@ class Router:
         self.metrics.limited_warning(f"route.{reason}", uid=logs.short(event.uid), type=logs.short(event.type),
                                      sender=sender.id if sender is not None else "udp")
 
-    def _echo_of(self, event: Event) -> int | None:
+    def _echo_of(self, event: Event, groups: frozenset[str]) -> int | None:
         """The streaming peer whose own event came back over UDP (ATAK sends SA on both)."""
-        contact = self.contacts.get(event.uid)
-        return contact.peer_id if contact is not None else None
+        for contact in self.contacts.get(event.uid, {}).values():
+            peer = self.peers.get(contact.peer_id)
+            if peer is not None and not peer.groups.isdisjoint(groups):
+                return contact.peer_id
+        return None
 
     def route_remote(self, event: Event, groups: frozenset[str], identity: str | None = None,
                      encoded: dict[str, bytes] | None = None) -> int:
@@ -352,17 +381,18 @@ class Router:
                     yield peer
 
     def _addressed(self, addr: detail_mod.Addressing, sender: Peer | None, groups: frozenset[str]) -> Iterator[Peer]:
-        uids = set(addr.dest_uids)
+        peer_ids: list[int] = []
+        for uid in addr.dest_uids:
+            peer_ids.extend(self.contacts.get(uid, {}))
         for cs in addr.dest_callsigns:
-            uids.update(self._by_callsign.get(cs, ()))
+            peer_ids.extend(pid for _, pid in self._by_callsign.get(cs, ()))
         sender_id = sender.id if sender is not None else -1
         seen: set[int] = {sender_id}
-        for uid in uids:
-            contact = self.contacts.get(uid)
-            if contact is None or contact.peer_id in seen:
+        for pid in peer_ids:
+            if pid in seen:
                 continue
-            seen.add(contact.peer_id)
-            peer = self.peers.get(contact.peer_id)
+            seen.add(pid)
+            peer = self.peers.get(pid)
             if peer is not None and not peer.groups.isdisjoint(groups):
                 yield peer
 
@@ -372,57 +402,79 @@ class Router:
                 seed: dict[str, bytes] | None = None) -> Retained | None:
         if event.type.startswith(NOT_RETAINED) or event.stale <= int(self._clock() * 1000):
             return None
-        self._forget(event.uid, persist=False)  # re-insert: order is "last written"
+        uid = event.uid
+        # Replace this uid's items that share a group with the write (re-insert: order is "last
+        # written"); items of other groups stay. The own scope is re-put, so not deleted in the store.
+        for scope in [s for s in self.retained.get(uid, ()) if not s.isdisjoint(groups)]:
+            self._forget(uid, scope, persist=scope != groups)
         item = Retained(event, groups, wire=dict(seed) if seed else {}, owner=owner)  # not encoded twice
         xml = item.encoded("xml", self._encode)
         item.size = len(xml) + len(event.detail) + ITEM_OVERHEAD
         if self._store is not None:  # before _add: an item evicted at once is deleted again
-            self._store.put(Row(event.uid, event.type, event.stale, groups, xml, owner))
+            self._store.put(Row(uid, event.type, event.stale, groups, xml, owner))
         self._add(item)
-        return item if event.uid in self.retained else None
+        return item if self.retained.get(uid, {}).get(groups) is item else None
 
     def _add(self, item: Retained) -> None:
         """Account `item` in each of its groups, then evict those groups' oldest items over budget."""
-        uid = item.event.uid
-        self.retained[uid] = item
+        key = (item.event.uid, item.groups)
+        self.retained.setdefault(key[0], {})[item.groups] = item
         for g in item.groups:
-            self._group_items.setdefault(g, {})[uid] = None
+            self._group_items.setdefault(g, {})[key] = None
             self.group_bytes[g] = self.group_bytes.get(g, 0) + item.size
         for g in item.groups:
-            uids = self._group_items.get(g)
-            while uids and (self.group_bytes.get(g, 0) > self._max_bytes or len(uids) > self._max_retained):
-                self._forget(next(iter(uids)))
+            keys = self._group_items.get(g)
+            while keys and (self.group_bytes.get(g, 0) > self._max_bytes or len(keys) > self._max_retained):
+                self._forget(*next(iter(keys)))
                 self.stats.retained_dropped += 1
                 self.metrics.inc("retained_evicted")
 
-    def _forget(self, uid: str, persist: bool = True) -> None:
-        item = self.retained.pop(uid, None)
+    def _forget_reachable(self, uid: str, groups: frozenset[str]) -> None:
+        """Delete `uid`'s items that share a group with `groups` (a `t-x-d-d` from those groups)."""
+        for scope in [s for s in self.retained.get(uid, ()) if not s.isdisjoint(groups)]:
+            self._forget(uid, scope)
+
+    def _forget(self, uid: str, scope: Scope, persist: bool = True) -> None:
+        scopes = self.retained.get(uid)
+        item = scopes.pop(scope, None) if scopes is not None else None
         if item is None:
             return
+        if not scopes:
+            del self.retained[uid]
+        key = (uid, scope)
         for g in item.groups:
-            uids = self._group_items.get(g)
-            if uids is not None:
-                uids.pop(uid, None)
+            keys = self._group_items.get(g)
+            if keys is not None:
+                keys.pop(key, None)
                 left = self.group_bytes[g] = self.group_bytes.get(g, 0) - item.size
-                if not uids:
+                if not keys:
                     del self._group_items[g]
                     del self.group_bytes[g]
                 elif left < 0:  # pragma: no cover - accounting bug guard
                     self.group_bytes[g] = 0
         if persist and self._store is not None:
-            self._store.delete(uid)
+            self._store.delete(uid, scope)
 
     def restore(self, item: Retained) -> None:
         """Put back a retained item read from the store at start-up (not re-persisted)."""
-        self._forget(item.event.uid, persist=False)
+        self._forget(item.event.uid, item.groups, persist=False)
         if not item.size:
             item.size = len(item.encoded("xml", self._encode)) + len(item.event.detail) + ITEM_OVERHEAD
         self._add(item)
 
+    def count(self) -> int:
+        """How many items are retained (all uids, all groups). O(uids)."""
+        return sum(len(scopes) for scopes in self.retained.values())
+
+    def items(self) -> Iterator[Retained]:
+        """Every retained item (all uids, all groups)."""
+        for scopes in self.retained.values():
+            yield from scopes.values()
+
     def expire(self) -> int:
         """Drop stale retained items. O(retained)."""
         now_ms = int(self._clock() * 1000)
-        stale = [uid for uid, r in self.retained.items() if r.event.stale <= now_ms]
-        for uid in stale:
-            self._forget(uid)
+        stale = [(r.event.uid, r.groups) for r in self.items() if r.event.stale <= now_ms]
+        for uid, scope in stale:
+            self._forget(uid, scope)
         return len(stale)

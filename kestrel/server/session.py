@@ -503,7 +503,7 @@ class Session:
         retained = self._router.retained
         for ref in self._snapshot:
             item = ref()
-            if item is None or retained.get(item.event.uid) is not item:
+            if item is None or retained.get(item.event.uid, {}).get(item.groups) is not item:
                 continue  # replaced or deleted since the join: the newer state is queued live behind us
             data = item.encoded("xml", self._encode)
             batch.append(data)

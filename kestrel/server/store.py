@@ -6,13 +6,16 @@ batched: `put`/`delete` mark a uid dirty (O(1)), `flush` writes all dirty rows i
 `take()`s the dirty rows on the loop, `write()`s them in a worker thread (sqlite3 releases the GIL,
 so a big transaction, e.g. 900 KB markers, does not stall every client) and `untake()`s them on
 failure; one write at a time (a lock, which `close()` waits for). Worst case per flush: O(dirty uids) rows;
-a crash loses at most one flush interval. One row per uid, so the file is bounded by the number of
-retained uids (itself capped by the per-group limits).
+a crash loses at most one flush interval. One row per uid and sender's groups (the router's
+retained item), so the file is bounded by the number of
+retained items (itself capped by the per-group limits).
 
 A file that is not a readable SQLite store (truncated, overwritten, not a database) raises
 `StoreError` naming the file and the way out; `set_aside()` moves it (and its -wal/-shm) away for
 `kestrel serve --repair`. Each row keeps the authenticated identity (certificate CN) that wrote it,
-so ownership survives a restart; older files get that column on open.
+so ownership survives a restart. Older files are brought up to date on open, in place, in one
+transaction: the `owner` column added; a file keyed by uid alone (before items were scoped by
+groups) copied into the (uid, groups) table.
 """
 
 from __future__ import annotations
@@ -29,17 +32,44 @@ from kestrel.errors import BadInput
 class StoreError(BadInput):
     """The store file cannot be used; the message names it and says what to do."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS retained (
-    uid      TEXT PRIMARY KEY,
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    uid      TEXT NOT NULL,
     type     TEXT NOT NULL,
     stale_ms INTEGER NOT NULL,
-    groups   TEXT NOT NULL,      -- newline-joined group names of the sender
+    groups   TEXT NOT NULL,      -- newline-joined group names of the sender (the item's scope)
     xml      BLOB NOT NULL,      -- the event as CoT XML
-    owner    TEXT                -- certificate CN of the writer (NULL: unauthenticated)
+    owner    TEXT,               -- certificate CN of the writer (NULL: unauthenticated)
+    PRIMARY KEY (uid, groups)
 );
-CREATE INDEX IF NOT EXISTS retained_stale ON retained (stale_ms);
 """
+_SCHEMA = _TABLE.format(name="retained") + "CREATE INDEX IF NOT EXISTS retained_stale ON retained (stale_ms);\n"
+_COLUMNS = "uid, type, stale_ms, groups, xml, owner"
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older file up to the current schema, in place (one transaction)."""
+    cols = {r[1]: r[5] for r in db.execute("PRAGMA table_info(retained)")}  # name -> position in the key
+    if "owner" not in cols:
+        db.execute("ALTER TABLE retained ADD COLUMN owner TEXT")
+    if cols.get("groups"):
+        return
+    # Keyed by uid alone: copy into a (uid, groups) table, keeping the write order (rowid).
+    db.execute("BEGIN")
+    try:
+        db.execute("DROP TABLE IF EXISTS retained_v2")
+        db.execute(_TABLE.format(name="retained_v2"))
+        db.execute(f"INSERT INTO retained_v2 ({_COLUMNS}) SELECT {_COLUMNS} FROM retained ORDER BY rowid")
+        db.execute("DROP TABLE retained")
+        db.execute("ALTER TABLE retained_v2 RENAME TO retained")
+        db.execute("CREATE INDEX IF NOT EXISTS retained_stale ON retained (stale_ms)")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+Key = tuple[str, frozenset[str]]  # (uid, groups): one retained item
 
 
 @dataclass(slots=True)
@@ -65,9 +95,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            cols = {r[1] for r in self._db.execute("PRAGMA table_info(retained)")}
-            if "owner" not in cols:
-                self._db.execute("ALTER TABLE retained ADD COLUMN owner TEXT")
+            _migrate(self._db)
             check = self._db.execute("PRAGMA quick_check").fetchone()
             if check is None or check[0] != "ok":
                 raise sqlite3.DatabaseError(str(check[0] if check else "quick_check returned nothing")[:120])
@@ -77,7 +105,7 @@ class Store:
                 f"{path}: not a readable Kestrel store ({exc}); move it aside, or start with "
                 f"`kestrel serve --repair` to keep it as {path.name}.corrupt-* and start with an empty picture"
             ) from None
-        self._dirty: dict[str, Row | None] = {}  # uid -> row to write, or None to delete
+        self._dirty: dict[Key, Row | None] = {}  # (uid, groups) -> row to write, or None to delete
         self.flushes = 0
 
     def load(self, now_ms: int) -> list[Row]:
@@ -91,10 +119,11 @@ class Store:
                              f"with `kestrel serve --repair`") from None
 
     def put(self, row: Row) -> None:
-        self._dirty[row.uid] = row
+        self._dirty[row.uid, row.groups] = row
 
-    def delete(self, uid: str) -> None:
-        self._dirty[uid] = None
+    def delete(self, uid: str, groups: frozenset[str]) -> None:
+        """Delete the row of `uid` stored with `groups` (the item's scope)."""
+        self._dirty[uid, groups] = None
 
     @property
     def pending(self) -> int:
@@ -109,34 +138,32 @@ class Store:
             self.untake(dirty)
             raise
 
-    def take(self) -> dict[str, Row | None]:
+    def take(self) -> dict[Key, Row | None]:
         """The dirty rows, handed over for `write` (event loop side)."""
         dirty, self._dirty = self._dirty, {}
         return dirty
 
-    def untake(self, dirty: dict[str, Row | None]) -> None:
+    def untake(self, dirty: dict[Key, Row | None]) -> None:
         """A failed write's rows are dirty again (newer changes made meanwhile win)."""
         self._dirty = {**dirty, **self._dirty}
 
-    def write(self, dirty: dict[str, Row | None], now_ms: int | None = None) -> int:
+    def write(self, dirty: dict[Key, Row | None], now_ms: int | None = None) -> int:
         """Write `dirty` in one transaction and purge stale rows (any thread, one at a time)."""
         if not dirty and now_ms is None:
             return 0
         with self._lock:
             return self._write(dirty, now_ms)
 
-    def _write(self, dirty: dict[str, Row | None], now_ms: int | None) -> int:
+    def _write(self, dirty: dict[Key, Row | None], now_ms: int | None) -> int:
         db = self._db
         db.execute("BEGIN")
         try:
-            for uid, row in dirty.items():
-                if row is None:
-                    db.execute("DELETE FROM retained WHERE uid = ?", (uid,))
-                else:
-                    # Delete then insert so rowid order follows the latest write.
-                    db.execute("DELETE FROM retained WHERE uid = ?", (uid,))
+            for (uid, groups), row in dirty.items():
+                # Delete (then insert) so rowid order follows the latest write.
+                db.execute("DELETE FROM retained WHERE uid = ? AND groups = ?", (uid, "\n".join(sorted(groups))))
+                if row is not None:
                     db.execute(
-                        "INSERT INTO retained (uid, type, stale_ms, groups, xml, owner) VALUES (?, ?, ?, ?, ?, ?)",
+                        f"INSERT INTO retained ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                         (row.uid, row.type, row.stale_ms, "\n".join(sorted(row.groups)), row.xml, row.owner),
                     )
             if now_ms is not None:
