@@ -321,3 +321,36 @@ def test_a_turning_cars_box_takes_its_new_shape() -> None:
             assert p.xyxy[3] - p.xyxy[1] == pytest.approx(30, abs=0.01), p
     padded = run(frames, TrackerConfig(fit_course=math.pi))[0]
     assert max(p.xyxy[2] - p.xyxy[0] for p in padded.points if p.frame_index >= 60) > 25
+
+
+def _split_car_frames(lf: LocalFrame, gap_px: float) -> list[Detections]:
+    """A 40 px car (8 m at 0.2 m/px, ground mode) seen as two blobs, 12 px front and back with a
+    blob-less middle `gap_px` long... plus a same-sized car driving the other way (not a part)."""
+    gsd = 0.2
+    frames = []
+    for i in range(60):
+        x = 100.0 + 2.0 * i  # 12 m/s
+        back, front = [x, 100, x + 12, 110], [x + 12 + gap_px, 100, x + 24 + gap_px, 110]
+        other = 420.0 - 2.0 * i
+        boxes = [back, front, [other, 140, other + 12, 150]]
+        c = np.array([[(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] for b in boxes])
+        llh = [lf.to_geodetic(u * gsd, -v * gsd, 0.0) for u, v in c]
+        frames.append(Detections(np.array(boxes), np.ones(3), np.zeros(3), np.array([[a, b, 0.0] for a, b, _ in llh]),
+                                 frame_index=i, pts=i / FPS))
+    return frames
+
+
+def test_the_front_and_back_blobs_of_one_car_are_one_track_with_the_whole_box() -> None:
+    """A car whose middle matches the ground shows as a front and a back blob of the same size
+    riding together: one track, boxed over both (not two tracks on halves of it: each half is a
+    miss and a false positive). Pieces that would make a vehicle longer than `part_max_m` stay
+    apart; a car passing the other way stays a track of its own."""
+    lf = LocalFrame(38.9, -77.0, 0.0)
+    frames = _split_car_frames(lf, gap_px=16.0)  # whole car 40 px = 8 m
+    tracks = run(frames)
+    assert len(tracks) == 2, [tr.points[0].xyxy for tr in tracks]
+    car = min(tracks, key=lambda tr: tr.points[0].xyxy[1])
+    late = [p for p in car.points if p.frame_index >= 15]
+    assert late and all(p.xyxy[2] - p.xyxy[0] == pytest.approx(40.0, abs=0.01) for p in late)
+    assert len(run(frames, TrackerConfig(part_max_m=0.0))) == 3  # without parts: the halves are two tracks
+    assert len(run(_split_car_frames(lf, gap_px=60.0))) == 3  # 84 px = 17 m: two vehicles

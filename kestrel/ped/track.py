@@ -105,6 +105,15 @@ class TrackerConfig:
     companion_area: float = 0.6
     companion_reach: float = 2.5
     companion_drift: float = 1.0
+    # Parts (issue 9, third pass): the companion test also against a *tentative* track with a bigger
+    # box (two pieces of one vehicle are born together: the smaller must not confirm first), and any
+    # piece riding with a track (same test, any size) whose box joined to that track's box stays
+    # within `part_max_m` metres (ground mode: the longest vehicle, 9 m, plus blob spill) is a part: it never
+    # confirms, and the track's box is the union of both pieces each frame both are seen (a car
+    # split into front and back blobs by a same-coloured middle). 0: off (companions as above).
+    part_max_m: float = 12.0
+    part_drift_m: float = 4.0  # ... and keeps its offset to the track within this over `part_ride_s`
+    part_ride_s: float = 0.5
     # No reversing onto a trailing ghost: a confirmed track moving faster than `behind_min_px_s`
     # (ground-stabilised pixels) does not take a detection whose centre lies more than
     # `behind_boxes` of its length behind its predicted box centre. Slow cars leave a ghost blob
@@ -118,7 +127,7 @@ class TrackerConfig:
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
-                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0)
+                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0)
 
 
 @dataclass(slots=True)
@@ -147,6 +156,10 @@ class _Live:
     pv_hit: float = 0.0  # pixel speed at the last detection
     pv_hit_vec: F64 = field(default_factory=lambda: np.zeros(2))  # ... its pixel velocity (px/s)
     hit_c: F64 | None = None  # fitted box centre at the last detection, current frame's pixels
+    part_of: _Live | None = None  # tentative: a piece of this track's vehicle (see `part_max_m`)
+    hit_di: int = -1  # detection taken this frame (-1: none)
+    hit_z: F64 | None = None  # ... its position in tracking space
+    gsd: float = 0.0  # metres per pixel near it (parts)
 
 
 class Tracker:
@@ -177,9 +190,15 @@ class Tracker:
             self._predict(lv, t)
         matches, unmatched_d = self._assign(z, dets.centers[keep].astype(np.float64) if len(keep) else z, t)
         matched_tracks = set()
+        for lv in self._live:
+            lv.hit_di = -1
         for ti, di in matches:
-            self._update(self._live[ti], z[di], dets, keep[di], t)
+            lv = self._live[ti]
+            lv.hit_di, lv.hit_z = int(keep[di]), z[di]
+            self._update(lv, z[di], dets, keep[di], t)
             matched_tracks.add(ti)
+        if self.cfg.part_max_m > 0 and self.mode == "ground":
+            self._join_parts(dets, t)
         for ti, lv in enumerate(self._live):
             if ti not in matched_tracks:
                 lv.window.append(False)
@@ -292,6 +311,7 @@ class Tracker:
         tr = lv.track
         if (tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di)
                 and not self._is_companion(lv, t)):
+            lv.part_of = None
             lv.hist = []
             tr.state = TrackState.CONFIRMED
             tr.confirmed_frame = dets.frame_index
@@ -301,13 +321,13 @@ class Tracker:
                 _tag(d, i, tr.id)
             lv.taken = []
 
-    def _append_point(self, lv: _Live, dets: Detections, di: int) -> None:
+    def _append_point(self, lv: _Live, dets: Detections, di: int, raw: F64 | None = None) -> None:
         if lv.track.state is TrackState.TENTATIVE:
             lv.taken.append((dets, di))
         else:
             _tag(dets, di, lv.track.id)
         t = lv.last_hit_t
-        raw = dets.xyxy[di].astype(np.float64)
+        raw = dets.xyxy[di].astype(np.float64) if raw is None else raw
         lv.obs.append((t, _cwh(raw)))
         lv.pv_hit_vec = self._pixel_velocity(lv, t)  # carried along with the camera until the next hit
         moving = float(np.hypot(*lv.pv_hit_vec)) > 3.0
@@ -332,26 +352,92 @@ class Tracker:
                                     lat, lon, hae, spd, hdg))
 
     def _is_companion(self, lv: _Live, t: float) -> bool:
-        """Is tentative `lv` a piece of a confirmed track (see `companion_area`)?"""
+        """Is tentative `lv` a piece of another track (see `companion_area`, `part_max_m`)? Sets
+        `lv.part_of` to that track when it is a part whose pieces join into one box."""
+        was, lv.part_of = lv.part_of, None
         if self.cfg.companion_area <= 0 or len(lv.obs) < 3:
             return False
         mine = {round(tt, 4): o for tt, o in lv.obs}
         area = float(np.median([o[2] * o[3] for o in mine.values()]))
+        parts = self.cfg.part_max_m > 0
         for other in self._live:
-            if other.track.state is not TrackState.CONFIRMED or len(other.obs) < 3:
+            if other is lv or len(other.obs) < 3:
+                continue
+            confirmed = other.track.state is TrackState.CONFIRMED
+            if not confirmed and not parts:
                 continue
             size = _quantile(np.array([o[2:] for _, o in self._recent(other, t)] or [other.obs[-1][1][2:]]),
                              self.cfg.size_quantile)
-            if area >= self.cfg.companion_area * float(size[0] * size[1]):
-                continue
+            small = area < self.cfg.companion_area * float(size[0] * size[1])
+            companion = False
+            if not confirmed and (other.part_of is not None or area >= float(size[0] * size[1])):
+                continue  # a tentative host: only a bigger one, not itself a part
             offs = np.array([mine[k][:2] - o[:2] for tt, o in other.obs if (k := round(tt, 4)) in mine])
             if len(offs) < 3:
                 continue
             reach = float(max(size))
-            if (float(np.median(np.hypot(offs[:, 0], offs[:, 1]))) <= self.cfg.companion_reach * reach
-                    and float(np.max(np.hypot(*(offs - offs[0]).T))) <= self.cfg.companion_drift * reach):
+            drift = float(np.max(np.hypot(*(offs - offs[0]).T)))
+            if (small and confirmed and drift <= self.cfg.companion_drift * reach
+                    and float(np.median(np.hypot(offs[:, 0], offs[:, 1]))) <= self.cfg.companion_reach * reach):
+                companion = True
+            elif parts:  # pieces of one vehicle: they ride together and join into a vehicle-sized box
+                j = self._joins(lv, other)
+                joined = bool(j) or (j is None and was is other)  # not measurable this frame: as it was
+                if not (joined and (was is other or self._rides_with(lv, other, t))):  # once a part: while it joins
+                    continue
+                lv.part_of = other
+                return True
+            else:
+                continue
+            if companion:
+                if parts and self._joins(lv, other):
+                    lv.part_of = other
                 return True
         return False
+
+    def _rides_with(self, lv: _Live, host: _Live, t: float) -> bool:
+        """Has `lv` kept its offset to `host` within `part_drift_m` over the last `part_ride_s`?"""
+        mine = {round(tt, 4): o for tt, o in lv.obs if t - tt <= self.cfg.part_ride_s}
+        offs = np.array([mine[k][:2] - o[:2] for tt, o in host.obs if (k := round(tt, 4)) in mine])
+        if len(offs) < 3 or lv.gsd <= 0:
+            return False
+        spread = np.ptp(offs, axis=0)
+        return float(np.hypot(spread[0], spread[1])) * lv.gsd <= self.cfg.part_drift_m
+
+    def _joins(self, lv: _Live, host: _Live) -> bool | None:
+        """Do the last boxes of `lv` and `host` (seen in the same frame) join into one box no longer
+        than `part_max_m` on the ground? Scale from the two boxes' ground positions. None: not
+        both seen in the last frame."""
+        if lv.hit_z is None or host.hit_z is None or lv.last_hit_t != host.last_hit_t:
+            return None
+        a, b = lv.obs[-1][1], host.obs[-1][1]
+        px = float(np.hypot(*(a[:2] - b[:2])))
+        if px < 1.0:
+            return None
+        gsd = float(np.hypot(*(lv.hit_z - host.hit_z))) / px
+        lv.gsd = gsd
+        u = _union(a, b)
+        return float(max(u[2], u[3])) * gsd <= self.cfg.part_max_m
+
+    def _join_parts(self, dets: Detections, t: float) -> None:
+        """Each confirmed track seen this frame together with a part of it: its box becomes the
+        union of both pieces (see `part_max_m`)."""
+        for lv in self._live:
+            host = lv.part_of
+            if host is None:
+                continue
+            if host not in self._live or lv.track.state is not TrackState.TENTATIVE:
+                lv.part_of = None
+                continue
+            if (lv.hit_di < 0 or host.hit_di < 0 or host.track.state is not TrackState.CONFIRMED
+                    or not self._joins(lv, host)):
+                continue
+            u = _union(_cwh(dets.xyxy[host.hit_di].astype(np.float64)), _cwh(dets.xyxy[lv.hit_di].astype(np.float64)))
+            host.obs.pop()
+            host.obs_dir.pop()
+            host.track.points.pop()
+            self._append_point(host, dets, host.hit_di, _xyxy(u))
+            _tag(dets, lv.hit_di, host.track.id)
 
     def _behind(self, lv: _Live, centres: F64, t: float) -> npt.NDArray[np.bool_]:
         """Which detection centres lie behind the track's predicted box (see `behind_boxes`)."""
@@ -600,6 +686,17 @@ def _quantile(a: F64, q: float) -> F64:
 
 def _grey(img: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return img if img.ndim == 2 else np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), np.uint8)
+
+
+def _union(a: F64, b: F64) -> F64:
+    """Union of two (centre, size) boxes, as (centre, size)."""
+    lo = np.minimum(a[:2] - a[2:] / 2, b[:2] - b[2:] / 2)
+    hi = np.maximum(a[:2] + a[2:] / 2, b[:2] + b[2:] / 2)
+    return np.concatenate([(lo + hi) / 2, hi - lo])
+
+
+def _xyxy(c: F64) -> F64:
+    return np.array([c[0] - c[2] / 2, c[1] - c[3] / 2, c[0] + c[2] / 2, c[1] + c[3] / 2], np.float64)
 
 
 def _cwh(box: F64) -> F64:
