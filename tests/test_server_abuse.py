@@ -379,6 +379,32 @@ def test_flooding_client_is_rate_limited_and_others_are_not(tmp_path: Path) -> N
     run(scenario())
 
 
+def test_a_rate_limited_flood_is_read_a_little_at_a_time(tmp_path: Path) -> None:
+    """Once a client's reads keep being rate-dropped, the server reads it LIMITED_READ bytes per
+    pause, not a whole read chunk: what a flood costs is framing a few frames per pause (before:
+    ~200 frames of a 64 KiB chunk per pause). Its ping is still answered after the flood."""
+    from kestrel.server.session import LIMITED_READ
+
+    limits = Limits(events_per_s_per_client=1000, events_burst_per_client=1, read_chunk=65536)
+    frame = sa("FLOOD-1", "FLOOD")
+    n = (1 << 20) // len(frame)
+
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path, limits=limits)) as server:
+            flood = await Raw.connect(server.ports["tcp"])
+            flood.writer.write(frame * n + ping("flood"))
+            while b"t-x-c-t-r" not in await asyncio.wait_for(flood.reader.readuntil(b"</event>"), 60):
+                pass  # the pong comes after every flooded byte was read
+            dropped, pauses = server.metrics.get("dropped_rate"), server.metrics.get("throttled_rate")
+            assert dropped > n // 2, (dropped, n)  # burst 1: most of the flood was dropped
+            # the first read may be a whole chunk; every read after a pause is at most LIMITED_READ
+            per_pause = LIMITED_READ // len(frame) + 2
+            assert dropped <= 65536 // len(frame) + 2 + pauses * per_pause, (dropped, pauses, per_pause)
+            flood.writer.close()
+
+    run(scenario())
+
+
 def test_byte_rate_is_enforced_by_not_reading_and_costs_only_the_big_sender(tmp_path: Path) -> None:
     """A client over its bytes/s budget is not read (TCP pushes back on it): a 300 KB marker
     trickles in at the budget while another client's event overtakes it, and nothing is lost."""
