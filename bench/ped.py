@@ -1,7 +1,8 @@
 """PED throughput and quality: frames/s per stage and end to end (MTI), against decode-only as
 the baseline; precision/recall/IDF1/... per scenario, the new detector beside the previous ones
-on the same clips in the same run: `mti-v1` (before issue 9) and `mti-prev` (the default before
-the far reference and the shorter pairs, `MtiConfig.before_far()`).
+on the same clips in the same run: `mti-v1` (before issue 9), `mti-prev` (the default before
+the far reference and the shorter pairs, `MtiConfig.before_far()`) and `mti-2p` (the default after
+that second pass, before the third: `MtiConfig.second_pass()`).
 
 One command:  .venv/bin/python bench/ped.py [--seconds 8] [--repeats 3] [--keep DIR]
               .venv/bin/python bench/ped.py --quality [--aerial-seconds 20] [--seeds 3] [--keep DIR]
@@ -9,7 +10,8 @@ One command:  .venv/bin/python bench/ped.py [--seconds 8] [--repeats 3] [--keep 
 For each size (720x480 and 1280x720) it writes a `kestrel fmv synth` clip once, then alternates,
 `--repeats` times: a decode-only pass (kestrel.fmv.ingest.read_frames: demux + KLV + decode to
 BGR, nothing else: the baseline, what the pipeline cannot beat) and a full `kestrel.ped.pipeline.run`
-(decode in its thread, detect, geolocate, track). Prints medians and the ratio end-to-end / decode.
+(decode in its thread, detect, geolocate, track), and the previous default (`mti-2p`) the same way.
+Prints medians, the ratio end-to-end / decode and new / previous default.
 Per-stage rates are frames / seconds spent in that stage (decode is measured inside its own
 thread, so it overlaps the others; end to end = frames / wall time).
 Floors (2-core machine, MTI): >= 60 fps end to end at 720x480, >= 30 fps at 1280x720.
@@ -74,12 +76,12 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
             synthesize(clip, Scenario(seconds=seconds, width=w, height=h, targets=4, seed=7))
         dec: list[float] = []
         e2e: list[float] = []
-        prev: list[float] = []  # the default before the far reference (MtiConfig.before_far()), same clip
+        prev: list[float] = []  # the previous default (MtiConfig.second_pass()), same clip
         stages: dict[str, list[float]] = {"decode": [], "detect": [], "geolocate": [], "track": []}
         tracks = 0
         for _ in range(repeats):
             dec.append(decode_only(clip))
-            prev.append(run(clip, detector=MtiDetector(MtiConfig.before_far())).fps["end_to_end"])
+            prev.append(run(clip, detector=MtiDetector(MtiConfig.second_pass())).fps["end_to_end"])
             res = run(clip)
             e2e.append(res.fps["end_to_end"])
             for k in stages:
@@ -95,7 +97,7 @@ def _measure(tmp: Path, seconds: float, repeats: int) -> int:
         rows.append(row)
     print(f"\nPED benchmark (MTI), medians of {repeats} runs; fps = frames per second")
     head = ("size", "frames", "decode-only", "decode*", "detect", "geolocate", "track", "end-to-end",
-            "e2e/decode", "mti-prev e2e", "new/prev", "floor", "ok")
+            "e2e/decode", "mti-2p e2e", "new/2p", "floor", "ok")
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
@@ -112,7 +114,8 @@ SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), target
     "crossing": ("crossing", 8.0, 4, 201),
     "orbit": ("orbit", 6.0, 3, 101),
 }
-DETECTORS = ("mti-v1", "mti-prev", "mti")
+DETECTORS = ("mti-v1", "mti-prev", "mti-2p", "mti")
+PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass"}  # bench names of MtiConfig presets
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
 
 
@@ -133,14 +136,14 @@ def scenario_clip(tmp: Path, name: str, seed: int, aerial_s: float,
 
 
 def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
-    """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev` and `mti` (new) on the
+    """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev`, `mti-2p` and `mti` (new) on the
     same clip, score each; print per-clip rows and per-scenario medians."""
     from kestrel.ped.detect.mti import MtiConfig, MtiDetector
     from kestrel.ped.pipeline import run
     from kestrel.ped.score import score
 
     med = statistics.median
-    print("\nPED quality (box IoU >= 0.3, targets wholly in view), mti-v1 / mti-prev / mti (new), same clips")
+    print("\nPED quality (box IoU >= 0.3, targets wholly in view), " + " / ".join(DETECTORS) + " (new), same clips")
     head = ("scenario", "clip", "detector", *QUALITY, "fps")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -149,7 +152,8 @@ def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
         for seed in range(seed0, seed0 + seeds):
             clip, gt = scenario_clip(tmp, name, seed, aerial_s)
             for det in DETECTORS:
-                res = run(clip, detector=MtiDetector(MtiConfig.before_far()) if det == "mti-prev" else det)
+                preset = PRESETS.get(det)
+                res = run(clip, detector=MtiDetector(getattr(MtiConfig, preset)()) if preset else det)
                 s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
                 row = {**s.row(), "fps": res.fps["end_to_end"]}
                 summary.setdefault((name, det), []).append(row)

@@ -67,7 +67,11 @@ class MtiConfig:
     min_inliers: int = 12
     diff_threshold: float = 16.0  # grey levels, floor of the adaptive threshold
     noise_k: float = 5.0  # threshold >= mean + noise_k * std of the frame's difference
-    min_size_m: float = 1.2  # longest blob side, metres (when the GSD is known)
+    # Longest blob side, metres (when the GSD is known). 2 m (was 1.2): on the aerial tuning clips
+    # nearly every box shorter than 2 m was a corner or strip of a slow or turning car (IoU < 0.3
+    # with it: a miss and a false box) that the tracker then followed or confirmed as a track of
+    # its own; vehicles are 4-9 m. A walking person seen from above is smaller: set 1.2 for them.
+    min_size_m: float = 2.0
     max_size_m: float = 30.0
     min_area_px: int = 8  # full-resolution pixels (always applied)
     max_size_px: int = 160  # longest side, full-resolution pixels (only without a GSD)
@@ -146,24 +150,30 @@ class MtiConfig:
     fill_unchecked: bool = True  # ... keeping blobs there that no older frame can check (ghost, extent)
     fill_chroma: bool = True  # ... comparing colour too (a ground-coloured car), at ~2x the cost
     # Blob fragments of one car (a windscreen, a ground-coloured bonnet) that the far reference's
-    # change joins into one vehicle-sized region become one box. Off by default: on the tuning
-    # and bench seeds it raised precision 0.886 -> 0.913 (medians of 6 aerial clips), but on
-    # aerial seed 401 it cost 0.02 precision with the current tracker (which already drops
-    # companion fragments).
-    fuse_fragments: bool = False
+    # change joins into one vehicle-sized region become one box. On since the third pass (with
+    # `min_size_m` 2): aerial tuning seeds 301-306, medians, precision 0.926 -> 0.948, recall
+    # 0.893 -> 0.915 over `min_size_m` 2 alone; it costs the crossing scenario ~0.015 recall (a
+    # faint car touching a bright one is fused now and then).
+    fuse_fragments: bool = True
     fuse_max_side: float = 0.7  # ... when each fragment's longest side is at most this part of the union's
 
     @classmethod
     def before_far(cls) -> MtiConfig:
         """The default before the far reference and the shorter pairs (for same-run comparison in
         bench/ped.py)."""
-        return cls(far_k=0, fill_uncovered=False, refine_levels=1)
+        return cls(far_k=0, fill_uncovered=False, refine_levels=1, min_size_m=1.2, fuse_fragments=False)
+
+    @classmethod
+    def second_pass(cls) -> MtiConfig:
+        """The default after the detector's second pass (far reference, shorter pairs), before the
+        third (`mti-2p` in bench/ped.py, for same-run comparison)."""
+        return cls(min_size_m=1.2, fuse_fragments=False)
 
     @classmethod
     def previous(cls) -> MtiConfig:
         """The settings before issue 9 (`--detector mti-v1`), kept to measure against."""
         return cls(refs="symmetric", refine=False, lag_s=1.0, merge_m=0.0, target_m=0.0, texture_margin=0.0,
-                   min_lag_s=0.0, far_k=0, fill_uncovered=False)
+                   min_lag_s=0.0, far_k=0, fill_uncovered=False, min_size_m=1.2, fuse_fragments=False)
 
 
 @dataclass(slots=True)
