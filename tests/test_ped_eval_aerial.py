@@ -3,9 +3,9 @@ entering and leaving the view, turning, stopping and passing, camera panning and
 plus noise), the issue-9 detector against the previous one (`mti-v1`) on the same seeded clips.
 
 Two seeds, 8 s, 4 vehicles, 720x480 (not the seeds the settings were chosen on: 11-13, 301-306).
-Measured (issue 9, detector's third pass: `min_size_m` 2, `fuse_fragments`): precision 0.809 / 0.912,
-recall 0.785 / 0.825, IDF1 0.770 / 0.854, 1 / 2 false tracks (second pass: 0.796 / 0.833,
-0.771 / 0.826, 0.763 / 0.820, 1 / 2).
+Measured (issue 9, detector's third pass: `min_size_m` 2, `fuse_fragments`; tracker at 3d87620):
+precision 0.811 / 0.912, recall 0.787 / 0.825, IDF1 0.772 / 0.854, 1 / 2 false tracks (second
+pass, same tracker: 0.798 / 0.869, 0.773 / 0.840, 0.765 / 0.830, 1 / 1).
 Earlier (detector at 88343f6 and tracker): new precision 0.795 / 0.830, recall
 0.771 / 0.823, IDF1 0.764 / 0.817, 2 / 2 false tracks (15 per minute); before the tracker work:
 0.806 / 0.631, 0.561 / 0.669, 0.662 / 0.649, 0 / 30 per minute. Seed 401's precision fell from
