@@ -117,6 +117,15 @@ def flood_sa(i: int, seq: int) -> bytes:
 # -- abusers (run in their own process: `soak.py --abuse ...`) -------------------------------------
 
 
+async def _drain(w: asyncio.StreamWriter, until: float) -> None:
+    """Wait for the server to take our bytes, but not past `until`: a throttled abuser stops on time
+    (the server may read it a few KiB per second; its process must not outlive the phase)."""
+    try:
+        await asyncio.wait_for(w.drain(), max(0.01, until - time.monotonic()))
+    except TimeoutError:
+        w.transport.abort()
+
+
 async def _flooder(host: str, port: int, i: int, until: float) -> int:
     sent = 0
     while time.monotonic() < until:
@@ -125,7 +134,7 @@ async def _flooder(host: str, port: int, i: int, until: float) -> int:
             while time.monotonic() < until and not w.is_closing():
                 w.write(b"".join(flood_sa(i, sent + k) for k in range(50)))
                 sent += 50
-                await w.drain()
+                await _drain(w, until)
             await asyncio.sleep(0.5)  # closed on us: reconnect as before
         except (ConnectionError, OSError):
             await asyncio.sleep(0.5)
@@ -165,7 +174,7 @@ async def _huge(host: str, port: int, i: int, until: float) -> int:
                 if r.at_eof() or w.is_closing():  # closed on us: stop writing into a dead socket
                     break
                 w.write(chunk)
-                await w.drain()
+                await _drain(w, until)
             w.close()
             sent += 1
         except (ConnectionError, OSError):
@@ -188,7 +197,7 @@ async def _spoofer(host: str, port: int, i: int, until: float, victims: int) -> 
                 if sent % 10 == 0:
                     w.write(marker(f"SPOOF-BIG-{i}-{sent}", "fills its own group", pad=900_000))
                 sent += 1
-                await w.drain()
+                await _drain(w, until)
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)  # closed on us: reconnect as before
         except (ConnectionError, OSError):

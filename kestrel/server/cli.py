@@ -155,6 +155,19 @@ def pin_mmap_threshold() -> bool:
         return False
 
 
+def freeze_startup_objects() -> int:
+    """Move everything alive once the server is up (modules, config, the restored picture) out of
+    the cyclic GC's reach (`gc.freeze`): a full collection no longer walks them, so each of its
+    pauses of the event loop is shorter. Measured in the soak (200 clients + 20 abusers): 36 k of
+    the 56 k tracked objects exist at start-up; a full pass took 100-150 ms on the loaded 2-core
+    box. Objects frozen are still freed by reference counting. Returns how many were frozen."""
+    import gc
+
+    gc.collect()  # what is garbage already goes now, not into the permanent generation
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def _run(cfg: ServerConfig, exts: list[Any] | None = None, cluster: Any = None) -> None:
     pin_mmap_threshold()
     loop_kind = cfg.loop
@@ -181,6 +194,7 @@ async def _serve(cfg: ServerConfig, exts: list[Any] | None = None, cluster: Any 
 
         server.backplane = Backplane(cluster, server.router, clients=lambda: len(server.sessions))
     await server.start()
+    freeze_startup_objects()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     got: list[str] = []
