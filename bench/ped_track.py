@@ -1,11 +1,11 @@
-"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) beside the current default,
-behind the same detector (MTI) on the same clips, in the same run.
+"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) and the second-pass default
+(`part_max_m=0`) beside the current default, behind the same detector (MTI) on the same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
 
 For each scenario (aerial: real aerial texture, traffic entering/leaving, stops, turns, passes;
 crossing; orbit) and seed it writes a `kestrel fmv synth` clip once, runs `kestrel.ped.pipeline.run`
-twice (previous tracker, new tracker; detector the default MTI both times) and scores both with
+three times (previous, second-pass and new tracker; detector the default MTI each time) and scores each with
 `kestrel.ped.score` (box IoU >= 0.3, targets wholly in view). Prints per-clip rows, then the
 medians per scenario as previous / new, and the tracker stage's CPU cost per frame. The issue-9
 floors (precision, recall >= 0.9, IDF1 >= 0.8, <= 1 false track per minute, reported within 0.5 s)
@@ -52,7 +52,8 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
-    trackers = {"previous": TrackerConfig.previous(), "new": TrackerConfig()}
+    # previous: before issue 9; pass2: the default before parts (issue 9, third pass); new: the default
+    trackers = {"previous": TrackerConfig.previous(), "pass2": TrackerConfig(part_max_m=0.0), "new": TrackerConfig()}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
     head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")
     print("| " + " | ".join(head) + " |")
@@ -68,14 +69,18 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
                 summary.setdefault((name, tname), []).append(row)
                 print("| " + " | ".join([name, str(seed), tname] + [_fmt(row[c]) for c in (*COLS, "track_ms")]) + " |")
     med = statistics.median
-    print("\nMedians per scenario (previous tracker / new tracker):")
+    print("\nMedians per scenario (" + " / ".join(trackers) + "):")
     print("| scenario | " + " | ".join(COLS) + " | track ms/frame |")
     print("|" + "---|" * (len(COLS) + 2))
     for name in SCENARIOS:
-        a, b = summary[(name, "previous")], summary[(name, "new")]
-        cells = [f"{_fmt(med([r[c] for r in a]))} / {_fmt(med([r[c] for r in b]))}" for c in (*COLS, "track_ms")]
+        rows = [summary[(name, tname)] for tname in trackers]
+        cells = [" / ".join(_fmt(med([r[c] for r in rs])) for rs in rows) for c in (*COLS, "track_ms")]
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| issue-9 floor | " + " | ".join(FLOORS.get(c, "") for c in COLS) + " | |")
+    worst = {"precision": min, "recall": min, "IDF1": min, "false_tracks_per_min": max}  # the floors hold per clip
+    print("\nWorst aerial clip (" + " / ".join(trackers) + "): " + ", ".join(
+        f"{c} {' / '.join(_fmt(f(r[c] for r in summary[('aerial', tname)])) for tname in trackers)}"
+        for c, f in worst.items()))
     return 0
 
 
