@@ -354,3 +354,27 @@ def test_the_front_and_back_blobs_of_one_car_are_one_track_with_the_whole_box() 
     assert late and all(p.xyxy[2] - p.xyxy[0] == pytest.approx(40.0, abs=0.01) for p in late)
     assert len(run(frames, TrackerConfig(part_max_m=0.0))) == 3  # without parts: the halves are two tracks
     assert len(run(_split_car_frames(lf, gap_px=60.0))) == 3  # 84 px = 17 m: two vehicles
+
+
+def test_a_track_gathers_the_pieces_of_its_car_into_one_box_of_its_size() -> None:
+    """A tracked 30 px car later seen as a big back blob and a small front blob with a gap: the
+    track takes the back one (nearest its prediction) and gathers the front one (their union
+    stays within its size), so the box is the whole car, not the back blob grown further back."""
+    frames, xs = [], []
+    for i in range(60):
+        x = 100.0 + 3.0 * i  # car centre; 30 x 12 px
+        xs.append(x)
+        if i < 30:
+            boxes = [[x - 15, 100, x + 15, 112]]
+        else:
+            boxes = [[x - 15, 100, x + 3, 112], [x + 7, 101, x + 15, 111]]
+        frames.append(Detections(np.array(boxes), np.ones(len(boxes)), np.zeros(len(boxes)), frame_index=i,
+                                 pts=i / FPS))
+    (tr,) = run(frames)
+    split = [p for p in tr.points if p.frame_index >= 30]
+    assert len(split) == 30
+    for p in split:
+        assert p.xyxy[0] == pytest.approx(xs[p.frame_index] - 15, abs=0.01), p
+        assert p.xyxy[2] == pytest.approx(xs[p.frame_index] + 15, abs=0.01), p
+    (off,) = run(frames, TrackerConfig(gather_slack=0.0))  # without: the back blob grown backwards
+    assert all(p.xyxy[0] < xs[p.frame_index] - 25 for p in off.points if p.frame_index >= 35)

@@ -114,6 +114,10 @@ class TrackerConfig:
     part_max_m: float = 12.0
     part_drift_m: float = 4.0  # ... and keeps its offset to the track within this over `part_ride_s`
     part_ride_s: float = 0.5
+    # Gather: a confirmed track seen this frame also takes the blobs no track took whose box joined
+    # to its own stays within its robust size (+ this fraction, at least 2 px): a car split into a
+    # moving front and a lagging back blob is one box, and the back blob starts no track. 0: off.
+    gather_slack: float = 0.2
     # No reversing onto a trailing ghost: a confirmed track moving faster than `behind_min_px_s`
     # (ground-stabilised pixels) does not take a detection whose centre lies more than
     # `behind_boxes` of its length behind its predicted box centre. Slow cars leave a ghost blob
@@ -127,7 +131,8 @@ class TrackerConfig:
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
-                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0)
+                   hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0,
+                   gather_slack=0.0)
 
 
 @dataclass(slots=True)
@@ -204,6 +209,8 @@ class Tracker:
                 lv.window.append(False)
                 self._trim(lv)
                 self._hold(lv, dets, t)
+        if self.cfg.gather_slack > 0:
+            unmatched_d = self._gather(dets, keep, unmatched_d, t)
         for di in unmatched_d:
             if not self._near_live(z[di]):
                 self._birth(z[di], dets, keep[di], t)
@@ -465,8 +472,8 @@ class Tracker:
         ts = ts - ts.mean()
         return np.asarray((ts @ (cs - cs.mean(axis=0))) / float(ts @ ts), np.float64)
 
-    def _fit(self, lv: _Live, box: F64, t: float) -> F64:
-        """`box` grown to the track's robust size from its leading edge (see `fit_boxes`)."""
+    def _size(self, lv: _Live, t: float) -> F64 | None:
+        """The track's robust size (w, h): `size_quantile` of its recent boxes on its current course."""
         rec = self._recent(lv, t)
         dirs = list(lv.obs_dir)[-len(rec):] if rec else []
         cur = dirs[-1] if dirs else math.nan
@@ -474,9 +481,42 @@ class Tracker:
             rec = [r for r, d in zip(rec, dirs, strict=True)
                    if not math.isnan(d) and abs((d - cur + math.pi) % (2 * math.pi) - math.pi) <= self.cfg.fit_course]
         if len(rec) < 3:
+            return None
+        return _quantile(np.array([r[1][2:] for r in rec]), self.cfg.size_quantile)
+
+    def _gather(self, dets: Detections, keep: npt.NDArray[np.intp], free: list[int], t: float) -> list[int]:
+        """Fragments (see `gather_slack`): a confirmed track seen this frame takes the blobs no track
+        took whose union with its own blob stays within its size; returns the blobs left."""
+        left = {int(keep[d]): d for d in free}
+        for lv in self._live:
+            if not left or lv.track.state is not TrackState.CONFIRMED or lv.hit_di < 0 or not lv.obs:
+                continue
+            size = self._size(lv, t)
+            if size is None:
+                continue
+            lim = np.maximum(size * (1.0 + self.cfg.gather_slack), size + 2.0)
+            box = lv.obs[-1][1]
+            took = []
+            for j in sorted(left, key=lambda j: float(np.hypot(*(dets.centers[j] - box[:2])))):
+                u = _union(box, _cwh(dets.xyxy[j].astype(np.float64)))
+                if u[2] <= lim[0] and u[3] <= lim[1]:
+                    box = u
+                    took.append(j)
+            if took:
+                for j in took:
+                    del left[j]
+                    _tag(dets, j, lv.track.id)
+                lv.obs.pop()
+                lv.obs_dir.pop()
+                lv.track.points.pop()
+                self._append_point(lv, dets, lv.hit_di, _xyxy(box))
+        return list(left.values())
+
+    def _fit(self, lv: _Live, box: F64, t: float) -> F64:
+        """`box` grown to the track's robust size from its leading edge (see `fit_boxes`)."""
+        want = self._size(lv, t)
+        if want is None:
             return box
-        sizes = np.array([r[1][2:] for r in rec])
-        want = _quantile(sizes, self.cfg.size_quantile)
         v = lv.pv_hit_vec
         speed = float(np.hypot(v[0], v[1]))
         out = box.copy()
