@@ -378,3 +378,22 @@ def test_a_track_gathers_the_pieces_of_its_car_into_one_box_of_its_size() -> Non
         assert p.xyxy[2] == pytest.approx(xs[p.frame_index] + 15, abs=0.01), p
     (off,) = run(frames, TrackerConfig(gather_slack=0.0))  # without: the back blob grown backwards
     assert all(p.xyxy[0] < xs[p.frame_index] - 25 for p in off.points if p.frame_index >= 35)
+
+
+def test_a_piece_whose_track_lost_its_blob_is_a_mover_of_its_own() -> None:
+    """The companion test needs a host that is being seen: when the big blob vanishes (the track
+    coasts on a stale position) the small one riding with it is what is left of the vehicle and
+    is confirmed within `companion_seen_s` plus the birth test, not after the coast runs out."""
+    frames = []
+    for i in range(90):
+        x = 40.0 + 3.0 * i
+        boxes = [[x - 15, 94, x + 15, 106]] if i < 40 else []
+        if i >= 10:
+            boxes.append([x + 31, 97, x + 39, 103])  # rides 35 px ahead, 8 x 6
+        frames.append(Detections(np.array(boxes).reshape(-1, 4), np.ones(len(boxes)), np.zeros(len(boxes)),
+                                 frame_index=i, pts=i / FPS))
+    tracks = run(frames)
+    assert len(tracks) == 2
+    assert tracks[1].confirmed_frame is not None and 40 < tracks[1].confirmed_frame <= 40 + 15 + 6
+    stale = run(frames, TrackerConfig(companion_seen_s=math.inf))
+    assert len(stale) == 1 or stale[1].confirmed_frame >= 40 + 45  # held back until the coast ran out

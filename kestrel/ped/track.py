@@ -105,6 +105,7 @@ class TrackerConfig:
     companion_area: float = 0.6
     companion_reach: float = 2.5
     companion_drift: float = 1.0
+    companion_seen_s: float = 0.5  # only tracks that took a blob within this long are hosts
     # Parts (issue 9, third pass): the companion test also against a *tentative* track with a bigger
     # box (two pieces of one vehicle are born together: the smaller must not confirm first), and any
     # piece riding with a track (same test, any size) whose box joined to that track's box stays
@@ -368,8 +369,8 @@ class Tracker:
         area = float(np.median([o[2] * o[3] for o in mine.values()]))
         parts = self.cfg.part_max_m > 0
         for other in self._live:
-            if other is lv or len(other.obs) < 3:
-                continue
+            if other is lv or len(other.obs) < 3 or t - other.last_hit_t > self.cfg.companion_seen_s:
+                continue  # a track that lost its blob is no host (it coasts: offsets are stale)
             confirmed = other.track.state is TrackState.CONFIRMED
             if not confirmed and not parts:
                 continue
@@ -389,7 +390,8 @@ class Tracker:
                 companion = True
             elif parts:  # pieces of one vehicle: they ride together and join into a vehicle-sized box
                 j = self._joins(lv, other)
-                joined = bool(j) or (j is None and was is other)  # not measurable this frame: as it was
+                # not measurable this frame (one of them missed): as it was, unless the track lost its blob
+                joined = bool(j) or (j is None and was is other and t - other.last_hit_t <= 0.1)
                 if not (joined and (was is other or self._rides_with(lv, other, t))):  # once a part: while it joins
                     continue
                 lv.part_of = other
