@@ -166,6 +166,8 @@ class _Live:
     hit_di: int = -1  # detection taken this frame (-1: none)
     hit_z: F64 | None = None  # ... its position in tracking space
     gsd: float = 0.0  # metres per pixel near it (parts)
+    size: F64 | None = None  # robust size (see `_size`) ...
+    size_at: tuple[float, int] = (math.nan, 0)  # ... as of (time, boxes)
 
 
 class Tracker:
@@ -475,7 +477,14 @@ class Tracker:
         return np.asarray((ts @ (cs - cs.mean(axis=0))) / float(ts @ ts), np.float64)
 
     def _size(self, lv: _Live, t: float) -> F64 | None:
-        """The track's robust size (w, h): `size_quantile` of its recent boxes on its current course."""
+        """The track's robust size (w, h): `size_quantile` of its recent boxes on its current course
+        (cached per frame: the box fit and the gather both ask)."""
+        if lv.size_at == (t, len(lv.obs)):
+            return lv.size
+        lv.size_at, lv.size = (t, len(lv.obs)), self._size_now(lv, t)
+        return lv.size
+
+    def _size_now(self, lv: _Live, t: float) -> F64 | None:
         rec = self._recent(lv, t)
         dirs = list(lv.obs_dir)[-len(rec):] if rec else []
         cur = dirs[-1] if dirs else math.nan
