@@ -1,5 +1,6 @@
 """PED tracker quality: the previous tracker (`TrackerConfig.previous()`) and the second-pass default
-(`part_max_m=0`) beside the current default, behind the same detector (MTI) on the same clips, in the same run.
+(`TrackerConfig.second_pass()`) beside the current default, behind the same detector (MTI) on the
+same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
 
@@ -52,8 +53,8 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
-    # previous: before issue 9; pass2: the default before parts (issue 9, third pass); new: the default
-    trackers = {"previous": TrackerConfig.previous(), "pass2": TrackerConfig(part_max_m=0.0), "new": TrackerConfig()}
+    # previous: before issue 9; pass2: the default before its third pass (parts, gather); new: the default
+    trackers = {"previous": TrackerConfig.previous(), "pass2": TrackerConfig.second_pass(), "new": TrackerConfig()}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
     head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")
     print("| " + " | ".join(head) + " |")

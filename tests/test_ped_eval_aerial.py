@@ -3,6 +3,8 @@ entering and leaving the view, turning, stopping and passing, camera panning and
 plus noise), the issue-9 detector against the previous one (`mti-v1`) on the same seeded clips.
 
 Two seeds, 8 s, 4 vehicles, 720x480 (not the seeds the settings were chosen on: 11-13, 301-306).
+Measured with the tracker's third pass (parts, gather, stale hosts) on the detector of 885eca1:
+precision 0.815 / 0.912, recall 0.791 / 0.825, IDF1 0.776 / 0.854, 2 / 1 false tracks.
 Measured (issue 9, detector's third pass: `min_size_m` 2, `fuse_fragments`; tracker at 3d87620):
 precision 0.811 / 0.912, recall 0.787 / 0.825, IDF1 0.772 / 0.854, 1 / 2 false tracks (second
 pass, same tracker: 0.798 / 0.869, 0.773 / 0.840, 0.765 / 0.830, 1 / 1).
@@ -47,9 +49,9 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, str], Sc
 def test_new_detector_floors(scores: dict[tuple[int, str], Score]) -> None:
     for seed in SEEDS:
         s = scores[(seed, "mti")]
-        assert s.precision >= 0.795, (seed, s.row())
-        assert s.recall >= 0.77, (seed, s.row())
-        assert s.idf1 >= 0.76, (seed, s.row())
+        assert s.precision >= 0.81, (seed, s.row())
+        assert s.recall >= 0.785, (seed, s.row())
+        assert s.idf1 >= 0.77, (seed, s.row())
         assert s.false_tracks <= 2, (seed, s.row())  # 8 s clips: 15 per minute
         assert s.ground_error_median_m is not None and s.ground_error_median_m <= 2.0, (seed, s.row())
 

@@ -129,6 +129,11 @@ class TrackerConfig:
     behind_min_px_s: float = 5.0
 
     @classmethod
+    def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
+        """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
+        return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf)
+
+    @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
