@@ -10,6 +10,8 @@ naming the other pid), and an unreadable `kestrel.db` stops the start (`StoreErr
 `metrics_host:metrics_port`, loopback by default; its port is written to the lock file).
 Connections over `max_connections` / `max_connections_per_address` are closed at once: plain TCP
 when accepted, TLS at accept too, before the handshake (pending handshakes count against the caps).
+After a connection is closed as oversize, new ones from its address are refused the same way for
+`oversize_penalty_s` (`refused{reason="penalty"}`; bounded, never extended by a refusal).
 
     server = Server(config); await server.start(); server.ports["tcp"]; ...; await server.stop()
 """
@@ -39,6 +41,7 @@ from kestrel.server.session import Session
 from kestrel.server.store import Store, StoreError, set_aside
 
 DB_NAME = "kestrel.db"
+PENALTY_ADDRESSES = 10_000  # addresses under an oversize penalty remembered at once
 
 
 class Server:
@@ -50,6 +53,8 @@ class Server:
                              retained_bytes_per_group=config.limits.retained_bytes_per_group)
         self.sessions: set[Session] = set()
         self._per_address: dict[str, int] = {}
+        self._penalty: dict[str, float] = {}  # address -> monotonic time its oversize penalty ends
+        self.clock: Callable[[], float] = time.monotonic
         self._lock: datadir.DataDirLock | None = None
         self._metrics_listener: MetricsListener | None = None
         m = self.metrics
@@ -211,6 +216,8 @@ class Server:
             reason = "max_connections"
         elif self._per_address.get(address, 0) + pending >= lim.max_connections_per_address:
             reason = "per_address"
+        elif self._penalty and self._penalized(address):
+            reason = "penalty"
         else:
             return None
         self.metrics.inc(f"refused_{reason}")
@@ -242,6 +249,27 @@ class Server:
                 del self._per_address[address]
             if session.close_reason == "slow":
                 self.dropped_slow += 1
+            elif session.close_reason == "oversize" and self.config.limits.oversize_penalty_s > 0:
+                self._penalize(address)
+
+    def _penalize(self, address: str) -> None:
+        """Refuse new connections from `address` for `oversize_penalty_s` (a huge-event sender that
+        reconnects in a loop). Only an oversize close sets it (a refused connection never extends it),
+        so others behind the same NAT address wait at most that long after the last one; existing
+        connections are untouched. At most PENALTY_ADDRESSES remembered (oldest forgotten)."""
+        self._penalty.pop(address, None)
+        self._penalty[address] = self.clock() + self.config.limits.oversize_penalty_s
+        while len(self._penalty) > PENALTY_ADDRESSES:
+            del self._penalty[next(iter(self._penalty))]
+
+    def _penalized(self, address: str) -> bool:
+        until = self._penalty.get(address)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del self._penalty[address]
+        return False
 
     def groups_for(self, li: ListenerConfig, cn: str | None) -> frozenset[str]:
         """[groups.certs] for this CN, else an enrolled user's groups, else the listener's."""

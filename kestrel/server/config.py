@@ -54,6 +54,7 @@ class Limits:
     bytes_burst_per_client: int = 4 << 20  # byte bucket size (a few max-size events at once)
     idle_timeout_s: float = 600.0  # no byte at all for this long: closed (ATAK pings every ~15 s)
     incomplete_event_timeout_s: float = 60.0  # an event begun but unfinished this long after its first byte
+    oversize_penalty_s: float = 1.0  # after an oversize close, new connections from that address refused (0: off)
     max_datagram: int = 65_507
     read_chunk: int = 65_536
 
@@ -189,7 +190,8 @@ def load(
     _check_keys(lim, set(Limits.__slots__), f"{where} [limits]")  # type: ignore[attr-defined]
     defaults = Limits()
     for key, value in lim.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        off = key == "oversize_penalty_s" and value == 0  # the one limit 0 turns off
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < float("inf") or off):
             raise ConfigError(f"{where} [limits] {key}: expected a positive number, got {value!r}")
         kind = type(getattr(defaults, key))
         if kind is int and value != int(value):
