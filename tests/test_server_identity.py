@@ -132,7 +132,11 @@ def test_a_uid_bound_to_an_identity_stays_bound_in_every_group() -> None:
     assert r.route(_ev("U-A", detail=_contact("ALICE")), alice, alice.groups) == 1
     for spoofer in (red, mallory, blue):
         assert r.route(_ev("U-A", detail=_contact("X")), spoofer, spoofer.groups) == 0
-    assert r.metrics.get("dropped_identity") == 3
+    delete = _ev("del", "t-x-d-d", b'<link uid="U-A" relation="none" type="a-f-G-U-C"/>')
+    for spoofer in (blue, mallory):  # Blue: her group, not her identity; Mallory: neither (foreign)
+        assert r.route(delete, spoofer, spoofer.groups) == 0
+    assert r.metrics.get("dropped_identity") == 4 and r.metrics.get("dropped_foreign_write") == 1
+    assert "U-A" in r.retained
     assert [(i.owner, i.groups) for i in r.retained["U-A"].values()] == [("alice", frozenset({"Blue"}))]
     # A uid a Red client stored first: Alice may store hers beside it (no eviction across groups);
     # from then on it is bound to Alice, so the unauthenticated Red client can no longer update it.
@@ -145,5 +149,13 @@ def test_a_uid_bound_to_an_identity_stays_bound_in_every_group() -> None:
     r.route(_ev("DEV", detail=_contact("B1")), blue, blue.groups)
     r.route(_ev("DEV", detail=_contact("R1")), red, red.groups)
     assert {c.callsign for c in r.contacts["DEV"].values()} == {"B1", "R1"}
+    # A callsign of another group: direct messages to it still reach only the sender's group's holder.
+    r.route(_ev("RED-OWN", detail=_contact("B1")), red, red.groups)
+    dm = _ev("dm", "b-t-f", b'<marti><dest callsign="B1"/></marti>')
+    blue2 = Peer(5, groups=("Blue",))
+    r.join(blue2)
+    before = (len(blue.got), len(red.got))
+    assert r.route(dm, blue2, blue2.groups) == 1
+    assert (len(blue.got), len(red.got)) == (before[0] + 1, before[1])
     r.leave(blue)
     assert {c.callsign for c in r.contacts["DEV"].values()} == {"R1"}
