@@ -36,7 +36,7 @@ import soak  # noqa: E402
 CONFIG = "[server]\nmetrics_port = 0\n[limits]\noversize_penalty_s = {penalty}\n"  # other limits: the defaults
 
 
-async def _attacker(port: int, i: int, until: float, wait: bool) -> tuple[int, int]:
+async def _attacker(port: int, i: int, until: float, wait: bool, chunks: int) -> tuple[int, int]:
     closes = written = 0
     chunk = b"<x>" + b"y" * 65_536 + b"</x>"
     while time.monotonic() < until:
@@ -46,7 +46,7 @@ async def _attacker(port: int, i: int, until: float, wait: bool) -> tuple[int, i
             w.write(f'<event version="2.0" uid="RECON-{i}" type="b-m-p-s-m" time="{soak._iso(now)}" '
                     f'start="{soak._iso(now)}" stale="{soak._iso(now + 600)}"><point lat="0" lon="0"/>'
                     f"<detail>".encode())
-            for _ in range(32):
+            for _ in range(chunks):
                 if r.at_eof() or w.is_closing() or time.monotonic() >= until:
                     break
                 w.write(chunk)
@@ -62,14 +62,14 @@ async def _attacker(port: int, i: int, until: float, wait: bool) -> tuple[int, i
     return closes, written
 
 
-async def attack(port: int, n: int, seconds: float, wait: bool) -> dict[str, int]:
+async def attack(port: int, n: int, seconds: float, wait: bool, chunks: int) -> dict[str, int]:
     until = time.monotonic() + seconds
-    done = await asyncio.gather(*(_attacker(port, k, until, wait) for k in range(n)))
+    done = await asyncio.gather(*(_attacker(port, k, until, wait, chunks) for k in range(n)))
     return {"connections": sum(c for c, _ in done), "written": sum(w for _, w in done)}
 
 
 async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, attackers: int, data: Path,
-                  mode: str) -> dict[str, Any]:
+                  mode: str, chunks: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     run = lg.Run(steady=range(n))
     clients, _ = await lg.connect_many(tg, lambda i: lg.Client(i, run, True), range(n))
@@ -78,7 +78,7 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, attackers: int
     await asyncio.sleep(1.0)
     child = None
     if attackers:
-        child = subprocess.Popen([sys.executable, __file__, "--attack", str(tg.port), str(attackers), str(seconds + 1), mode],
+        child = subprocess.Popen([sys.executable, __file__, "--attack", str(tg.port), str(attackers), str(seconds + 1), mode, str(chunks)],
                                  stdout=subprocess.PIPE, text=True)
         await asyncio.sleep(0.5)
     before = await loop.run_in_executor(None, soak._metrics, data)
@@ -103,11 +103,12 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, attackers: int
             "conns_per_s": out.get("connections", 0) / (seconds + 1), "attack": out}
 
 
-def phase(w: Path, label: str, n: int, seconds: int, attackers: int, mode: str, penalty: float) -> dict[str, Any]:
+def phase(w: Path, label: str, n: int, seconds: int, attackers: int, mode: str, penalty: float,
+          chunks: int) -> dict[str, Any]:
     cfg = w / f"{label}.toml"
     cfg.write_text(CONFIG.format(penalty=penalty))
     with fanout.server("kestrel", w, label, extra=("--config", str(cfg))) as (tg, proc):
-        res = fanout.run_async(measure(tg, proc, n, seconds, attackers, w / f"data-{label}", mode))
+        res = fanout.run_async(measure(tg, proc, n, seconds, attackers, w / f"data-{label}", mode, chunks))
     res["phase"], res["penalty"] = label, penalty
     print(f"  {label}: p99 {res['p99_ms']:.1f} ms, {res['oversize_per_s']:.1f} oversize closes/s", file=sys.stderr)
     return res
@@ -116,7 +117,7 @@ def phase(w: Path, label: str, n: int, seconds: int, attackers: int, mode: str, 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--attack":
         port, n, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-        print(json.dumps(asyncio.run(attack(port, n, seconds, sys.argv[5] == "wait"))))
+        print(json.dumps(asyncio.run(attack(port, n, seconds, sys.argv[5] == "wait", int(sys.argv[6])))))
         return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=50)
@@ -127,6 +128,8 @@ def main() -> int:
     ap.add_argument("--mode", choices=("wait", "reset"), default="wait",
                     help="wait: each connection writes until the server closes it as oversize; reset: writes 2 MB "
                          "and resets it at once (never an oversize close) (default %(default)s)")
+    ap.add_argument("--chunks", type=int, default=32, help="64 KiB chunks of the endless event per connection "
+                    "(default %(default)s: 2 MB; 0: connect and close only)")
     args = ap.parse_args()
     fanout.raise_nofile()
     counts = [int(x) for x in args.attackers.split(",")]
@@ -136,7 +139,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kestrel-reconnect-") as tmp:
         for k in range(args.rounds):
             for a, pen in kinds if k % 2 == 0 else kinds[::-1]:
-                rows.append(phase(Path(tmp), f"a{a}p{pen:g}r{k}", args.clients, args.seconds, a, args.mode, pen))
+                rows.append(phase(Path(tmp), f"a{a}p{pen:g}r{k}", args.clients, args.seconds, a, args.mode, pen, args.chunks))
     base = statistics.median(r["p99_ms"] for r in rows if r["attackers"] == 0) if 0 in counts else float("nan")
     print("| attackers | penalty s | delivered | p50 ms | p99 ms | p99 / 0 attackers | server CPU | attack connections/s | oversize closes/s |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -148,7 +151,7 @@ def main() -> int:
         print(f"| {a} | {pen:g} | {statistics.median(r['delivered'] for r in rs):.2%} | "
               f"{statistics.median(r['p50_ms'] for r in rs):.1f} | {p99:.1f} | {p99 / base:.2f} | "
               f"{statistics.median(r['srv_cpu'] for r in rs):.0%} | {conns:.1f} | {closes:.1f} |")
-    print(f"mode {args.mode}, {args.clients} clients, medians of {args.rounds} rounds; per round p99 ms: "
+    print(f"mode {args.mode}, {args.chunks} x 64 KiB per connection, {args.clients} clients, medians of {args.rounds} rounds; per round p99 ms: "
           + ", ".join(f"{r['phase']} {r['p99_ms']:.0f}" for r in rows))
     return 0
 
