@@ -116,6 +116,32 @@ def test_mti_finds_the_movers_on_a_panning_camera() -> None:
     assert precision >= 0.9, (recall, precision)
 
 
+@pytest.mark.parametrize(("options", "first_at"), [({}, 60), ({"warmup_lag_s": 1 / 3}, 20)])
+def test_warm_up_lag_sets_when_results_start(options: dict[str, float], first_at: int) -> None:
+    """30 fps, k = 1 s: the default warm-up finishes frame 0 when frame 2k = 60 arrives; with
+    `warmup_lag_s` 1/3 (w = 10 frames) when frame 2w = 20 does, and its first frames still hold
+    the movers (look-ahead pairs c+w, c+2w, then c-w, c+w, then past pairs checked against frame 0)."""
+    frames = make_clip(n=90, seed=1)
+    det = MtiDetector(**options)
+    out: list[Detections] = []
+    first = None
+    for f in frames:
+        got = det.detect(f)
+        if got and first is None:
+            first = f.index
+        out += got
+    out += det.flush()
+    assert first == first_at
+    assert [d.frame_index for d in out] == list(range(90))
+    hits = 0
+    for f, d in zip(frames[:first_at], out[:first_at], strict=True):
+        truth = np.array(list(f.truth.values()), np.float32).reshape(-1, 4)
+        if len(d) and len(truth):
+            hits += int((iou(truth, d.xyxy) >= 0.5).any(axis=1).sum())
+    n_truth = sum(len(f.truth) for f in frames[:first_at])
+    assert hits >= 0.8 * n_truth, (hits, n_truth)
+
+
 def test_static_scene_with_camera_motion_gives_nothing() -> None:
     frames = make_clip(n=50, targets=0, seed=2)
     out = run_detector(MtiDetector(), frames)

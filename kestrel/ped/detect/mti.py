@@ -128,6 +128,11 @@ class MtiConfig:
     # frames; the box grows as the history does). The first 2 * min_lag frames come back empty
     # at once. 0: the old warm-up (look ahead up to 2k frames for the first 2k frames).
     min_lag_s: float = 0.0
+    # Shorter warm-up ("past" only, `min_lag_s` 0): the first frames look ahead by this lag instead
+    # of k (c+w, c+2w; then c-w, c+w), then past pairs c-k', c-2k' with k' = max(w, c // 3) growing to
+    # k (c - 3k', frame 0, is the far reference that checks them). Results start ~3w into the
+    # stream instead of 2k. 0: off (look ahead by k).
+    warmup_lag_s: float = 0.0
     # Far reference ("past" only; lag `far_k` * k, or the oldest buffered frame covering the blob):
     # each blob is checked against it in a small window around the blob (no full-frame cost).
     # - ghost: a region that was under the car at c - k and c - 2k but is ground now differs from
@@ -223,6 +228,7 @@ class MtiDetector:
         # per reference offset (ref - centre): (correction D, the centre slot it was measured on, age)
         self._corr: dict[int, tuple[M33, _Slot, int]] = {}
         self._min_k = 0  # shortest start-up lag (frames); 0: look-ahead warm-up
+        self._warm_k = 0  # look-ahead lag of a short warm-up (frames); 0: k
         self._far = 0  # far reference lag (frames); 0: off
         self._levels: list[tuple[int, int, U8, int]] = []  # this centre's shorter pairs: x0, y0, cover, lag
         self._main_lag = 0
@@ -297,6 +303,8 @@ class MtiDetector:
         past = self.cfg.refs == "past"
         self._min_k = max(1, int(round(self.cfg.min_lag_s * fps))) if past and self.cfg.min_lag_s > 0 else 0
         self._far = self.cfg.far_k * self.k if past and self.cfg.far_k > 2 else 0
+        warm = int(round(self.cfg.warmup_lag_s * fps)) if past and self.cfg.warmup_lag_s > 0 else 0
+        self._warm_k = warm if 0 < warm < self.k else 0
 
     def _reset_flush(self) -> list[Detections]:
         out = self._emit(final=True)
@@ -333,6 +341,17 @@ class MtiDetector:
                     self._next_centre += 1
                     continue
                 refs = (c - ke, c - 2 * ke)
+            elif past and self._warm_k:
+                kw = self._warm_k
+                if c >= 2 * kw:
+                    ke = max(kw, min(k, c // 3))
+                    refs = (c - ke, c - 2 * ke)
+                elif c >= kw and c + kw <= n:
+                    refs = (c - kw, c + kw)
+                elif c < kw and c + 2 * kw <= n:
+                    refs = (c + kw, c + 2 * kw)
+                elif final:
+                    refs = self._fallback_refs(c, n, k)
             elif c - k >= 0 and c + k <= n:  # symmetric, and the first 2k frames of "past" (warm-up)
                 refs = (c - k, c + k)
             elif c - k < 0 and c + 2 * k <= n:
