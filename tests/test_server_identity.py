@@ -159,3 +159,22 @@ def test_a_uid_bound_to_an_identity_stays_bound_in_every_group() -> None:
     assert (len(blue.got), len(red.got)) == (before[0] + 1, before[1])
     r.leave(blue)
     assert {c.callsign for c in r.contacts["DEV"].values()} == {"R1"}
+
+
+def test_marti_contacts_list_each_groups_holder_of_one_uid() -> None:
+    """`/Marti/api/clientEndPoints` and `contacts/all` read the contact table through ClientLog: one
+    uid announced in two groups is two clients, each listed to its own group only."""
+    from kestrel.marti.clients import ClientLog
+
+    r = Router(encode_for)
+    blue, red = Peer(1, groups=("Blue",)), Peer(2, groups=("Red",))
+    for p in (blue, red):
+        r.join(p)
+    r.route(_ev("DEV", detail=_contact("B1")), blue, blue.groups)
+    r.route(_ev("DEV", detail=_contact("R1")), red, red.groups)
+    log = ClientLog(r)
+    assert [(c.uid, c.callsign) for c in log.visible(frozenset({"Blue"}))] == [("DEV", "B1")]
+    assert [(c.uid, c.callsign) for c in log.visible(frozenset({"Red"}))] == [("DEV", "R1")]
+    r.leave(red)
+    assert [c.connected for c in log.visible(frozenset({"Red"}))] == [False]
+    assert [c.connected for c in log.visible(frozenset({"Blue"}))] == [True]
