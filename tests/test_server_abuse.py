@@ -426,6 +426,47 @@ def test_byte_rate_is_enforced_by_not_reading_and_costs_only_the_big_sender(tmp_
     run(scenario())
 
 
+def test_big_events_arriving_together_are_handled_one_loop_iteration_apart(tmp_path: Path) -> None:
+    """Three clients finish a 200 KB marker in the same instant: the server routes the three in
+    three different event-loop iterations (with the other clients' work between them), not in one
+    stall of three big parses (measured in bench/soak.py: five 900 KB markers at once, ~35 ms)."""
+    async def scenario() -> None:
+        async with server_running(make_config(tmp_path)) as server:
+            loop = asyncio.get_running_loop()
+            ticks = [0]
+
+            def tick() -> None:  # counts event-loop iterations
+                ticks[0] += 1
+                loop.call_soon(tick)
+
+            routed_at: dict[str, int] = {}
+            route = server.router.route
+
+            def spy(event, sender, groups):  # type: ignore[no-untyped-def]
+                routed_at[event.uid] = ticks[0]
+                return route(event, sender, groups)
+
+            server.router.route = spy  # type: ignore[method-assign]
+            port = server.ports["tcp"]
+            posters = [await Raw.connect(port) for _ in range(3)]
+            rx = await Raw.connect(port)
+            whole = [marker(f"BIG-{i}", "big", pad=200_000) for i in range(3)]
+            for c, m in zip(posters, whole, strict=True):
+                c.writer.write(m[:-1])  # all but the last byte: the server holds three unfinished events
+            await eventually(lambda: sum(s.conn.pending > 200_000 for s in server.sessions) == 3
+                             and not any(c.writer.transport.get_write_buffer_size() for c in posters), timeout=30)
+            loop.call_soon(tick)
+            for c, m in zip(posters, whole, strict=True):
+                c.writer.transport.write(m[-1:])  # sent at once (empty buffer), no await in between:
+            await rx.until_uid("BIG-2")  # all three are readable at the server's next select
+            await eventually(lambda: len(routed_at) == 3)
+            assert len(set(routed_at.values())) == 3, routed_at
+            for c in (*posters, rx):
+                c.writer.close()
+
+    run(scenario())
+
+
 def test_a_reset_client_is_freed_at_once_with_its_half_event(tmp_path: Path) -> None:
     """A client that sends half of a big event and resets leaves no reference cycle: its session
     (read buffer, pending event) is freed when it closes, not at some later full GC pass."""
