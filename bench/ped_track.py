@@ -1,12 +1,12 @@
-"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) and the second-pass default
-(`TrackerConfig.second_pass()`) beside the current default, behind the same detector (MTI) on the
+"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) and the third-pass default
+(`TrackerConfig.third_pass()`) beside the current default, behind the same detector (MTI) on the
 same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
 
 For each scenario (aerial: real aerial texture, traffic entering/leaving, stops, turns, passes;
 crossing; orbit) and seed it writes a `kestrel fmv synth` clip once, runs `kestrel.ped.pipeline.run`
-three times (previous, second-pass and new tracker; detector the default MTI each time) and scores each with
+three times (previous, third-pass and new tracker; detector the default MTI each time) and scores each with
 `kestrel.ped.score` (box IoU >= 0.3, targets wholly in view). Prints per-clip rows, then the
 medians per scenario as previous / new, and the tracker stage's CPU cost per frame. The issue-9
 floors (precision, recall >= 0.9, IDF1 >= 0.8, <= 1 false track per minute, reported within 0.5 s)
@@ -53,8 +53,8 @@ def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
-    # previous: before issue 9; pass2: the default before its third pass (parts, gather); new: the default
-    trackers = {"previous": TrackerConfig.previous(), "pass2": TrackerConfig.second_pass(), "new": TrackerConfig()}
+    # previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); new
+    trackers = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(), "new": TrackerConfig()}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
     head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")
     print("| " + " | ".join(head) + " |")

@@ -397,3 +397,21 @@ def test_a_piece_whose_track_lost_its_blob_is_a_mover_of_its_own() -> None:
     assert tracks[1].confirmed_frame is not None and 40 < tracks[1].confirmed_frame <= 40 + 15 + 6
     stale = run(frames, TrackerConfig(companion_seen_s=math.inf))
     assert len(stale) == 1 or stale[1].confirmed_frame >= 40 + 45  # held back until the coast ran out
+
+
+def test_a_short_track_on_static_texture_is_not_held_where_it_vanished() -> None:
+    """A false mover (a box sliding over static texture for half a second) that the detector then
+    drops matches its own patch where it stands: it is not a car seen driving before a stop, so it
+    is not held there (`hold_min_seen_s`); a car seen for longer is (see the stop test above)."""
+    ground = _scene(np.random.default_rng(9))
+    frames = []
+    for i in range(60):
+        x = 100 + 0.5 * i
+        box = np.array([[x - 15, 113, x + 15, 127]]) if i < 15 else np.zeros((0, 4))
+        frames.append(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS))
+    for cfg, held in ((TrackerConfig(), 0), (TrackerConfig(hold_min_seen_s=0.0), 1)):
+        trk = Tracker(cfg)
+        for d in frames:
+            trk.update(d, ground)
+        (tr,) = trk.finish()
+        assert (sum(p.held for p in tr.points) > 0) == bool(held), cfg.hold_min_seen_s

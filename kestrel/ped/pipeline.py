@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from kestrel.klv import SensorMetadata
 
 STAGES = ("decode", "detect", "geolocate", "track")
+MAX_PICTURES = 240  # frames waiting in the detector whose picture is kept for the tracker (grey)
 
 
 @dataclass(slots=True)
@@ -240,6 +241,12 @@ class _Geo:
         dets.ground = g.reshape(-1, 3)
 
 
+def _grey(img: Any) -> Any:
+    import cv2
+
+    return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
 def run(
     source: str | Path | Iterable[FrameLike],
     *,
@@ -270,6 +277,9 @@ def run(
     geo = _Geo()
     secs = dict.fromkeys(STAGES, 0.0)
     pending: dict[int, tuple[SensorMetadata | None, SensorModel | None]] = {}  # until finished
+    # the grey picture of each frame the detector did not finish when it arrived (its warm-up, a
+    # look-ahead): the tracker holds a stopping car on its appearance in those frames too
+    pictures: dict[int, Any] = {}
     all_dets: list[Detections] = []
     res = PedResult(tracks=[], detections=all_dets, detector=det_name)
 
@@ -281,7 +291,8 @@ def run(
             t1 = time.perf_counter()
             # the picture too when this result is the newest frame's (steady state of the MTI): tracks
             # hold through stops on their own appearance
-            live_tracks = trk.update(d, image if d.frame_index == newest else None)
+            pic = image if d.frame_index == newest else pictures.pop(d.frame_index, None)
+            live_tracks = trk.update(d, pic, sensor)
             t2 = time.perf_counter()
             secs["geolocate"] += t1 - t0
             secs["track"] += t2 - t1
@@ -309,6 +320,12 @@ def run(
             secs["detect"] += t2 - t1
             res.frames += 1
             finish(done)
+            if tracker.hold_late_frames and frame.index in pending:  # finished later: keep its picture (grey)
+                t3 = time.perf_counter()
+                pictures[frame.index] = _grey(frame.image)
+                while len(pictures) > MAX_PICTURES:
+                    del pictures[min(pictures)]
+                secs["track"] += time.perf_counter() - t3
         t1 = time.perf_counter()
         done = det.flush()
         image = None

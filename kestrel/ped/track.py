@@ -78,6 +78,12 @@ class TrackerConfig:
     size_window_s: float = 1.5
     fit_across: bool = True  # also grow across the motion (centred)
     fit_course: float = math.radians(15.0)  # sizes from boxes seen on a course within this of the current
+    # Vehicle floor (ground mode, needs the frame's sensor model: `update(dets, image, sensor)`): a
+    # moving track's box is grown (as above) to at least a small vehicle, `min_vehicle_m` (length,
+    # width) laid along its course and projected into the picture at its place. A slow car whose
+    # every blob is one end strip or corner (its own boxes never show its size) and a track's first
+    # boxes (no size known yet) are then boxes on the car. 0: off.
+    min_vehicle_m: tuple[float, float] = (4.5, 1.8)
     # Hold (needs the frame: `update(dets, image)`): a confirmed track the detector missed looks
     # for its own appearance (grey patch of its last fitted box, normalised cross-correlation >=
     # `hold_ncc`) around its predicted box; found, it reports a held point there and keeps alive
@@ -85,6 +91,14 @@ class TrackerConfig:
     # since its last detection. A blind hold (no appearance check) was measured worse: boxes
     # drift off the car. 0: off.
     hold_s: float = 3.0
+    # ... also in frames the detector finishes late (its warm-up, a look-ahead): the pipeline keeps
+    # their pictures (grey) until then. Issue 9, fourth pass: a car stopping in the first 3 s of a
+    # clip was lost (the tracker saw no picture before the MTI's warm-up ended). False: newest only.
+    hold_late_frames: bool = True
+    # ... and only a track seen for at least this long (first to last detection) is held: a car
+    # that stops was seen driving first; a short false track on static texture matches its own
+    # patch where it stands, and would be held there for `hold_s` (more pictures, more such holds).
+    hold_min_seen_s: float = 1.0
     hold_decay_s: float = 0.5
     hold_ncc: float = 0.7
     hold_min_std: float = 6.0  # grey levels: flatter patches are not held
@@ -131,14 +145,21 @@ class TrackerConfig:
     @classmethod
     def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
-        return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf)
+        return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
+                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0)
+
+    @classmethod
+    def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
+        """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
+        the newest frame only), to measure against."""
+        return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
                    hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0,
-                   gather_slack=0.0)
+                   gather_slack=0.0, hold_late_frames=False)
 
 
 @dataclass(slots=True)
@@ -173,6 +194,7 @@ class _Live:
     gsd: float = 0.0  # metres per pixel near it (parts)
     size: F64 | None = None  # robust size (see `_size`) ...
     size_at: tuple[float, int] = (math.nan, 0)  # ... as of (time, boxes)
+    born_t: float = 0.0  # time of its first detection
 
 
 class Tracker:
@@ -187,12 +209,17 @@ class Tracker:
         self.births = 0
         self.deleted_tentative = 0
         self._image: npt.NDArray[np.uint8] | None = None
+        self._sensor: Any = None  # the frame's SensorModel (kestrel.geo.sensor), when at hand
+        self._jac_of: Any = None  # ... the one `_jac` was made from
+        self._jac: tuple[float, float, F64, npt.NDArray[np.bool_]] | None = None
 
     # ------------------------------------------------------------------ public
-    def update(self, dets: Detections, image: npt.NDArray[np.uint8] | None = None) -> list[Track]:
+    def update(self, dets: Detections, image: npt.NDArray[np.uint8] | None = None, sensor: Any = None) -> list[Track]:
         """Feed one frame's detections (every frame, in order, even when empty). Returns live tracks.
-        `image`: that frame (BGR or grey, full size), when at hand: lets tracks hold through stops."""
-        self._image = image
+        `image`: that frame (BGR or grey, full size), when at hand: lets tracks hold through stops.
+        `sensor`: that frame's sensor model (`kestrel.geo.sensor.SensorModel`), when known: pixel
+        sizes of a vehicle on the ground (`min_vehicle_m`)."""
+        self._image, self._sensor = image, sensor
         t = self._time(dets)
         if self.mode is None and len(dets):
             self._choose_mode(dets)
@@ -529,12 +556,16 @@ class Tracker:
         return list(left.values())
 
     def _fit(self, lv: _Live, box: F64, t: float) -> F64:
-        """`box` grown to the track's robust size from its leading edge (see `fit_boxes`)."""
+        """`box` grown to the track's robust size, at least a small vehicle's, from its leading edge
+        (see `fit_boxes`, `min_vehicle_m`)."""
         want = self._size(lv, t)
-        if want is None:
-            return box
         v = lv.pv_hit_vec
         speed = float(np.hypot(v[0], v[1]))
+        floor = self._vehicle_px(box, v, speed)
+        if floor is not None:
+            want = floor if want is None else np.maximum(want, floor)
+        if want is None:
+            return box
         out = box.copy()
         for a in (0, 1):
             lo, hi = out[a], out[a + 2]
@@ -550,6 +581,51 @@ class Tracker:
                 out[a], out[a + 2] = lo - d / 2, hi + d / 2
         return out
 
+    def _vehicle_px(self, box: F64, v: F64, speed: float) -> F64 | None:
+        """Pixel extent (w, h) at `box` of the smallest vehicle (`min_vehicle_m`) laid along the
+        pixel course `v` (ground-stabilised px/s): its ground rectangle through the inverse of the
+        local pixel -> ground map (from the frame's sensor model). None: not in ground mode, no
+        sensor model, too slow for a course, or the ray misses."""
+        length, width = self.cfg.min_vehicle_m
+        if length <= 0 or self._sensor is None or self.local is None or speed <= 3.0:
+            return None
+        J = self._ground_map((float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2)
+        if J is None:
+            return None
+        along = J @ (v / speed)  # the course on the ground
+        n = float(np.hypot(along[0], along[1]))
+        if n <= 0:
+            return None
+        h = along / n
+        Ji = np.linalg.inv(J)
+        a, b = Ji @ (h * length), Ji @ (np.array([-h[1], h[0]]) * width)
+        return np.asarray(np.abs(a) + np.abs(b), np.float64)
+
+    def _ground_map(self, u: float, v: float) -> F64 | None:
+        """d(east, north) / d(u, v) (metres per pixel) near (u, v) in this frame: one sensor-model
+        call per frame for a 3 x 3 grid of cells (~0.2 ms), the cell holding (u, v) answers."""
+        if self._jac_of is not self._sensor:
+            self._jac_of, self._jac = self._sensor, None
+            w, h = float(getattr(self._sensor, "width", 0)), float(getattr(self._sensor, "height", 0))
+            if w > 0 and h > 0:
+                cu, cv = np.meshgrid((np.arange(3) + 0.5) * w / 3, (np.arange(3) + 0.5) * h / 3)
+                c = np.stack([cu.ravel(), cv.ravel()], axis=1)
+                pts = np.concatenate([c, c + [1.0, 0.0], c + [0.0, 1.0]])
+                try:
+                    g = np.asarray(self._sensor.pixels_to_ground(pts), np.float64)
+                except Exception:  # a geometry the model rejects: no floor
+                    g = np.full((len(pts), 3), np.nan)
+                assert self.local is not None
+                e = np.asarray(self.local.ground_to_enu(g[:, 0], g[:, 1]), np.float64).reshape(3, 9, 2)
+                jac = np.stack([e[1] - e[0], e[2] - e[0]], axis=2)  # [9, 2 (east, north), 2 (u, v)]
+                ok = np.isfinite(jac).all(axis=(1, 2)) & (np.abs(np.linalg.det(np.nan_to_num(jac))) > 1e-9)
+                self._jac = (w, h, jac, ok)
+        if self._jac is None:
+            return None
+        w, h, jac, ok = self._jac
+        k = min(max(int(v * 3 / h), 0), 2) * 3 + min(max(int(u * 3 / w), 0), 2)
+        return np.asarray(jac[k], np.float64) if ok[k] else None
+
     def _hold(self, lv: _Live, dets: Detections, t: float) -> None:
         """A confirmed track the detector missed this frame: look for its appearance (see `hold_s`)
         around where it should be; found: a held point there, and the filter slows down as the
@@ -563,6 +639,8 @@ class Tracker:
         if lv.pvel is None or lv.out_t <= lv.last_hit_t:  # the first frame of this hold
             if lv.pv_hit > self.cfg.hold_max_lengths_s * float(max(lv.out[2], lv.out[3])):
                 return  # too fast to be stopping: a detector miss, not a stop
+            if lv.last_hit_t - lv.born_t < self.cfg.hold_min_seen_s:
+                return  # not seen driving long enough to be a car that stops
             lv.pvel = lv.pv_hit_vec.copy()
         pred = lv.out[:2] + lv.pvel * dt * math.exp(-dt / self.cfg.hold_decay_s)
         th, tw = lv.tmpl.shape
@@ -702,7 +780,7 @@ class Tracker:
         _a, r, v0, _vmax = self._params()
         x = np.array([z[0], z[1], 0.0, 0.0])
         P = np.diag([r * r, r * r, v0 * v0, v0 * v0])
-        lv = _Live(Track(id=0), x, P, t, t, deque([True]))
+        lv = _Live(Track(id=0), x, P, t, t, deque([True]), born_t=t)
         lv.hist.append((t, dets.centers[di].astype(np.float64)))
         self._append_point(lv, dets, di)
         self._live.append(lv)
