@@ -415,3 +415,20 @@ def test_a_short_track_on_static_texture_is_not_held_where_it_vanished() -> None
             trk.update(d, ground)
         (tr,) = trk.finish()
         assert (sum(p.held for p in tr.points) > 0) == bool(held), cfg.hold_min_seen_s
+
+
+def test_a_knot_of_nested_blobs_starts_no_track_but_a_car_touching_a_fragment_does() -> None:
+    """Where the MTI loses the ground's registration it reports knots of nested and overlapping
+    blobs that drift together; a box overlapping two or more others of its frame neither starts
+    nor confirms a track (`knot_overlaps`). A car whose box touches one fragment is still a car."""
+    frames = []
+    for i in range(60):
+        car = [40 + 3 * i - 15, 94, 40 + 3 * i + 15, 106]
+        frag = [40 + 3 * i + 12, 100, 40 + 3 * i + 20, 108]  # overlaps the car only
+        k = 200 + 1.5 * i  # the knot: one big blob with two smaller ones inside, drifting together
+        knot = [[k - 40, 150, k + 40, 230], [k - 20, 160, k + 10, 200], [k - 5, 190, k + 25, 220]]
+        boxes = np.array([car, frag, *knot], float)
+        frames.append(Detections(boxes, np.ones(len(boxes)), np.zeros(len(boxes)), frame_index=i, pts=i / FPS))
+    tracks = run(frames)
+    assert len(tracks) == 1 and tracks[0].points[-1].xyxy[1] == pytest.approx(94.0)
+    assert len(run(frames, TrackerConfig(knot_overlaps=0))) > 1  # without the rule: tracks on the knot

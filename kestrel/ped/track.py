@@ -57,6 +57,11 @@ class TrackerConfig:
     min_speed_sigma: float = 4.0  # 0: off
     noise_floor_px: float = 0.7
     max_path_rms_boxes: float = 0.5  # hits must fit constant velocity to this many box lengths
+    # Knots (issue 9, fourth pass): a detection whose box overlaps this many other boxes of the same
+    # frame is part of a knot of nested blobs (the MTI where it lost the ground's registration; on
+    # the aerial clips 89 such boxes off any target, 3 of ~5,700 on one): it neither starts nor
+    # confirms a track (a confirmed track may still take it). 0: off.
+    knot_overlaps: int = 2
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
     accel_std_m: float = 25.0  # manoeuvres (~10 m/s² turning a 30 m circle at 17 m/s) + line-of-sight jitter
@@ -146,20 +151,21 @@ class TrackerConfig:
     def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
         return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
-                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0)
+                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0)
 
     @classmethod
     def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
         the newest frame only), to measure against."""
-        return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0)
+        return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
+                   knot_overlaps=0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
                    hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0,
-                   gather_slack=0.0, hold_late_frames=False)
+                   gather_slack=0.0, hold_late_frames=False, knot_overlaps=0)
 
 
 @dataclass(slots=True)
@@ -209,6 +215,7 @@ class Tracker:
         self.births = 0
         self.deleted_tentative = 0
         self._image: npt.NDArray[np.uint8] | None = None
+        self._knot: npt.NDArray[np.bool_] = np.zeros(0, bool)  # this frame's detections (kept) in a knot
         self._sensor: Any = None  # the frame's SensorModel (kestrel.geo.sensor), when at hand
         self._jac_of: Any = None  # ... the one `_jac` was made from
         self._jac: tuple[float, float, F64, npt.NDArray[np.bool_]] | None = None
@@ -228,6 +235,7 @@ class Tracker:
             self._follow_camera(np.asarray(dets.homography, np.float64))
         for lv in self._live:
             self._predict(lv, t)
+        self._knot = _knotted(dets.xyxy[keep], self.cfg.knot_overlaps) if len(keep) else np.zeros(0, bool)
         matches, unmatched_d = self._assign(z, dets.centers[keep].astype(np.float64) if len(keep) else z, t)
         matched_tracks = set()
         for lv in self._live:
@@ -247,7 +255,7 @@ class Tracker:
         if self.cfg.gather_slack > 0:
             unmatched_d = self._gather(dets, keep, unmatched_d, t)
         for di in unmatched_d:
-            if not self._near_live(z[di]):
+            if not self._knot[di] and not self._near_live(z[di]):
                 self._birth(z[di], dets, keep[di], t)
         self._age(t)
         return [lv.track for lv in self._live if lv.track.state is TrackState.CONFIRMED]
@@ -330,6 +338,8 @@ class Tracker:
             if self.cfg.behind_boxes > 0 and lv.track.state is TrackState.CONFIRMED:
                 ok &= ~self._behind(lv, centres, t)
             bias = 0.0 if lv.track.state is TrackState.CONFIRMED else 1.0  # prefer established tracks
+            if lv.track.state is not TrackState.CONFIRMED:
+                ok &= ~self._knot  # a knot's blobs neither start nor confirm a track
             cost[ti, ok] = m2[ok] + bias
         rows, cols = linear_sum_assignment(cost)
         matches = [(int(a), int(b)) for a, b in zip(rows, cols, strict=True) if cost[a, b] < 1e6]
@@ -805,6 +815,16 @@ class Tracker:
                 continue
             keep.append(lv)
         self._live = keep
+
+
+def _knotted(xyxy: npt.NDArray[Any], n: int) -> npt.NDArray[np.bool_]:
+    """Which boxes overlap at least `n` other boxes (see `knot_overlaps`); none when n <= 0."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    if n <= 0 or len(b) <= n:
+        return np.zeros(len(b), bool)
+    ix = np.minimum(b[:, None, 2], b[None, :, 2]) > np.maximum(b[:, None, 0], b[None, :, 0])
+    iy = np.minimum(b[:, None, 3], b[None, :, 3]) > np.maximum(b[:, None, 1], b[None, :, 1])
+    return np.asarray((ix & iy).sum(axis=1) - 1 >= n, bool)
 
 
 def _tag(dets: Detections, i: int, track_id: int) -> None:
