@@ -218,7 +218,9 @@ class Tracker:
         self._knot: npt.NDArray[np.bool_] = np.zeros(0, bool)  # this frame's detections (kept) in a knot
         self._sensor: Any = None  # the frame's SensorModel (kestrel.geo.sensor), when at hand
         self._jac_of: Any = None  # ... the one `_jac` was made from
-        self._jac: tuple[float, float, F64, npt.NDArray[np.bool_]] | None = None
+        self._jac: tuple[float, float, F64, F64, npt.NDArray[np.bool_]] | None = None
+        self._jac_at = 0  # ... at this frame (`_frames`)
+        self._frames = 0
 
     # ------------------------------------------------------------------ public
     def update(self, dets: Detections, image: npt.NDArray[np.uint8] | None = None, sensor: Any = None) -> list[Track]:
@@ -227,6 +229,7 @@ class Tracker:
         `sensor`: that frame's sensor model (`kestrel.geo.sensor.SensorModel`), when known: pixel
         sizes of a vehicle on the ground (`min_vehicle_m`)."""
         self._image, self._sensor = image, sensor
+        self._frames += 1
         t = self._time(dets)
         if self.mode is None and len(dets):
             self._choose_mode(dets)
@@ -599,23 +602,23 @@ class Tracker:
         length, width = self.cfg.min_vehicle_m
         if length <= 0 or self._sensor is None or self.local is None or speed <= 3.0:
             return None
-        J = self._ground_map((float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2)
-        if J is None:
+        maps = self._ground_map((float(box[0]) + float(box[2])) / 2, (float(box[1]) + float(box[3])) / 2)
+        if maps is None:
             return None
+        J, Ji = maps
         along = J @ (v / speed)  # the course on the ground
         n = float(np.hypot(along[0], along[1]))
         if n <= 0:
             return None
         h = along / n
-        Ji = np.linalg.inv(J)
         a, b = Ji @ (h * length), Ji @ (np.array([-h[1], h[0]]) * width)
         return np.asarray(np.abs(a) + np.abs(b), np.float64)
 
-    def _ground_map(self, u: float, v: float) -> F64 | None:
-        """d(east, north) / d(u, v) (metres per pixel) near (u, v) in this frame: one sensor-model
-        call per frame for a 3 x 3 grid of cells (~0.2 ms), the cell holding (u, v) answers."""
-        if self._jac_of is not self._sensor:
-            self._jac_of, self._jac = self._sensor, None
+    def _ground_map(self, u: float, v: float) -> tuple[F64, F64] | None:
+        """d(east, north) / d(u, v) (metres per pixel) near (u, v), and its inverse: one sensor-model
+        call (~0.2 ms) for a 3 x 3 grid of cells every 6th frame, the cell holding (u, v) answers."""
+        if self._jac_of is not self._sensor and (self._jac is None or self._frames - self._jac_at >= 6):
+            self._jac_of, self._jac, self._jac_at = self._sensor, None, self._frames  # every 0.2 s: it changes slowly
             w, h = float(getattr(self._sensor, "width", 0)), float(getattr(self._sensor, "height", 0))
             if w > 0 and h > 0:
                 cu, cv = np.meshgrid((np.arange(3) + 0.5) * w / 3, (np.arange(3) + 0.5) * h / 3)
@@ -629,12 +632,13 @@ class Tracker:
                 e = np.asarray(self.local.ground_to_enu(g[:, 0], g[:, 1]), np.float64).reshape(3, 9, 2)
                 jac = np.stack([e[1] - e[0], e[2] - e[0]], axis=2)  # [9, 2 (east, north), 2 (u, v)]
                 ok = np.isfinite(jac).all(axis=(1, 2)) & (np.abs(np.linalg.det(np.nan_to_num(jac))) > 1e-9)
-                self._jac = (w, h, jac, ok)
+                jinv = np.linalg.inv(np.where(ok[:, None, None], np.nan_to_num(jac), np.eye(2)))
+                self._jac = (w, h, jac, jinv, ok)
         if self._jac is None:
             return None
-        w, h, jac, ok = self._jac
+        w, h, jac, jinv, ok = self._jac
         k = min(max(int(v * 3 / h), 0), 2) * 3 + min(max(int(u * 3 / w), 0), 2)
-        return np.asarray(jac[k], np.float64) if ok[k] else None
+        return (jac[k], jinv[k]) if ok[k] else None
 
     def _hold(self, lv: _Live, dets: Detections, t: float) -> None:
         """A confirmed track the detector missed this frame: look for its appearance (see `hold_s`)
