@@ -50,13 +50,24 @@ def main() -> int:
     ap.add_argument("--quality", action="store_true", help="quality per scenario, previous vs new detector")
     ap.add_argument("--aerial-seconds", type=float, default=20.0)
     ap.add_argument("--seeds", type=int, default=3, help="clips per scenario")
+    ap.add_argument("--scenarios", help="comma-separated subset of " + ",".join(SCENARIOS) + " (--quality)")
+    ap.add_argument("--detectors", help="comma-separated, default " + ",".join(DETECTORS) +
+                    "; also " + ",".join(p for p in PRESETS if p not in DETECTORS) + " (--quality)")
     args = ap.parse_args()
     scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-bench-")
     tmp = Path(args.keep) if args.keep else Path(scratch.name)  # type: ignore[union-attr]
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         if args.quality:
-            return _quality(tmp, args.aerial_seconds, args.seeds)
+            scen = args.scenarios.split(",") if args.scenarios else None
+            dets = args.detectors.split(",") if args.detectors else None
+            for x in scen or []:
+                if x not in SCENARIOS:
+                    ap.error(f"--scenarios: unknown scenario {x!r} (choose from {', '.join(SCENARIOS)})")
+            for x in dets or []:
+                if x not in DETECTORS and x not in PRESETS:
+                    ap.error(f"--detectors: unknown detector {x!r}")
+            return _quality(tmp, args.aerial_seconds, args.seeds, scen, dets)
         return _measure(tmp, args.seconds, args.repeats)
     finally:
         if scratch is not None:
@@ -115,8 +126,13 @@ SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), target
     "orbit": ("orbit", 6.0, 3, 101),
 }
 DETECTORS = ("mti-v1", "mti-prev", "mti-2p", "mti")
-PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass"}  # bench names of MtiConfig presets
+# bench names of MtiConfig presets (`mti-early`: the opt-in start-up, not in the default run)
+PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass", "mti-early": "early_start"}
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
+# first report split by when the target came into view: in view in the clip's first frame (the detector's
+# start-up) / entered later; per clip the median of its targets, in the medians row pooled over all
+# clips' targets; late_*: targets reported > 0.5 s after coming into view (or never) / targets
+SPLIT = ("ttfr_start_s", "late_start", "ttfr_later_s", "late_later")
 
 
 def scenario_clip(tmp: Path, name: str, seed: int, aerial_s: float,
@@ -135,37 +151,57 @@ def scenario_clip(tmp: Path, name: str, seed: int, aerial_s: float,
     return clip, load_truth(truth)
 
 
-def _quality(tmp: Path, aerial_s: float, seeds: int) -> int:
-    """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev`, `mti-2p` and `mti` (new) on the
-    same clip, score each; print per-clip rows and per-scenario medians."""
+def _quality(tmp: Path, aerial_s: float, seeds: int, scenarios: list[str] | None = None,
+             detectors: list[str] | None = None) -> int:
+    """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev`, `mti-2p` and `mti` (new) (or
+    `detectors`) on the same clip, score each; print per-clip rows and per-scenario medians."""
     from kestrel.ped.detect.mti import MtiConfig, MtiDetector
     from kestrel.ped.pipeline import run
     from kestrel.ped.score import score
 
     med = statistics.median
-    print("\nPED quality (box IoU >= 0.3, targets wholly in view), " + " / ".join(DETECTORS) + " (new), same clips")
-    head = ("scenario", "clip", "detector", *QUALITY, "fps")
+    dets = detectors or list(DETECTORS)
+    names = scenarios or list(SCENARIOS)
+    cols = (*QUALITY, *SPLIT, "fps")
+    print("\nPED quality (box IoU >= 0.3, targets wholly in view), " + " / ".join(dets) + ", same clips")
+    head = ("scenario", "clip", "detector", *cols)
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    summary: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for name, (_scen, _secs, _targets, seed0) in SCENARIOS.items():
+    summary: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for name in names:
+        seed0 = SCENARIOS[name][3]
         for seed in range(seed0, seed0 + seeds):
             clip, gt = scenario_clip(tmp, name, seed, aerial_s)
-            for det in DETECTORS:
+            at_start = set(gt[0].ids) if gt else set()
+            for det in dets:
                 preset = PRESETS.get(det)
                 res = run(clip, detector=MtiDetector(getattr(MtiConfig, preset)()) if preset else det)
                 s = score(res.tracks, gt, delay_frames=res.delay_frames, emitted_at=res.emitted_at)
-                row = {**s.row(), "fps": res.fps["end_to_end"]}
+                start = [v for g, v in s.first_report_s.items() if g in at_start]
+                later = [v for g, v in s.first_report_s.items() if g not in at_start]
+                row = {**s.row(), "fps": res.fps["end_to_end"], "_start": start, "_later": later,
+                       **_split(start, later)}
                 summary.setdefault((name, det), []).append(row)
-                print("| " + " | ".join([name, str(seed), det] + [_fmt(row[c]) for c in (*QUALITY, "fps")]) + " |")
-    print("\nMedians per scenario (" + " / ".join(DETECTORS) + "):")
-    print("| scenario | " + " | ".join(f"{c}" for c in (*QUALITY, "fps")) + " |")
-    print("|" + "---|" * (len(QUALITY) + 2))
-    for name in SCENARIOS:
-        rows = [summary[(name, d)] for d in DETECTORS]
-        cells = [" / ".join(_fmt(med([r[c] for r in rs])) for rs in rows) for c in (*QUALITY, "fps")]
+                print("| " + " | ".join([name, str(seed), det] + [_fmt(row[c]) for c in cols]) + " |")
+    print("\nMedians per scenario (" + " / ".join(dets) + "; " + ", ".join(SPLIT) + " pooled over the clips' targets):")
+    print("| scenario | " + " | ".join(f"{c}" for c in cols) + " |")
+    print("|" + "---|" * (len(cols) + 1))
+    for name in names:
+        rows = [summary[(name, d)] for d in dets]
+        pooled = [_split([v for r in rs for v in r["_start"]], [v for r in rs for v in r["_later"]]) for rs in rows]
+        cells = [" / ".join(_fmt(p[c]) if c in SPLIT else _fmt(med([r[c] for r in rs]))
+                            for rs, p in zip(rows, pooled, strict=True)) for c in cols]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
+
+
+def _split(start: list[float], later: list[float]) -> dict[str, Any]:
+    """First-report columns for targets in view at the start / entering later (median s, late / all)."""
+    med = statistics.median
+    return {"ttfr_start_s": med(start) if start else float("nan"),
+            "late_start": f"{sum(v > 0.5 for v in start)}/{len(start)}",
+            "ttfr_later_s": med(later) if later else float("nan"),
+            "late_later": f"{sum(v > 0.5 for v in later)}/{len(later)}"}
 
 
 def _fmt(v: Any) -> str:
