@@ -47,7 +47,8 @@ class XmlFramer:
         end = i + len(_END)
         if end > self.cap:
             raise CotError(f"event of {end} bytes exceeds the {self.cap}-byte cap")
-        frame = bytes(buf[:end])
+        with memoryview(buf) as mv:
+            frame = bytes(mv[:end])  # one copy (a bytearray slice would be a second)
         del buf[:end]
         self._scan = 0
         return frame

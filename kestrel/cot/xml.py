@@ -200,5 +200,7 @@ def encode_event(ev: Event, prolog: bool = True) -> bytes:
         f' stale="{format_time(ev.stale)}"{extra}>'
         f'<point lat="{ev.lat!r}" lon="{ev.lon!r}" hae="{ev.hae!r}" ce="{ev.ce!r}" le="{ev.le!r}"/>'
     ).encode()
-    body = b"<detail>" + ev.detail + b"</detail></event>" if ev.detail else b"<detail/></event>"
-    return (XML_PROLOG if prolog else b"") + head + body
+    # one join, one allocation: a 900 KB detail copied once, not once per `+`
+    if ev.detail:
+        return b"".join((XML_PROLOG if prolog else b"", head, b"<detail>", ev.detail, b"</detail></event>"))
+    return b"".join((XML_PROLOG if prolog else b"", head, b"<detail/></event>"))

@@ -95,7 +95,7 @@ def inspect(detail: bytes, want_links: bool = False) -> Addressing:
     p.StartElementHandler = start
     p.EndElementHandler = end
     try:
-        xmlscan.run(p, b"<detail>" + detail + b"</detail>")
+        xmlscan.run(p, b"".join((b"<detail>", detail, b"</detail>")))
     except CotError as exc:
         if b"marti" in detail:
             return Addressing(unreadable=str(exc)[:120])
