@@ -432,3 +432,30 @@ def test_a_knot_of_nested_blobs_starts_no_track_but_a_car_touching_a_fragment_do
     tracks = run(frames)
     assert len(tracks) == 1 and tracks[0].points[-1].xyxy[1] == pytest.approx(94.0)
     assert len(run(frames, TrackerConfig(knot_overlaps=0))) > 1  # without the rule: tracks on the knot
+
+
+def test_a_piece_left_where_a_knot_was_starts_no_track_but_a_later_car_there_does() -> None:
+    """The knot's last pieces drift on alone for a few frames after it breaks up: a detection whose
+    centre lies where a knot was within `knot_memory_s` starts no track either (the knot's box is
+    carried with the camera). A car driving through that place a second later is tracked."""
+    pan = 2.0
+    frames = []
+    for i in range(90):
+        shift = -pan * i  # the camera pans: the ground moves left in the picture
+        boxes = []
+        if i < 10:  # a knot over ground x 180..260 (picture x shifts with the pan)
+            boxes += [[180 + shift, 150, 260 + shift, 230], [200 + shift, 160, 230 + shift, 200],
+                      [215 + shift, 190, 245 + shift, 220]]
+        elif i < 25:  # one piece drifting on inside the knot's place
+            x = 215 + 0.8 * (i - 10) + shift
+            boxes.append([x, 180, x + 14, 192])
+        if i >= 45:  # a car through the same place 1.5 s later
+            x = 120 + 4.0 * (i - 45) + shift
+            boxes.append([x, 176, x + 30, 188])
+        d = Detections(np.array(boxes, float).reshape(-1, 4), np.ones(len(boxes)), np.zeros(len(boxes)), frame_index=i,
+                       pts=i / FPS)
+        d.homography = np.array([[1, 0, -pan], [0, 1, 0], [0, 0, 1]], float) if i else None
+        frames.append(d)
+    tracks = run(frames)
+    assert len(tracks) == 1 and tracks[0].points[0].frame_index >= 45  # the car only
+    assert len(run(frames, TrackerConfig(knot_memory_s=0.0))) == 2  # without the memory: the piece too

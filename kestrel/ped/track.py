@@ -62,6 +62,7 @@ class TrackerConfig:
     # the aerial clips 89 such boxes off any target, 3 of ~5,700 on one): it neither starts nor
     # confirms a track (a confirmed track may still take it). 0: off.
     knot_overlaps: int = 2
+    knot_memory_s: float = 0.5  # ... nor a detection whose centre lies where a knot was this recently. 0: off
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
     accel_std_m: float = 25.0  # manoeuvres (~10 m/s² turning a 30 m circle at 17 m/s) + line-of-sight jitter
@@ -216,6 +217,7 @@ class Tracker:
         self.deleted_tentative = 0
         self._image: npt.NDArray[np.uint8] | None = None
         self._knot: npt.NDArray[np.bool_] = np.zeros(0, bool)  # this frame's detections (kept) in a knot
+        self._knots: list[tuple[float, F64]] = []  # recent knot boxes (time, centre u, v, w, h), current pixels
         self._sensor: Any = None  # the frame's SensorModel (kestrel.geo.sensor), when at hand
         self._jac_of: Any = None  # ... the one `_jac` was made from
         self._jac: tuple[float, float, F64, F64, npt.NDArray[np.bool_]] | None = None
@@ -239,6 +241,8 @@ class Tracker:
         for lv in self._live:
             self._predict(lv, t)
         self._knot = _knotted(dets.xyxy[keep], self.cfg.knot_overlaps) if len(keep) else np.zeros(0, bool)
+        if self.cfg.knot_memory_s > 0:
+            self._remember_knots(dets, keep, t)
         matches, unmatched_d = self._assign(z, dets.centers[keep].astype(np.float64) if len(keep) else z, t)
         matched_tracks = set()
         for lv in self._live:
@@ -568,6 +572,18 @@ class Tracker:
                 self._append_point(lv, dets, lv.hit_di, _xyxy(box))
         return list(left.values())
 
+    def _remember_knots(self, dets: Detections, keep: npt.NDArray[np.intp], t: float) -> None:
+        """Keep this frame's knot boxes for `knot_memory_s`; mark the detections inside a remembered one."""
+        self._knots = [(tk, b) for tk, b in self._knots if t - tk <= self.cfg.knot_memory_s]
+        new = self._knot
+        if len(keep) and self._knots:
+            c = dets.centers[keep].astype(np.float64)
+            kb = np.array([b for _, b in self._knots])
+            inside = ((np.abs(c[:, None, 0] - kb[None, :, 0]) <= kb[None, :, 2] / 2)
+                      & (np.abs(c[:, None, 1] - kb[None, :, 1]) <= kb[None, :, 3] / 2)).any(axis=1)
+            self._knot = self._knot | inside
+        self._knots += [(t, _cwh(dets.xyxy[keep[i]].astype(np.float64))) for i in np.flatnonzero(new)]
+
     def _fit(self, lv: _Live, box: F64, t: float) -> F64:
         """`box` grown to the track's robust size, at least a small vehicle's, from its leading edge
         (see `fit_boxes`, `min_vehicle_m`)."""
@@ -744,7 +760,7 @@ class Tracker:
         in pixel mode the filter states (position through H, velocity and covariance through its
         Jacobian), so pixel tracks follow the ground, not the screen."""
         # every anchor, recent box, reported box and velocity probe of every track in one batch
-        rows: list[Any] = []
+        rows: list[Any] = [b for _, b in self._knots]
         for lv in self._live:
             rows += [(p[0], p[1], 0.0, 0.0) for _, p in lv.hist]
             rows += [o for _, o in lv.obs]
@@ -754,7 +770,8 @@ class Tracker:
                 rows.append((lv.hit_c[0], lv.hit_c[1], 0.0, 0.0))
                 rows.append((lv.hit_c[0] + 0.1 * lv.pv_hit_vec[0], lv.hit_c[1] + 0.1 * lv.pv_hit_vec[1], 0.0, 0.0))
         moved = _carry(H, np.array(rows, np.float64).reshape(-1, 4)) if rows else np.zeros((0, 4))
-        k = 0
+        k = len(self._knots)
+        self._knots = [(t, moved[i]) for i, (t, _) in enumerate(self._knots)]
         for lv in self._live:
             n = len(lv.hist)
             lv.hist = [(t, moved[k + i, :2]) for i, (t, _) in enumerate(lv.hist)]
