@@ -303,3 +303,24 @@ def test_start_up_joins_a_slow_cars_strips() -> None:
     plain, joined, both = hits(), hits(startup_join_m=6.0), hits(startup_join_m=6.0, startup_min_m=3.0)
     assert joined >= 28 and joined >= plain + 10, (plain, joined)  # measured: 18 of 45 frames -> 31
     assert both >= joined - 2, (joined, both)
+
+
+def test_early_start_finishes_each_frame_when_it_arrives() -> None:
+    """`--detector mti-early` (`MtiConfig.early_start()`): no look-ahead at the start either (frame 0
+    waits only for frame 1, which gives the frame rate); frames 0-8 come back empty (no history
+    yet), then past-only start-up lags find the movers."""
+    frames = make_clip(n=60, seed=1)
+    det = make_detector("mti-early")
+    out: list[Detections] = []
+    for f in frames:
+        out += det.detect(f)
+        assert [d.frame_index for d in out] == list(range(len(out))) and len(out) >= f.index, f.index
+    assert det.flush() == []
+    assert all(len(d) == 0 for d in out[:9])
+    hits = n_truth = 0
+    for f, d in zip(frames[9:], out[9:], strict=True):
+        truth = np.array(list(f.truth.values()), np.float32).reshape(-1, 4)
+        n_truth += len(truth)
+        if len(d) and len(truth):
+            hits += int((iou(truth, d.xyxy) >= 0.5).any(axis=1).sum())
+    assert hits >= 0.8 * n_truth, (hits, n_truth)

@@ -18,7 +18,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("source", help="STANAG 4609 .ts file, or udp://HOST:PORT for a live stream")
     run.add_argument("--out", help="run folder (created; must not hold a run already); "
                      "default runs/<input name>-<UTC time>")
-    run.add_argument("--detector", choices=("mti", "onnx"), default="mti")
+    run.add_argument("--detector", choices=("mti", "mti-early", "onnx"), default="mti",
+                     help="mti-early: first reports within ~0.5 s of the start instead of ~2 s, for some recall")
     run.add_argument("--model", help="YOLO-style ONNX model (with --detector onnx)")
     run.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames (N >= 1)")
     run.add_argument("--no-vmti", action="store_true", help="do not write vmti.ts")
@@ -47,8 +48,9 @@ def register(subparsers: Any) -> None:
     sc.add_argument("pairs", nargs="+", metavar="CLIP_OR_TRUTH",
                     help="CLIP.ts TRUTH.json, repeated (truth from `kestrel fmv synth --truth`)")
     sc.add_argument("--iou", type=float, default=0.3, help="IoU gate for a match (default 0.3)")
-    sc.add_argument("--detector", choices=("mti", "mti-v1"), default="mti",
-                    help="mti-v1: the previous MTI detector and tracker settings, for comparison")
+    sc.add_argument("--detector", choices=("mti", "mti-early", "mti-v1"), default="mti",
+                    help="mti-early: the opt-in early start-up; mti-v1: the previous MTI detector and "
+                    "tracker settings, for comparison")
     sc.add_argument("--json", action="store_true", help="one JSON object per clip instead of a table")
     sc.set_defaults(func=_score)
 

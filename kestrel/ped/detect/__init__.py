@@ -52,18 +52,20 @@ class ModelError(BadInput):
 
 
 def make_detector(name: str = "mti", model: str | None = None, **options: Any) -> Detector:
-    """`mti` (default, no weights), `mti-v1` (the previous MTI settings, kept for comparison) or
+    """`mti` (default, no weights), `mti-early` (MTI that reports sooner after a start, for some
+    recall: `MtiConfig.early_start()`), `mti-v1` (the previous MTI settings, kept for comparison) or
     `onnx` (needs `model`, a YOLO-style .onnx file)."""
     if model is not None and name == "mti":
         name = "onnx"
-    if name in ("mti", "mti-v1"):
+    if name in ("mti", "mti-v1", "mti-early"):
         from kestrel.ped.detect.mti import MtiConfig, MtiDetector
 
-        return MtiDetector(MtiConfig.previous() if name == "mti-v1" else None, **options)
+        cfg = {"mti-v1": MtiConfig.previous, "mti-early": MtiConfig.early_start}.get(name)
+        return MtiDetector(cfg() if cfg else None, **options)
     if name == "onnx":
         if model is None:
             raise ModelError("onnx detector: --model FILE.onnx is required")
         from kestrel.ped.detect.onnx import OnnxDetector
 
         return OnnxDetector(model, **options)
-    raise BadInput(f"unknown detector {name!r} (choose mti, mti-v1 or onnx)")
+    raise BadInput(f"unknown detector {name!r} (choose mti, mti-early, mti-v1 or onnx)")
