@@ -17,8 +17,12 @@ Each phase starts its own `kestrel serve` (loopback only) from the config below,
 Pass: well-behaved delivery 100 % in every phase, median p99 of the attack phases <= 1.5 x that of
 the baseline phases, server peak RSS under the stated bound (derived from the config:
 `rss_bound_mb`), no well-behaved stored item lost.
-The load generator and the server share this machine (and today other jobs too): compare the
-ratio, not the absolute numbers.
+The load generator and the server share this machine: compare the ratio, not the absolute numbers.
+On a machine with two or more CPUs (`--pin auto`, the default) the server runs alone on the first
+CPU and every client process (the well-behaved load generator and the abusers, the abusers at
+nice 10) on the others: in the field the clients are other machines, so an abuser's own CPU must
+not show up as the server's latency. `--pin off` lets the kernel place everything (the server then
+also competes with the clients for the same cores).
 """
 
 from __future__ import annotations
@@ -291,9 +295,9 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
     child = None
     abuse_cpu0 = _children_cpu()
     if abusers:
-        child = subprocess.Popen(
+        child = subprocess.Popen(  # inherits this process's CPUs (pinned: the clients' side)
             [sys.executable, __file__, "--abuse", str(tg.port), str(open_port), str(seconds + 2), str(abusers), str(n), kinds],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, preexec_fn=(lambda: os.nice(ABUSER_NICE)) if PIN else None,
         )
         await asyncio.sleep(1.0)  # the abusers are at it before the measurement starts
     if os.environ.get("KESTREL_SOAK_PROBE"):
@@ -328,11 +332,34 @@ def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: 
     cfg.write_text(CONFIG.format(open_port=open_port, budget=RETAINED_BUDGET, byte_rate=BYTE_RATE))
     t = time.monotonic()
     with fanout.server("kestrel", workdir, label, extra=("--config", str(cfg))) as (tg, proc):
+        if PIN:
+            pin(proc.pid, PIN[0])
         res = fanout.run_async(measure(tg, proc, n, seconds, abusers, open_port, workdir / f"data-{label}", kinds))
     res.update(phase=label, took_s=time.monotonic() - t)
     print(f"  {label}: delivered {res['delivered']:.4%} p99 {res['p99_ms']:.1f} ms rss {res['srv_rss_mb']:.0f} MB "
           f"markers lost {res['markers_lost']} in {res['took_s']:.0f} s", file=sys.stderr, flush=True)
     return res
+
+
+ABUSER_NICE = 10
+PIN: tuple[set[int], set[int]] | None = None  # (server's CPUs, clients' CPUs) when pinned
+
+
+def plan_pins(mode: str) -> tuple[set[int], set[int]] | None:
+    """`auto`: the server alone on the first CPU this process may use, the clients on the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if mode == "off" or len(cpus) < 2:
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads it starts later inherit it from theirs)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            pass
 
 
 def lg_free_port() -> int:
@@ -382,10 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=300, help="measured seconds per phase (default 300)")
     ap.add_argument("--rounds", type=int, default=1, help="baseline/attack pairs, alternating (default 1)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="abuser kinds, comma list (default all: %(default)s)")
+    ap.add_argument("--pin", choices=("auto", "off"), default="auto",
+                    help="auto: the server alone on one CPU, the clients (abusers at nice 10) on the others")
     ap.add_argument("--json", type=Path, help="also write the raw rows here")
     ap.add_argument("--workdir", type=Path, help="keep server logs and data here (default: a temp dir)")
     args = ap.parse_args(argv)
     fanout.raise_nofile()
+    global PIN
+    PIN = plan_pins(args.pin)
+    if PIN:
+        os.sched_setaffinity(0, PIN[1])  # this process (the well-behaved clients) and the abusers it starts
+        print(f"pinned: server on CPU {sorted(PIN[0])}, clients on CPU {sorted(PIN[1])} (abusers at nice "
+              f"{ABUSER_NICE})", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="kestrel-soak-") as tmp:
         w = args.workdir or Path(tmp)
@@ -395,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(phase(w, f"attack{k}", args.clients, args.seconds, args.abusers, args.kinds))
     bound, why = rss_bound_mb(statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]), args.abusers)
     text, ok = report(rows, bound, why)
+    print(f"CPUs: {'server ' + str(sorted(PIN[0])) + ', clients ' + str(sorted(PIN[1])) + f' (abusers nice {ABUSER_NICE})' if PIN else 'not pinned'}")
     print(text)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
