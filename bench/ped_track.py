@@ -3,6 +3,7 @@
 same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
+              [--trackers previous,pass3,new,backfill]   (backfill: the opt-in `back_s` 1.5, not in the default run)
 
 For each scenario (aerial: real aerial texture, traffic entering/leaving, stops, turns, passes;
 crossing; orbit) and seed it writes a `kestrel fmv synth` clip once, runs `kestrel.ped.pipeline.run`
@@ -37,24 +38,35 @@ def main() -> int:
     ap.add_argument("--aerial-seconds", type=float, default=8.0)
     ap.add_argument("--seeds", type=int, default=4, help="aerial clips (crossing and orbit: 2 each)")
     ap.add_argument("--keep", help="directory for the clips (default: a temporary one)")
+    ap.add_argument("--trackers", default="previous,pass3,new", help="comma-separated subset of " + ",".join(TRACKERS))
     args = ap.parse_args()
+    names = args.trackers.split(",")
+    for x in names:
+        if x not in TRACKERS:
+            ap.error(f"--trackers: unknown tracker {x!r} (choose from {', '.join(TRACKERS)})")
     scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-track-bench-")
     tmp = Path(args.keep) if args.keep else Path(scratch.name)  # type: ignore[union-attr]
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(tmp, args.aerial_seconds, args.seeds)
+        return _run(tmp, args.aerial_seconds, args.seeds, names)
     finally:
         if scratch is not None:
             scratch.cleanup()
 
 
-def _run(tmp: Path, aerial_s: float, seeds: int) -> int:
+# previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); new: the
+# default; backfill: the default with the opt-in back-fill (`back_s` 1.5 s)
+TRACKERS = ("previous", "pass3", "new", "backfill")
+
+
+def _run(tmp: Path, aerial_s: float, seeds: int, names: list[str]) -> int:
     from kestrel.ped.pipeline import run
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
-    # previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); new
-    trackers = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(), "new": TrackerConfig()}
+    every = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(), "new": TrackerConfig(),
+             "backfill": TrackerConfig(back_s=1.5)}
+    trackers = {n: every[n] for n in names}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
     head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")
     print("| " + " | ".join(head) + " |")

@@ -459,3 +459,44 @@ def test_a_piece_left_where_a_knot_was_starts_no_track_but_a_later_car_there_doe
     tracks = run(frames)
     assert len(tracks) == 1 and tracks[0].points[0].frame_index >= 45  # the car only
     assert len(run(frames, TrackerConfig(knot_memory_s=0.0))) == 2  # without the memory: the piece too
+
+
+def _panned(ground: np.ndarray, i: int, car_x: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Frame i of a camera panning right 1 px per frame over `ground` (400 px of it in view), with a
+    car whose centre is at ground x `car_x` (None: no car); and the camera motion into frame i."""
+    img = ground[:, i:i + 400].copy()
+    if car_x is not None:
+        img = _paint(img, car_x - i, 120.0)
+    return img, np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_back_fill_starts_the_track_where_the_car_came_into_view() -> None:
+    """The detector first sees a car 1 s after it came out from under cover (a newly seen piece of
+    ground, a slow car still a strip): once the track is confirmed, its look is followed back
+    through the last frames (the camera pans 1 px per frame meanwhile), and so is a gap the track
+    coasted through; held points, on the car, and none before the car was there."""
+    ground = _scene(np.random.default_rng(11))
+    ground = np.concatenate([ground, ground[:, ::-1]], axis=1)  # 800 px wide: room to pan
+    covered_until, seen_from, gap = 10, 40, range(80, 96)
+    for cfg, first in ((TrackerConfig(back_s=1.5), covered_until), (TrackerConfig(), seen_from)):
+        trk = Tracker(cfg)
+        for i in range(130):
+            gx = 80.0 + 2.0 * i  # on the ground: 2 px per frame to the right; on screen 1 px
+            img, H = _panned(ground, i, gx if i >= covered_until else None)
+            sx = gx - i
+            seen = i >= seen_from and i not in gap
+            box = np.array([[sx - 15, 113, sx + 15, 127]]) if seen else np.zeros((0, 4))
+            trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS,
+                                  homography=None if i == 0 else H), img)
+        (tr,) = trk.finish()
+        frames = [p.frame_index for p in tr.points]
+        assert frames == sorted(frames)
+        assert frames[0] == first, frames[:5]
+        for p in tr.points:
+            assert (p.xyxy[0] + p.xyxy[2]) / 2 == pytest.approx(80.0 + p.frame_index, abs=2.0), p
+        filled = {p.frame_index for p in tr.points if p.held}
+        if cfg.back_s > 0:
+            assert set(range(covered_until, seen_from)) <= filled  # before the first detection
+            assert set(gap) <= filled  # the gap, linked back to its last point by the car's look
+        else:
+            assert not filled & set(range(seen_from)) and not filled & set(gap)

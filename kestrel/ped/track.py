@@ -29,6 +29,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from kestrel.geo.geodesy import LocalFrame
+from kestrel.ped.backfill import FrameRing, walk_back
 from kestrel.ped.records import Detections, Track, TrackPoint, TrackState
 
 F64 = npt.NDArray[np.float64]
@@ -117,6 +118,17 @@ class TrackerConfig:
     # are held: a stop starts slow; a fast one that vanishes was missed, and a held ground-coloured
     # car at a crossing cost 0.03 precision when fast tracks were held too.
     hold_max_lengths_s: float = 1.0
+    # Back-fill (needs the frames' pictures, kestrel/ped/backfill.py): when a track is confirmed, its
+    # look is followed back through the last `back_s` seconds (NCC >= `back_ncc`, where its velocity
+    # puts it): the frames before its first detection and the gaps between its first hits get held
+    # points, so its history starts when the vehicle came into view, not when the detector first saw
+    # it whole. Nothing is reported sooner (the points are added at confirmation). 0: off.
+    # Opt-in (issue 9, fifth pass; docs/ped.md "Back-fill"): with 1.5 s, aerial 301-306 (replay of one
+    # detector run per clip) worst recall 0.876 -> 0.919 at the same worst precision, but precision fell
+    # on other clips (seeds 11 and 15: -0.08; false and badly sized tracks got back-filled too).
+    # Memory: `back_s` of grey frames (1.5 s at 720x480: ~16 MB).
+    back_s: float = 0.0
+    back_ncc: float = 0.7
     # Companions: a blob smaller than `companion_area` of a confirmed track's size that keeps within
     # `companion_reach` of its sizes of it and moves with it (its offset wanders by less than
     # `companion_drift` of its size) is a piece of that vehicle (a split, a trailing fragment),
@@ -223,6 +235,7 @@ class Tracker:
         self._jac: tuple[float, float, F64, F64, npt.NDArray[np.bool_]] | None = None
         self._jac_at = 0  # ... at this frame (`_frames`)
         self._frames = 0
+        self._ring: FrameRing | None = None  # recent pictures for back-fill (`back_s`)
 
     # ------------------------------------------------------------------ public
     def update(self, dets: Detections, image: npt.NDArray[np.uint8] | None = None, sensor: Any = None) -> list[Track]:
@@ -233,6 +246,14 @@ class Tracker:
         self._image, self._sensor = image, sensor
         self._frames += 1
         t = self._time(dets)
+        if self.cfg.back_s > 0:
+            if self._ring is None:
+                self._ring = FrameRing(int(round(self.cfg.back_s / self.cfg.default_dt)) + 1)
+            if image is None:
+                self._ring.frames.clear()
+            else:
+                H = None if dets.homography is None else np.asarray(dets.homography, np.float64)
+                self._ring.push(dets.frame_index, t, _grey(image), H, sensor)
         if self.mode is None and len(dets):
             self._choose_mode(dets)
         z, keep = self._measurements(dets)
@@ -366,8 +387,11 @@ class Tracker:
         if lv.track.state is TrackState.TENTATIVE:
             lv.hist.append((t, dets.centers[di].astype(np.float64)))
         self._trim(lv)
-        self._append_point(lv, dets, di)
         tr = lv.track
+        last = tr.points[-1].frame_index if tr.points else dets.frame_index
+        self._append_point(lv, dets, di)
+        if self.cfg.back_s > 0 and tr.state is TrackState.CONFIRMED and dets.frame_index - last > 1:
+            self._backfill(lv, after=last)  # a gap it coasted through without a point
         if (tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di)
                 and not self._is_companion(lv, t)):
             lv.part_of = None
@@ -379,6 +403,8 @@ class Tracker:
             for d, i in lv.taken:
                 _tag(d, i, tr.id)
             lv.taken = []
+            if self.cfg.back_s > 0:
+                self._backfill(lv)  # before its first detection
 
     def _append_point(self, lv: _Live, dets: Detections, di: int, raw: F64 | None = None) -> None:
         if lv.track.state is TrackState.TENTATIVE:
@@ -705,6 +731,70 @@ class Tracker:
             spd, hdg = float(math.hypot(lv.x[2], lv.x[3])), tr.heading_deg
         tr.points.append(TrackPoint(dets.frame_index, dets.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
                                     float(best) * 0.5, lat, lon, hae, spd, hdg, held=True))
+
+    def _backfill(self, lv: _Live, after: int = -1) -> None:
+        """A track just confirmed, or seen again after coasting: held points where its look is found
+        going back in time, in the frames after `after` it has no point for (see `back_s`)."""
+        tr = lv.track
+        if self._ring is None or lv.tmpl is None or lv.out is None or not tr.points:
+            return
+        have = {p.frame_index for p in tr.points}
+        found, at_edge = walk_back(self._ring, lv.out, lv.pv_hit_vec, lv.tmpl, ncc=self.cfg.back_ncc, margin=4.0)
+        if after < 0 and found and not self._left_its_place(found[-1], lv):
+            return  # what it found going back never left its place: texture, not a vehicle
+        if after >= 0 and not (at_edge and found and found[-1][0].index > after):
+            # a gap: filled only if the look leads back to the track's last point, or to the edge of
+            # the picture (the vehicle was out of view)
+            prev = next((p for p in reversed(tr.points) if p.frame_index == after), None)
+            end = next((b for f, b, _n in found if f.index == after + 1), None)
+            if prev is None or end is None:
+                return
+            pc = _cwh(np.asarray(prev.xyxy, np.float64))
+            if float(np.hypot(*(end[:2] - pc[:2]))) > 0.5 * float(max(pc[2], pc[3], 8.0)):
+                return
+        new = []
+        for f, box, ncc in found:
+            if f.index <= after:
+                break
+            if f.index in have:
+                continue
+            cx, cy, w, h = (float(v) for v in box)
+            lat = lon = hae = None
+            spd = hdg = None
+            if self.mode == "ground" and f.sensor is not None:
+                try:
+                    g = np.asarray(f.sensor.pixels_to_ground(np.array([[cx, cy]], np.float64)), np.float64).reshape(-1)
+                except Exception:  # noqa: BLE001 (a model that cannot answer there: no ground for the point)
+                    g = np.full(3, np.nan)
+                if np.isfinite(g[:2]).all():
+                    lat, lon, hae = float(g[0]), float(g[1]), float(g[2]) if math.isfinite(float(g[2])) else 0.0
+                    spd, hdg = tr.speed_mps, tr.heading_deg
+            new.append(TrackPoint(f.index, f.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), ncc * 0.5,
+                                  lat, lon, hae, spd, hdg, held=True))
+        if new:
+            tr.points = sorted(tr.points + new, key=lambda p: p.frame_index)
+
+    def _left_its_place(self, oldest: tuple[Any, F64, float], lv: _Live) -> bool:
+        """Did the look found `oldest` frames back move off that place on the ground by now (half its
+        length or more, and the place looks different now)? A vehicle did; static texture did not."""
+        assert self._ring is not None and lv.out is not None and lv.tmpl is not None
+        frames = list(self._ring.frames)
+        f, box, _ncc = oldest
+        M = np.eye(3)
+        for g in frames[frames.index(f):-1]:
+            if g.to_next is None:
+                return False
+            M = g.to_next @ M
+        c = _apply(M, box[:2])
+        if float(np.hypot(*(c - lv.out[:2]))) < 0.5 * float(max(lv.out[2], lv.out[3])):
+            return False
+        img = self._ring.frames[-1].grey
+        th, tw = lv.tmpl.shape
+        x0, y0 = int(round(c[0] - tw / 2)) - 2, int(round(c[1] - th / 2)) - 2
+        if x0 < 0 or y0 < 0 or x0 + tw + 4 > img.shape[1] or y0 + th + 4 > img.shape[0]:
+            return True
+        res = cv2.matchTemplate(img[y0:y0 + th + 4, x0:x0 + tw + 4], lv.tmpl, cv2.TM_CCOEFF_NORMED)
+        return float(res.max()) < self.cfg.back_ncc
 
     def _remember(self, lv: _Live, box: F64) -> None:
         """Keep the track's look (grey patch of its fitted box) for `_hold`, with its velocities."""

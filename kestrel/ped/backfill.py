@@ -1,0 +1,119 @@
+"""Back-fill: when a track is confirmed, follow its look backwards through the last second or two.
+
+Goal: a vehicle is in view for a while before the detector first sees it whole (the camera panned
+onto it and no older frame saw that ground; a slow car is a strip until it has moved its length).
+Once a track is confirmed, its own grey patch is searched for frame by frame going back in time,
+where the track's ground-stabilised velocity puts it (normalised cross-correlation, small window):
+the frames before its first detection (and the gaps between its first hits) get **held** points
+(`TrackPoint.held`), so the track's history starts when the vehicle came into view. Nothing is
+reported sooner: these points are added at confirmation, in the past (a live view sees them when
+the track is confirmed). Worst case per confirmed track: one small `matchTemplate` per buffered
+frame (`back_s` of frames); memory: the grey frames of the last `back_s` seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass(slots=True)
+class Past:
+    """One buffered frame: its index, time, grey picture, the camera motion into the next frame
+    (this frame's pixels -> the next one's; None across a registration gap) and its sensor model."""
+
+    index: int
+    pts: float
+    grey: U8
+    to_next: F64 | None
+    sensor: Any
+
+
+class FrameRing:
+    """The last `n` frames' grey pictures (full size) and the camera motion between them."""
+
+    def __init__(self, n: int) -> None:
+        self.frames: deque[Past] = deque(maxlen=max(1, n))
+
+    def push(self, index: int, pts: float, grey: U8, homography: F64 | None, sensor: Any) -> None:
+        """`homography`: previous frame -> this frame (the detector's), or None."""
+        if self.frames:
+            prev = self.frames[-1]
+            prev.to_next = None if homography is None or prev.index != index - 1 else homography
+        self.frames.append(Past(index, pts, grey, None, sensor))
+
+
+def walk_back(ring: FrameRing, box: F64, vel: F64, tmpl: U8, *, ncc: float, margin: float,
+              skip_newest: int = 1, max_frames: int | None = None,
+              edge: int = 3) -> tuple[list[tuple[Past, F64, float]], bool]:
+    """Follow `tmpl` (grey patch of `box`, centre u, v, width, height in the newest frame's pixels,
+    moving at `vel` px/s over the ground as the picture shows it) back through the ring, newest
+    first, starting `skip_newest` frames back. Returns (frame, box in its pixels, NCC) while the
+    patch is found (NCC >= `ncc`) within `margin` (+ 30 % of its size) of where it should be and
+    the box stays inside the picture (`edge` pixels from its border: the detector ignores the
+    outermost pixels too); stops at the first frame where it is not. Also says whether it stopped
+    because the box reached the picture's edge (the vehicle came into view there)."""
+    frames = list(ring.frames)
+    if len(frames) < 2:
+        return [], False
+    out: list[tuple[Past, F64, float]] = []
+    c, size = box[:2].astype(np.float64).copy(), box[2:].astype(np.float64).copy()
+    v = vel.astype(np.float64).copy()
+    i = len(frames) - 1
+    for _ in range(skip_newest):
+        if i == 0:
+            return out, False
+        c, size, v = _back(frames[i - 1], c, size, v, frames[i].pts)
+        i -= 1
+        if c is None:
+            return out, False
+    th, tw = tmpl.shape
+    while i >= 0 and (max_frames is None or len(out) < max_frames):
+        f = frames[i]
+        img = f.grey
+        scale = float(size[0]) / max(1.0, float(tw))
+        t = tmpl if abs(scale - 1.0) < 0.05 else cv2.resize(tmpl, (max(2, int(round(tw * scale))),
+                                                                    max(2, int(round(th * scale)))))
+        h, w = t.shape
+        m = int(math.ceil(margin + 0.3 * max(h, w)))
+        bx0, by0 = int(round(c[0] - w / 2)), int(round(c[1] - h / 2))
+        if bx0 < edge or by0 < edge or bx0 + w > img.shape[1] - edge or by0 + h > img.shape[0] - edge:
+            return out, True  # (partly) out of the picture: it came in there
+        x0, y0 = max(0, bx0 - m), max(0, by0 - m)
+        x1, y1 = min(img.shape[1], bx0 + w + m), min(img.shape[0], by0 + h + m)
+        res = cv2.matchTemplate(img[y0:y1, x0:x1], t, cv2.TM_CCOEFF_NORMED)
+        _lo, best, _lo_at, (bx, by) = cv2.minMaxLoc(res)
+        if best < ncc:
+            break
+        c = np.array([x0 + bx + w / 2, y0 + by + h / 2], np.float64)
+        out.append((f, np.array([c[0], c[1], size[0], size[1]], np.float64), float(best)))
+        if i == 0:
+            break
+        c, size, v = _back(frames[i - 1], c, size, v, f.pts)
+        if c is None:
+            break
+        i -= 1
+    return out, False
+
+
+def _back(prev: Past, c: F64, size: F64, v: F64, t: float) -> tuple[Any, F64, F64]:
+    """Centre, size and velocity one frame back (into `prev`'s pixels), or (None, ...) at a gap."""
+    H = prev.to_next
+    if H is None:
+        return None, size, v
+    Hi = np.linalg.inv(H)
+    q = Hi @ np.array([c[0], c[1], 1.0])
+    p = q[:2] / q[2]
+    w = float(Hi[2, 0] * c[0] + Hi[2, 1] * c[1] + Hi[2, 2])
+    zoom = math.sqrt(abs(float(np.linalg.det(Hi))) / abs(w) ** 3)
+    dt = max(0.0, t - prev.pts)
+    return p - v * zoom * dt, size * zoom, v * zoom
