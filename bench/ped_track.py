@@ -1,13 +1,13 @@
-"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`) and the third-pass default
-(`TrackerConfig.third_pass()`) beside the current default, behind the same detector (MTI) on the
-same clips, in the same run.
+"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`), the third- and fourth-pass
+defaults (`TrackerConfig.third_pass()`, `fourth_pass()`) beside the current default, behind the same
+detector (MTI) on the same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
-              [--trackers previous,pass3,new,backfill]   (backfill: the opt-in `back_s` 1.5, not in the default run)
+              [--trackers previous,pass3,pass4,new]
 
 For each scenario (aerial: real aerial texture, traffic entering/leaving, stops, turns, passes;
 crossing; orbit) and seed it writes a `kestrel fmv synth` clip once, runs `kestrel.ped.pipeline.run`
-three times (previous, third-pass and new tracker; detector the default MTI each time) and scores each with
+once per tracker (detector the default MTI each time) and scores each with
 `kestrel.ped.score` (box IoU >= 0.3, targets wholly in view). Prints per-clip rows, then the
 medians per scenario as previous / new, and the tracker stage's CPU cost per frame. The issue-9
 floors (precision, recall >= 0.9, IDF1 >= 0.8, <= 1 false track per minute, reported within 0.5 s)
@@ -38,7 +38,7 @@ def main() -> int:
     ap.add_argument("--aerial-seconds", type=float, default=8.0)
     ap.add_argument("--seeds", type=int, default=4, help="aerial clips (crossing and orbit: 2 each)")
     ap.add_argument("--keep", help="directory for the clips (default: a temporary one)")
-    ap.add_argument("--trackers", default="previous,pass3,new", help="comma-separated subset of " + ",".join(TRACKERS))
+    ap.add_argument("--trackers", default="previous,pass3,pass4,new", help="comma-separated subset of " + ",".join(TRACKERS))
     args = ap.parse_args()
     names = args.trackers.split(",")
     for x in names:
@@ -54,9 +54,9 @@ def main() -> int:
             scratch.cleanup()
 
 
-# previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); new: the
-# default; backfill: the default with the opt-in back-fill (`back_s` 1.5 s)
-TRACKERS = ("previous", "pass3", "new", "backfill")
+# previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); pass4:
+# the default before back-fill (`TrackerConfig.fourth_pass()`); new: the default
+TRACKERS = ("previous", "pass3", "pass4", "new")
 
 
 def _run(tmp: Path, aerial_s: float, seeds: int, names: list[str]) -> int:
@@ -64,8 +64,8 @@ def _run(tmp: Path, aerial_s: float, seeds: int, names: list[str]) -> int:
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
 
-    every = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(), "new": TrackerConfig(),
-             "backfill": TrackerConfig(back_s=1.5)}
+    every = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(),
+             "pass4": TrackerConfig.fourth_pass(), "new": TrackerConfig()}
     trackers = {n: every[n] for n in names}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
     head = ("scenario", "clip", "tracker", *COLS, "track ms/frame")

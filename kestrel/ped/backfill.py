@@ -39,43 +39,72 @@ class Past:
 
 
 class FrameRing:
-    """The last `n` frames' grey pictures (full size) and the camera motion between them."""
+    """The last `n` frames' grey pictures (full size) and the camera motion between them, and the
+    camera motion (only) of `lag` frames before those."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, lag: int = 0) -> None:
         self.frames: deque[Past] = deque(maxlen=max(1, n))
+        self.moves: deque[tuple[int, F64 | None]] = deque(maxlen=max(1, n + lag))  # (index, previous -> it)
 
     def push(self, index: int, pts: float, grey: U8, homography: F64 | None, sensor: Any) -> None:
         """`homography`: previous frame -> this frame (the detector's), or None."""
         if self.frames:
             prev = self.frames[-1]
             prev.to_next = None if homography is None or prev.index != index - 1 else homography
+        if self.moves and self.moves[-1][0] != index - 1:
+            self.moves.clear()
+        self.moves.append((index, homography))
         self.frames.append(Past(index, pts, grey, None, sensor))
+
+    def seen_before(self, index: int, xyxy: F64, lag: int, shape: tuple[int, ...], edge: int = 3) -> bool:
+        """Was box `xyxy` of frame `index` wholly in the picture `lag` frames earlier (through the
+        camera motion)? False when that frame is before the first one remembered (a stream's start,
+        a registration gap)."""
+        moves = list(self.moves)
+        if not moves or index - lag < moves[0][0]:
+            return False
+        pos = {i: k for k, (i, _h) in enumerate(moves)}
+        if index not in pos:
+            return False
+        M = np.eye(3)
+        for k in range(pos[index], pos[index] - lag, -1):
+            H = moves[k][1]
+            if H is None:
+                return False
+            M = M @ H
+        back = cv2.perspectiveTransform(np.array([[[xyxy[0], xyxy[1]]], [[xyxy[2], xyxy[1]]], [[xyxy[2], xyxy[3]]],
+                                                  [[xyxy[0], xyxy[3]]]], np.float64), np.linalg.inv(M)).reshape(-1, 2)
+        h, w = shape[:2]
+        return bool(back.min() >= edge and back[:, 0].max() <= w - edge and back[:, 1].max() <= h - edge)
 
 
 def walk_back(ring: FrameRing, box: F64, vel: F64, tmpl: U8, *, ncc: float, margin: float,
-              skip_newest: int = 1, max_frames: int | None = None,
-              edge: int = 3) -> tuple[list[tuple[Past, F64, float]], bool]:
+              skip_newest: int = 1, max_frames: int | None = None, edge: int = 3,
+              anchors: dict[int, F64] | None = None) -> tuple[list[tuple[Past, F64, float]], str]:
     """Follow `tmpl` (grey patch of `box`, centre u, v, width, height in the newest frame's pixels,
     moving at `vel` px/s over the ground as the picture shows it) back through the ring, newest
     first, starting `skip_newest` frames back. Returns (frame, box in its pixels, NCC) while the
     patch is found (NCC >= `ncc`) within `margin` (+ 30 % of its size) of where it should be and
     the box stays inside the picture (`edge` pixels from its border: the detector ignores the
-    outermost pixels too); stops at the first frame where it is not. Also says whether it stopped
-    because the box reached the picture's edge (the vehicle came into view there)."""
+    outermost pixels too); stops at the first frame where it is not. Also says why it stopped:
+    "edge" (the box reached the picture's edge: the vehicle came into view there), "lost" (not
+    found), "start" (the oldest frame remembered), "gap" (no camera motion known), "max".
+    `anchors`: frame index -> centre where the track was detected: where the look is not found
+    there, the walk goes on from the detection (not returned)."""
     frames = list(ring.frames)
     if len(frames) < 2:
-        return [], False
+        return [], "start"
     out: list[tuple[Past, F64, float]] = []
     c, size = box[:2].astype(np.float64).copy(), box[2:].astype(np.float64).copy()
     v = vel.astype(np.float64).copy()
     i = len(frames) - 1
     for _ in range(skip_newest):
         if i == 0:
-            return out, False
+            return out, "start"
         c, size, v = _back(frames[i - 1], c, size, v, frames[i].pts)
         i -= 1
         if c is None:
-            return out, False
+            return out, "gap"
     th, tw = tmpl.shape
     while i >= 0 and (max_frames is None or len(out) < max_frames):
         f = frames[i]
@@ -87,22 +116,25 @@ def walk_back(ring: FrameRing, box: F64, vel: F64, tmpl: U8, *, ncc: float, marg
         m = int(math.ceil(margin + 0.3 * max(h, w)))
         bx0, by0 = int(round(c[0] - w / 2)), int(round(c[1] - h / 2))
         if bx0 < edge or by0 < edge or bx0 + w > img.shape[1] - edge or by0 + h > img.shape[0] - edge:
-            return out, True  # (partly) out of the picture: it came in there
+            return out, "edge"  # (partly) out of the picture: it came in there
         x0, y0 = max(0, bx0 - m), max(0, by0 - m)
         x1, y1 = min(img.shape[1], bx0 + w + m), min(img.shape[0], by0 + h + m)
         res = cv2.matchTemplate(img[y0:y1, x0:x1], t, cv2.TM_CCOEFF_NORMED)
         _lo, best, _lo_at, (bx, by) = cv2.minMaxLoc(res)
-        if best < ncc:
-            break
-        c = np.array([x0 + bx + w / 2, y0 + by + h / 2], np.float64)
-        out.append((f, np.array([c[0], c[1], size[0], size[1]], np.float64), float(best)))
+        if best >= ncc:
+            c = np.array([x0 + bx + w / 2, y0 + by + h / 2], np.float64)
+            out.append((f, np.array([c[0], c[1], size[0], size[1]], np.float64), float(best)))
+        elif anchors is not None and f.index in anchors:
+            c = np.asarray(anchors[f.index], np.float64)[:2].copy()
+        else:
+            return out, "lost"
         if i == 0:
-            break
+            return out, "start"
         c, size, v = _back(frames[i - 1], c, size, v, f.pts)
         if c is None:
-            break
+            return out, "gap"
         i -= 1
-    return out, False
+    return out, "max"
 
 
 def _back(prev: Past, c: F64, size: F64, v: F64, t: float) -> tuple[Any, F64, F64]:

@@ -118,17 +118,26 @@ class TrackerConfig:
     # are held: a stop starts slow; a fast one that vanishes was missed, and a held ground-coloured
     # car at a crossing cost 0.03 precision when fast tracks were held too.
     hold_max_lengths_s: float = 1.0
-    # Back-fill (needs the frames' pictures, kestrel/ped/backfill.py): when a track is confirmed, its
-    # look is followed back through the last `back_s` seconds (NCC >= `back_ncc`, where its velocity
-    # puts it): the frames before its first detection and the gaps between its first hits get held
-    # points, so its history starts when the vehicle came into view, not when the detector first saw
-    # it whole. Nothing is reported sooner (the points are added at confirmation). 0: off.
-    # Opt-in (issue 9, fifth pass; docs/ped.md "Back-fill"): with 1.5 s, aerial 301-306 (replay of one
-    # detector run per clip) worst recall 0.876 -> 0.919 at the same worst precision, but precision fell
-    # on other clips (seeds 11 and 15: -0.08; false and badly sized tracks got back-filled too).
-    # Memory: `back_s` of grey frames (1.5 s at 720x480: ~16 MB).
-    back_s: float = 0.0
+    # Back-fill (needs the frames' pictures, kestrel/ped/backfill.py): a confirmed track's look is
+    # followed back through the last `back_s` seconds (NCC >= `back_ncc`, where its velocity puts it,
+    # through the camera motion): the frames before its first detection and the gaps it coasted
+    # through get held points, so its history starts when the vehicle came into view, not when the
+    # detector first saw it whole (ground the camera just panned onto; a slow car still a strip).
+    # Nothing is reported sooner: the points are added in the past. Guards, each measured: only once
+    # the track has been seen `back_min_seen_s` (short false tracks on texture match their own patch
+    # going back as well as a car does), from the look it has then (a fuller box than at confirmation);
+    # only a box at least 3/4 of the smallest vehicle long (a corner followed back is false in every
+    # frame); not onto another track's vehicle; not where what was found going back never left its place
+    # on the ground (texture); before the first detection only where the detector was blind (the place
+    # was not in the picture `back_blind_s` earlier: where it saw the ground and found nothing, a look
+    # found there is texture); a gap only if the look leads back to the track's last point (or to the
+    # picture's edge). Aerial 301-306 and 11-15 (replays of one detector run per clip): recall 301 / 303
+    # / 306 0.876 / 0.886 / 0.882 -> 0.937 / 0.975 / 0.943, no clip's precision down by more than 0.001.
+    # Memory: `back_s` of grey frames (2 s at 720x480: ~21 MB). 0: off.
+    back_s: float = 2.0
     back_ncc: float = 0.7
+    back_blind_s: float = 1.0
+    back_min_seen_s: float = 0.7
     # Companions: a blob smaller than `companion_area` of a confirmed track's size that keeps within
     # `companion_reach` of its sizes of it and moves with it (its offset wanders by less than
     # `companion_drift` of its size) is a piece of that vehicle (a split, a trailing fragment),
@@ -164,21 +173,26 @@ class TrackerConfig:
     def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
         return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
-                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0)
+                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0, back_s=0.0)
 
     @classmethod
     def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
         the newest frame only), to measure against."""
         return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
-                   knot_overlaps=0)
+                   knot_overlaps=0, back_s=0.0)
+
+    @classmethod
+    def fourth_pass(cls, require_motion: bool = True) -> TrackerConfig:
+        """The default after the fourth pass of issue 9 (before back-fill), to measure against."""
+        return cls(require_motion=require_motion, back_s=0.0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
                    hold_s=0.0, companion_area=0.0, min_speed_sigma=0.0, behind_boxes=0.0, part_max_m=0.0,
-                   gather_slack=0.0, hold_late_frames=False, knot_overlaps=0)
+                   gather_slack=0.0, hold_late_frames=False, knot_overlaps=0, back_s=0.0)
 
 
 @dataclass(slots=True)
@@ -214,6 +228,8 @@ class _Live:
     size: F64 | None = None  # robust size (see `_size`) ...
     size_at: tuple[float, int] = (math.nan, 0)  # ... as of (time, boxes)
     born_t: float = 0.0  # time of its first detection
+    fill_pending: bool = False  # confirmed, not back-filled yet (see `back_s`)
+    fill_new: list[TrackPoint] = field(default_factory=list)  # back-filled points waiting for `back_min_seen_s`
 
 
 class Tracker:
@@ -248,7 +264,8 @@ class Tracker:
         t = self._time(dets)
         if self.cfg.back_s > 0:
             if self._ring is None:
-                self._ring = FrameRing(int(round(self.cfg.back_s / self.cfg.default_dt)) + 1)
+                self._ring = FrameRing(int(round(self.cfg.back_s / self.cfg.default_dt)) + 1,
+                                       int(round(self.cfg.back_blind_s / self.cfg.default_dt)))
             if image is None:
                 self._ring.frames.clear()
             else:
@@ -390,8 +407,15 @@ class Tracker:
         tr = lv.track
         last = tr.points[-1].frame_index if tr.points else dets.frame_index
         self._append_point(lv, dets, di)
-        if self.cfg.back_s > 0 and tr.state is TrackState.CONFIRMED and dets.frame_index - last > 1:
-            self._backfill(lv, after=last)  # a gap it coasted through without a point
+        if self.cfg.back_s > 0 and tr.state is TrackState.CONFIRMED:
+            if dets.frame_index - last > 1 and t - lv.born_t >= self.cfg.back_min_seen_s:
+                self._add(tr, self._backfill(lv, after=last)[1])  # a gap it coasted through without a point
+            if lv.fill_pending and t - lv.born_t >= self.cfg.back_min_seen_s:
+                # before its first detection, once seen long enough: followed back from its look now
+                # (a fuller box than at confirmation), else as found at confirmation
+                done, new = self._backfill(lv) if self._whole(lv) else (False, [])
+                self._add(tr, new if done else lv.fill_new)
+                lv.fill_pending, lv.fill_new = False, []
         if (tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di)
                 and not self._is_companion(lv, t)):
             lv.part_of = None
@@ -404,7 +428,8 @@ class Tracker:
                 _tag(d, i, tr.id)
             lv.taken = []
             if self.cfg.back_s > 0:
-                self._backfill(lv)  # before its first detection
+                lv.fill_pending = True
+                lv.fill_new = self._backfill(lv)[1] if self._whole(lv) else []
 
     def _append_point(self, lv: _Live, dets: Detections, di: int, raw: F64 | None = None) -> None:
         if lv.track.state is TrackState.TENTATIVE:
@@ -732,32 +757,55 @@ class Tracker:
         tr.points.append(TrackPoint(dets.frame_index, dets.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
                                     float(best) * 0.5, lat, lon, hae, spd, hdg, held=True))
 
-    def _backfill(self, lv: _Live, after: int = -1) -> None:
+    @staticmethod
+    def _add(tr: Track, points: list[TrackPoint]) -> None:
+        if points:
+            tr.points = sorted(tr.points + points, key=lambda p: p.frame_index)
+
+    def _backfill(self, lv: _Live, after: int = -1) -> tuple[bool, list[TrackPoint]]:
         """A track just confirmed, or seen again after coasting: held points where its look is found
-        going back in time, in the frames after `after` it has no point for (see `back_s`)."""
+        going back in time, in the frames after `after` it has no point for (see `back_s`). Returns
+        (whether it could look: not at the picture's edge now, a look known; the points)."""
         tr = lv.track
         if self._ring is None or lv.tmpl is None or lv.out is None or not tr.points:
-            return
+            return False, []  # nothing to follow back (yet)
         have = {p.frame_index for p in tr.points}
-        found, at_edge = walk_back(self._ring, lv.out, lv.pv_hit_vec, lv.tmpl, ncc=self.cfg.back_ncc, margin=4.0)
+        anchors = {p.frame_index: _cwh(np.asarray(p.xyxy, np.float64)) for p in tr.points if not p.held}
+        found, why = walk_back(self._ring, lv.out, lv.pv_hit_vec, lv.tmpl, ncc=self.cfg.back_ncc, margin=4.0,
+                               anchors=anchors)
+        if not found and why == "edge":
+            return False, []  # at the edge of the picture now
         if after < 0 and found and not self._left_its_place(found[-1], lv):
-            return  # what it found going back never left its place: texture, not a vehicle
-        if after >= 0 and not (at_edge and found and found[-1][0].index > after):
+            return True, []  # what it found going back never left its place: texture, not a vehicle
+        if after >= 0 and not (why == "edge" and found and found[-1][0].index > after):
             # a gap: filled only if the look leads back to the track's last point, or to the edge of
             # the picture (the vehicle was out of view)
             prev = next((p for p in reversed(tr.points) if p.frame_index == after), None)
             end = next((b for f, b, _n in found if f.index == after + 1), None)
             if prev is None or end is None:
-                return
+                return True, []
             pc = _cwh(np.asarray(prev.xyxy, np.float64))
             if float(np.hypot(*(end[:2] - pc[:2]))) > 0.5 * float(max(pc[2], pc[3], 8.0)):
-                return
+                return True, []
+        lo = found[-1][0].index if found else 0
+        others: dict[int, list[F64]] = {}  # other tracks' boxes in these frames: one vehicle, one track
+        for o in [x.track for x in self._live if x is not lv] + self._done:
+            for p in reversed(o.points):
+                if p.frame_index < lo:
+                    break
+                others.setdefault(p.frame_index, []).append(np.asarray(p.xyxy, np.float64))
         new = []
         for f, box, ncc in found:
             if f.index <= after:
                 break
+            xyxy = _xyxy(box)
+            if any(_overlap(xyxy, o) > 0.3 for o in others.get(f.index, ())):
+                break  # it ran onto a vehicle another track follows
             if f.index in have:
                 continue
+            if after < 0 and self.cfg.back_blind_s > 0 and self._ring.seen_before(
+                    f.index, xyxy, int(round(self.cfg.back_blind_s / self.cfg.default_dt)), f.grey.shape):
+                break  # the detector saw this ground and found nothing here
             cx, cy, w, h = (float(v) for v in box)
             lat = lon = hae = None
             spd = hdg = None
@@ -771,8 +819,23 @@ class Tracker:
                     spd, hdg = tr.speed_mps, tr.heading_deg
             new.append(TrackPoint(f.index, f.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), ncc * 0.5,
                                   lat, lon, hae, spd, hdg, held=True))
-        if new:
-            tr.points = sorted(tr.points + new, key=lambda p: p.frame_index)
+        return True, new
+
+    def _whole(self, lv: _Live) -> bool:
+        """Is the track's box a whole vehicle (its longest side on the ground at least 3/4 of the
+        smallest vehicle's length, `min_vehicle_m`)? A corner or strip followed back is a false point
+        in every frame. Pixel mode (no sensor model): not known, yes."""
+        if lv.out is None:
+            return False
+        length = self.cfg.min_vehicle_m[0]
+        if length <= 0 or self._sensor is None or self.local is None:
+            return True
+        maps = self._ground_map(float(lv.out[0]), float(lv.out[1]))
+        if maps is None:
+            return True
+        J = maps[0]
+        w, h = float(lv.out[2]), float(lv.out[3])
+        return max(float(np.hypot(*(J @ [w, 0.0]))), float(np.hypot(*(J @ [0.0, h])))) >= 0.75 * length
 
     def _left_its_place(self, oldest: tuple[Any, F64, float], lv: _Live) -> bool:
         """Did the look found `oldest` frames back move off that place on the ground by now (half its
@@ -942,6 +1005,16 @@ def _tag(dets: Detections, i: int, track_id: int) -> None:
     if dets.track_id is None or len(dets.track_id) != len(dets):
         dets.track_id = np.full(len(dets), -1, np.int64)
     dets.track_id[i] = track_id
+
+
+def _overlap(a: F64, b: F64) -> float:
+    """Intersection over union of two xyxy boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = float(iw * ih)
+    return inter / (float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter)
 
 
 def _quantile(a: F64, q: float) -> F64:
