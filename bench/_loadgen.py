@@ -73,6 +73,7 @@ class Run:
     echoes: int = 0
     dropped: int = 0  # connections the server closed on us during the run
     lat_us: array[int] = field(default_factory=lambda: array("q"))
+    sent_ms: array[int] | None = None  # when set: each latency's send time, ms after t_start
 
 
 _REQUEST = (
@@ -124,7 +125,7 @@ class Client(asyncio.Protocol):
         if not self.counted:
             return
         run, me, steady, t0 = self.run, self.sid, self.run.steady, self.run.t_start
-        lat = run.lat_us
+        lat, sent = run.lat_us, run.sent_ms
         for s, t in RX.findall(buf):
             ti = int(t)
             if ti < t0:
@@ -135,6 +136,8 @@ class Client(asyncio.Protocol):
             elif si in steady:
                 run.received += 1
                 lat.append((now - ti) // 1000)
+                if sent is not None:
+                    sent.append((ti - t0) // 1_000_000)
 
     def _negotiate(self, data: bytes) -> None:
         assert self._neg is not None

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py                       # 200 clients, 20 abusers, 5 min per phase
     .venv/bin/python bench/soak.py --seconds 60 --rounds 3   # shorter, medians of 3 alternating rounds
+    .venv/bin/python bench/soak.py --interleave 30           # paired: abusers on/off every 30 s, one server
 
 Each phase starts its own `kestrel serve` (loopback only) from the config below, then:
 - 200 well-behaved raw-TCP clients (bench/_loadgen.py) in group Blue: each stores one marker
@@ -17,6 +18,11 @@ Each phase starts its own `kestrel serve` (loopback only) from the config below,
 Pass: well-behaved delivery 100 % in every phase, median p99 of the attack phases <= 1.5 x that of
 the baseline phases, server peak RSS under the stated bound (derived from the config:
 `rss_bound_mb`), no well-behaved stored item lost.
+`--interleave W` measures the same thing as one paired run per round: one server and the same 200
+clients for 2 x `--seconds`, the abusers' process on in every other W-second window (`--seconds` of
+abuse in all), each SA's latency counted for the window it was sent in (not the first second of a
+window, when abusers start or leave): p99 with against p99 without abusers, minutes apart at most,
+so a machine whose background load drifts between 5-minute phases does not decide the ratio.
 The load generator and the server share this machine: compare the ratio, not the absolute numbers.
 On a machine with two or more CPUs (`--pin auto`, the default) the server runs alone on the first
 CPU and every client process (the well-behaved load generator and the abusers, the abusers at
@@ -38,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -281,10 +288,66 @@ def _metrics(data: Path) -> dict[str, float]:
     return out
 
 
+def _spawn_abusers(tg: lg.Target, open_port: int, seconds: float, abusers: int, n: int, kinds: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # inherits this process's CPUs (pinned: the clients' side)
+        [sys.executable, __file__, "--abuse", str(tg.port), str(open_port), str(seconds), str(abusers), str(n), kinds],
+        stdout=subprocess.PIPE, text=True, preexec_fn=(lambda: os.nice(ABUSER_NICE)) if PIN else None,
+    )
+
+
+def _abuse_result(out: str) -> dict[str, int]:
+    return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+
+
+async def _abuse_windows(tg: lg.Target, open_port: int, t0: float, window: float, count: int, abusers: int,
+                         n: int, kinds: str) -> dict[str, int]:
+    """Windows 1, 3, 5, ... of `count` (each `window` s from loop time `t0`): a fresh abusers' process
+    for the window; windows 0, 2, 4, ... without abusers. Returns what the abusers did, summed."""
+    loop = asyncio.get_running_loop()
+    total: dict[str, int] = {}
+    for w in range(1, count, 2):
+        await asyncio.sleep(max(0.0, t0 + w * window - loop.time()))
+        # Its process starts in the window and stops at the window's end (its sockets close with it).
+        child = _spawn_abusers(tg, open_port, max(0.5, t0 + (w + 1) * window - loop.time()), abusers, n, kinds)
+        out, _ = await loop.run_in_executor(None, child.communicate)
+        for k, v in _abuse_result(out).items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+SETTLE_S = 1.0  # the first second of every window counts for neither side (abusers starting or leaving)
+
+
+def split_windows(run: lg.Run, window: float) -> dict[str, float]:
+    """p99 of the deliveries sent in windows without abusers (even) and with them (odd), pooled, and
+    the median of the windows' own p99s; SAs sent in a window's first SETTLE_S are left out of both."""
+    import numpy as np
+
+    assert run.sent_ms is not None
+    lat = np.frombuffer(run.lat_us, dtype=np.int64) / 1000.0
+    sent = np.frombuffer(run.sent_ms, dtype=np.int64)
+    idx = sent // int(window * 1000)
+    settled = sent - idx * int(window * 1000) >= int(SETTLE_S * 1000)
+    out: dict[str, float] = {}
+    for name, parity in (("off", 0), ("on", 1)):
+        sel = (idx % 2 == parity) & settled
+        per = [float(np.percentile(lat[sel & (idx == w)], 99)) for w in np.unique(idx[sel])]
+        out[f"p99_{name}_ms"] = float(np.percentile(lat[sel], 99)) if sel.any() else 0.0
+        out[f"p50_{name}_ms"] = float(np.percentile(lat[sel], 50)) if sel.any() else 0.0
+        out[f"p99_{name}_windows_ms"] = float(np.median(per)) if per else 0.0
+        out[f"windows_{name}"] = len(per)
+    return out
+
+
 async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, open_port: int,
-                  data: Path, kinds: str) -> dict[str, Any]:
+                  data: Path, kinds: str, window: float = 0.0) -> dict[str, Any]:
+    """One phase. `window` > 0 (interleaved): 2 x `seconds` of clients, the abusers on in every other
+    `window`-second window (so `seconds` of abuse), latency split by the window each SA was sent in."""
     loop = asyncio.get_running_loop()
     run = lg.Run(steady=range(n))
+    interleaved = window > 0 and abusers > 0
+    if interleaved:
+        run.sent_ms = array("q")
     clients, failures = await lg.connect_many(tg, lambda i: lg.Client(i, run, True), range(n))
     if len(clients) < n:
         raise RuntimeError(f"only {len(clients)}/{n} clients connected")
@@ -294,20 +357,22 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
     await asyncio.sleep(1.0)
     child = None
     abuse_cpu0 = _children_cpu()
-    if abusers:
-        child = subprocess.Popen(  # inherits this process's CPUs (pinned: the clients' side)
-            [sys.executable, __file__, "--abuse", str(tg.port), str(open_port), str(seconds + 2), str(abusers), str(n), kinds],
-            stdout=subprocess.PIPE, text=True, preexec_fn=(lambda: os.nice(ABUSER_NICE)) if PIN else None,
-        )
+    if abusers and not interleaved:
+        child = _spawn_abusers(tg, open_port, seconds + 2, abusers, n, kinds)
         await asyncio.sleep(1.0)  # the abusers are at it before the measurement starts
     if os.environ.get("KESTREL_SOAK_PROBE"):
         subprocess.Popen([sys.executable, os.environ["KESTREL_SOAK_PROBE"], str(tg.port)])
+    rss_before_mb = proc.memory_info().rss / 2**20  # the clients and their markers in, no abuser yet
     meter = lg.Meter(proc)
     run.t_start = time.time_ns()
     start = loop.time() + 0.05
     meter.start()
     rng = random.Random(n)
-    tasks = [loop.create_task(lg.send_loop(c, start, rng.random(), seconds)) for c in clients]
+    span = 2 * seconds if interleaved else seconds
+    windows = None
+    if interleaved:
+        windows = loop.create_task(_abuse_windows(tg, open_port, start - 0.05, window, int(span // window), abusers, n, kinds))
+    tasks = [loop.create_task(lg.send_loop(c, start, rng.random(), span)) for c in clients]
     sent = sum(await asyncio.gather(*tasks))
     usage = meter.stop()
     expected = sent * (n - 1)
@@ -316,17 +381,22 @@ async def measure(tg: lg.Target, proc: Any, n: int, seconds: int, abusers: int, 
     if child is not None:
         out, _ = await loop.run_in_executor(None, child.communicate)
         usage["abuser_cpu"] = (_children_cpu() - abuse_cpu0) / (seconds + 3)  # cores, the abusers' process
-        abuse_out = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        abuse_out = _abuse_result(out)
+    if windows is not None:
+        abuse_out = await windows
+        usage["abuser_cpu"] = (_children_cpu() - abuse_cpu0) / seconds  # cores while the abusers were on
+        usage.update(split_windows(run, window))
     audit = await _audit(tg.port, n)
     counters = await loop.run_in_executor(None, _metrics, data)
     for c in clients:
         c.close()
     await asyncio.sleep(0.2)
-    return {"n": n, "abusers": abusers, "seconds": seconds, "sent": sent, "connect_retries": failures,
+    return {"n": n, "abusers": abusers, "seconds": seconds, "sent": sent, "connect_retries": failures, "rss_before_mb": rss_before_mb,
             **lg.summarize(run, expected), **usage, **audit, "abuse": abuse_out, "counters": counters}
 
 
-def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: str = ",".join(KINDS)) -> dict[str, Any]:
+def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: str = ",".join(KINDS),
+          window: float = 0.0) -> dict[str, Any]:
     open_port = lg_free_port()
     cfg = workdir / f"{label}.toml"
     cfg.write_text(CONFIG.format(open_port=open_port, budget=RETAINED_BUDGET, byte_rate=BYTE_RATE))
@@ -334,9 +404,11 @@ def phase(workdir: Path, label: str, n: int, seconds: int, abusers: int, kinds: 
     with fanout.server("kestrel", workdir, label, extra=("--config", str(cfg))) as (tg, proc):
         if PIN:
             pin(proc.pid, PIN[0])
-        res = fanout.run_async(measure(tg, proc, n, seconds, abusers, open_port, workdir / f"data-{label}", kinds))
+        res = fanout.run_async(measure(tg, proc, n, seconds, abusers, open_port, workdir / f"data-{label}", kinds,
+                                       window))
     res.update(phase=label, took_s=time.monotonic() - t)
-    print(f"  {label}: delivered {res['delivered']:.4%} p99 {res['p99_ms']:.1f} ms rss {res['srv_rss_mb']:.0f} MB "
+    split = (f" (without abusers {res['p99_off_ms']:.1f}, with {res['p99_on_ms']:.1f})" if "p99_on_ms" in res else "")
+    print(f"  {label}: delivered {res['delivered']:.4%} p99 {res['p99_ms']:.1f} ms{split} rss {res['srv_rss_mb']:.0f} MB "
           f"markers lost {res['markers_lost']} in {res['took_s']:.0f} s", file=sys.stderr, flush=True)
     return res
 
@@ -396,6 +468,37 @@ def report(rows: list[dict[str, Any]], bound_mb: float, bound_why: str) -> tuple
     return "\n".join(lines), ok
 
 
+def report_windows(rows: list[dict[str, Any]], bound_mb: float, bound_why: str, window: float) -> tuple[str, bool]:
+    """Interleaved phases: the abusers' windows against the windows between them, same server and clients."""
+    lines = [f"interleaved: abusers on in every other {window:g} s window (odd windows), off in the others; "
+             f"SAs sent in the first {SETTLE_S:g} s of any window count for neither",
+             "| phase | delivered | p50 off / on ms | p99 off / on ms | p99 on / off | median window p99 off / on ms "
+             "| server CPU | abusers CPU | peak RSS MB | markers kept | SA kept |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['phase']} | {r['received']}/{r['expected']} ({r['delivered']:.2%}) "
+                     f"| {r['p50_off_ms']:.1f} / {r['p50_on_ms']:.1f} | {r['p99_off_ms']:.1f} / {r['p99_on_ms']:.1f} "
+                     f"| {r['p99_on_ms'] / r['p99_off_ms']:.2f} | {r['p99_off_windows_ms']:.1f} / {r['p99_on_windows_ms']:.1f} "
+                     f"| {r['srv_cpu']:.0%} | {r.get('abuser_cpu', 0):.0%} | {r['srv_rss_mb']:.0f} | {r['markers_kept']}/{r['n']} "
+                     f"| {r['sa_kept']} |")
+    p99_off = statistics.median(r["p99_off_ms"] for r in rows)
+    p99_on = statistics.median(r["p99_on_ms"] for r in rows)
+    ratio = p99_on / p99_off if p99_off else float("inf")
+    rss_max = max(r["srv_rss_mb"] for r in rows)
+    ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
+    ok_lost = all(r["markers_lost"] == 0 for r in rows)
+    ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
+    lines += ["", f"median p99: without abusers {p99_off:.1f} ms, with {p99_on:.1f} ms, ratio {ratio:.2f} (pass <= 1.5)",
+              f"peak RSS {rss_max:.0f} MB (bound {bound_mb:.0f} MB = {bound_why})",
+              f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
+              f"{sum(r['markers_lost'] for r in rows)}"]
+    for r in rows:
+        c = {k: int(v) for k, v in r["counters"].items() if ":" in k or k.startswith("retained_evicted")}
+        lines.append(f"{r['phase']}: abusers did {r['abuse']}; server counters {c}; well-behaved connections the "
+                     f"server closed: {r['dropped']}")
+    lines.append(f"PASS: {ok}")
+    return "\n".join(lines), ok
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--abuse":
         port, open_port, seconds, n, victims, kinds = sys.argv[2:8]
@@ -411,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="abuser kinds, comma list (default all: %(default)s)")
     ap.add_argument("--pin", choices=("auto", "off"), default="auto",
                     help="auto: the server alone on one CPU, the clients (abusers at nice 10) on the others")
+    ap.add_argument("--interleave", type=float, default=0.0, metavar="W",
+                    help="one server per round for 2 x --seconds, the abusers on in every other W-second window; "
+                         "p99 with vs without them from the same run (default 0: separate baseline/attack phases)")
     ap.add_argument("--json", type=Path, help="also write the raw rows here")
     ap.add_argument("--workdir", type=Path, help="keep server logs and data here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -426,10 +532,17 @@ def main(argv: list[str] | None = None) -> int:
         w = args.workdir or Path(tmp)
         w.mkdir(parents=True, exist_ok=True)
         for k in range(args.rounds):
+            if args.interleave > 0:
+                rows.append(phase(w, f"mixed{k}", args.clients, args.seconds, args.abusers, args.kinds, args.interleave))
+                continue
             rows.append(phase(w, f"baseline{k}", args.clients, args.seconds, 0))
             rows.append(phase(w, f"attack{k}", args.clients, args.seconds, args.abusers, args.kinds))
-    bound, why = rss_bound_mb(statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]), args.abusers)
-    text, ok = report(rows, bound, why)
+    if args.interleave > 0:  # no abuser-free phase: the bound's baseline is the RSS before the abusers came
+        bound, why = rss_bound_mb(statistics.median(r["rss_before_mb"] for r in rows), args.abusers)
+        text, ok = report_windows(rows, bound, why, args.interleave)
+    else:
+        bound, why = rss_bound_mb(statistics.median(r["srv_rss_mb"] for r in rows if not r["abusers"]), args.abusers)
+        text, ok = report(rows, bound, why)
     print(f"CPUs: {'server ' + str(sorted(PIN[0])) + ', clients ' + str(sorted(PIN[1])) + f' (abusers nice {ABUSER_NICE})' if PIN else 'not pinned'}")
     print(text)
     if args.json:
