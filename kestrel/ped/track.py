@@ -138,6 +138,7 @@ class TrackerConfig:
     back_ncc: float = 0.7
     back_blind_s: float = 1.0
     back_min_seen_s: float = 0.7
+    back_min_px: int = 120
     # Companions: a blob smaller than `companion_area` of a confirmed track's size that keeps within
     # `companion_reach` of its sizes of it and moves with it (its offset wanders by less than
     # `companion_drift` of its size) is a piece of that vehicle (a split, a trailing fragment),
@@ -229,6 +230,7 @@ class _Live:
     size_at: tuple[float, int] = (math.nan, 0)  # ... as of (time, boxes)
     born_t: float = 0.0  # time of its first detection
     fill_pending: bool = False  # confirmed, not back-filled yet (see `back_s`)
+    raw: F64 | None = None  # the detection's own box at the last hit (centre, size), before the box fit
     fill_new: list[TrackPoint] = field(default_factory=list)  # back-filled points waiting for `back_min_seen_s`
 
 
@@ -443,6 +445,7 @@ class Tracker:
         moving = float(np.hypot(*lv.pv_hit_vec)) > 3.0
         lv.obs_dir.append(math.atan2(lv.pv_hit_vec[1], lv.pv_hit_vec[0]) if moving else math.nan)
         box = self._fit(lv, raw, t) if self.cfg.fit_boxes else raw
+        lv.raw = _cwh(raw)
         lv.out = _cwh(box)
         lv.out_t = t
         self._remember(lv, box)
@@ -769,10 +772,15 @@ class Tracker:
         tr = lv.track
         if self._ring is None or lv.tmpl is None or lv.out is None or not tr.points:
             return False, []  # nothing to follow back (yet)
+        if lv.tmpl.size < self.cfg.back_min_px:
+            return True, []  # too few pixels: mostly the ground around a small car, which matches anywhere near
         have = {p.frame_index for p in tr.points}
         anchors = {p.frame_index: _cwh(np.asarray(p.xyxy, np.float64)) for p in tr.points if not p.held}
         found, why = walk_back(self._ring, lv.out, lv.pv_hit_vec, lv.tmpl, ncc=self.cfg.back_ncc, margin=4.0,
                                anchors=anchors)
+        raw = self._raw_walk(lv, anchors)  # the detection's own patch (less ground) may hold on longer
+        if raw is not None and len(raw[0]) > len(found):
+            found, why = raw
         if not found and why == "edge":
             return False, []  # at the edge of the picture now
         if after < 0 and found and not self._left_its_place(found[-1], lv):
@@ -788,7 +796,7 @@ class Tracker:
             if float(np.hypot(*(end[:2] - pc[:2]))) > 0.5 * float(max(pc[2], pc[3], 8.0)):
                 return True, []
         lo = found[-1][0].index if found else 0
-        others: dict[int, list[F64]] = {}  # other tracks' boxes in these frames: one vehicle, one track
+        others: dict[int, list[F64]] = {}  # other tracks' boxes in these frames (tentative too): one vehicle, one track
         for o in [x.track for x in self._live if x is not lv] + self._done:
             for p in reversed(o.points):
                 if p.frame_index < lo:
@@ -820,6 +828,27 @@ class Tracker:
             new.append(TrackPoint(f.index, f.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), ncc * 0.5,
                                   lat, lon, hae, spd, hdg, held=True))
         return True, new
+
+    def _raw_walk(self, lv: _Live, anchors: dict[int, F64]) -> tuple[list[Any], str] | None:
+        """`walk_back` with the patch of the last detection's own box (the fitted box grown around
+        it holds ground, which the car leaves), its finds moved and sized as the fitted box."""
+        if self._ring is None or lv.raw is None or lv.out is None:
+            return None
+        img = self._ring.frames[-1].grey
+        x0, y0, x1, y1 = (int(round(float(v))) for v in _xyxy(lv.raw))
+        if x0 < 0 or y0 < 0 or x1 > img.shape[1] or y1 > img.shape[0] or (x1 - x0) * (y1 - y0) < self.cfg.back_min_px:
+            return None
+        tmpl = img[y0:y1, x0:x1]
+        if float(tmpl.std()) < self.cfg.hold_min_std:
+            return None
+        d = lv.out[:2] - lv.raw[:2]
+        found, why = walk_back(self._ring, lv.raw, lv.pv_hit_vec, tmpl, ncc=self.cfg.back_ncc, margin=4.0,
+                               anchors={k: np.concatenate([c[:2] - d, c[2:]]) for k, c in anchors.items()})
+        out = []
+        for f, b, n in found:
+            z = float(b[2]) / max(1e-6, float(lv.raw[2]))  # the camera's zoom since
+            out.append((f, np.array([b[0] + d[0] * z, b[1] + d[1] * z, lv.out[2] * z, lv.out[3] * z]), n))
+        return out, why
 
     def _whole(self, lv: _Live) -> bool:
         """Is the track's box a whole vehicle (its longest side on the ground at least 3/4 of the
