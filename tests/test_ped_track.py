@@ -491,3 +491,20 @@ def test_back_fill_starts_the_track_where_the_car_came_into_view() -> None:
             assert set(range(first, seen_from)) | set(gap) <= filled
         else:
             assert not filled & (set(range(seen_from)) | set(gap))
+
+
+def test_back_fill_without_pictures_after_a_gap() -> None:
+    """Frames without a picture (a corrupt stretch) empty the back-fill's memory: a track confirmed
+    right then has nothing to follow back, and the run goes on."""
+    tile = _scene(np.random.default_rng(12))
+    ground = np.concatenate([tile, tile[::-1], tile[:, ::-1]], axis=1)
+    shift = np.array([[1.0, 0.0, -4.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    trk = Tracker()
+    for i in range(80):
+        sx = 500.0 - 5.0 * i
+        img = _paint(ground[:, 4 * i:4 * i + 400], sx, 120.0) if i < 47 else None
+        box = np.array([[sx - 15, 113, sx + 15, 127]]) if i >= 44 else np.zeros((0, 4))
+        trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS,
+                              homography=None if i == 0 else shift), img)
+    (tr,) = trk.finish()
+    assert not any(p.held for p in tr.points) and tr.points[0].frame_index == 44

@@ -770,8 +770,8 @@ class Tracker:
         going back in time, in the frames after `after` it has no point for (see `back_s`). Returns
         (whether it could look: not at the picture's edge now, a look known; the points)."""
         tr = lv.track
-        if self._ring is None or lv.tmpl is None or lv.out is None or not tr.points:
-            return False, []  # nothing to follow back (yet)
+        if self._ring is None or len(self._ring.frames) < 2 or lv.tmpl is None or lv.out is None or not tr.points:
+            return False, []  # nothing to follow back (yet; no pictures since a frame without one)
         if lv.tmpl.size < self.cfg.back_min_px:
             return True, []  # too few pixels: mostly the ground around a small car, which matches anywhere near
         have = {p.frame_index for p in tr.points}
@@ -832,7 +832,7 @@ class Tracker:
     def _raw_walk(self, lv: _Live, anchors: dict[int, F64]) -> tuple[list[Any], str] | None:
         """`walk_back` with the patch of the last detection's own box (the fitted box grown around
         it holds ground, which the car leaves), its finds moved and sized as the fitted box."""
-        if self._ring is None or lv.raw is None or lv.out is None:
+        if self._ring is None or not self._ring.frames or lv.raw is None or lv.out is None:
             return None
         img = self._ring.frames[-1].grey
         x0, y0, x1, y1 = (int(round(float(v))) for v in _xyxy(lv.raw))
