@@ -2,7 +2,11 @@
 entering and leaving the view, turning, stopping and passing, camera panning and zooming, CRF 26
 plus noise), the issue-9 detector against the previous one (`mti-v1`) on the same seeded clips.
 
-Two seeds, 8 s, 4 vehicles, 720x480 (not the seeds the settings were chosen on: 11-13, 301-306).
+Two seeds, 8 s, 4 vehicles, 720x480 (not the seeds the settings were chosen on: 11-20, 301-306).
+With the tracker's back-fill (fifth pass), on two encodings of each clip (libx264's output varies with
+its thread count): precision 0.818-0.835 / 0.908-0.925, recall 0.823-0.857 / 0.865-0.879, IDF1
+0.790-0.800 / 0.866, false tracks 1-2 / 1-2 (fourth pass: 0.824-0.850 / 0.911-0.927, 0.801-0.809 /
+0.840-0.852, 0.776-0.796 / 0.855, 0-1 / 1-2): the recall floor 0.785 -> 0.80.
 Measured with the tracker's third pass (parts, gather, stale hosts) on the detector of 885eca1:
 precision 0.815 / 0.912, recall 0.791 / 0.825, IDF1 0.776 / 0.854, 2 / 1 false tracks.
 Measured (issue 9, detector's third pass: `min_size_m` 2, `fuse_fragments`; tracker at 3d87620):
@@ -50,7 +54,7 @@ def test_new_detector_floors(scores: dict[tuple[int, str], Score]) -> None:
     for seed in SEEDS:
         s = scores[(seed, "mti")]
         assert s.precision >= 0.81, (seed, s.row())
-        assert s.recall >= 0.785, (seed, s.row())
+        assert s.recall >= 0.80, (seed, s.row())
         assert s.idf1 >= 0.77, (seed, s.row())
         assert s.false_tracks <= 2, (seed, s.row())  # 8 s clips: 15 per minute
         assert s.ground_error_median_m is not None and s.ground_error_median_m <= 2.0, (seed, s.row())
