@@ -34,6 +34,12 @@ from kestrel.geo.geodesy import LocalFrame, geodetic_to_ecef, ned_basis
 from kestrel.geo.sensor import SensorModel, misb_camera_to_ned
 from kestrel.klv import SensorMetadata, decode, st0601, to_metadata
 
+# libx264's output depends on its thread count, and "auto" counts the CPUs this process may use:
+# the same seed made different clips on a 2-core and a 1-core run (and would on an 8-core laptop),
+# so the seeded quality floors moved with the machine. Fixed at what auto chose on 2 CPUs (2, the
+# machine every published figure was measured on), so those clips stay byte for byte as they were.
+ENCODER_THREADS = 2
+
 EPOCH_US = 1_767_268_800_000_000  # 2026-01-01T12:00:00Z: start of every synthetic clip
 TARGET_LEN, TARGET_WID = 4.5, 2.0  # m
 _PALETTE = np.array(  # BGR ground classes: grass, dry grass, soil, sand, crop, scrub
@@ -333,7 +339,7 @@ def synthesize(out: str | Path, sc: Scenario, truth_path: str | Path | None = No
     unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float) / 2  # (along, across) corners
     n = int(round(sc.seconds * sc.fps))
     frames_truth: list[dict[str, Any]] = []
-    with TsWriter(out, w, h, fps=sc.fps, crf=sc.crf, sync=sc.sync_klv) as writer:
+    with TsWriter(out, w, h, fps=sc.fps, crf=sc.crf, sync=sc.sync_klv, threads=ENCODER_THREADS) as writer:
         for i in range(n):
             t = i / sc.fps
             t_us = EPOCH_US + round(t * 1e6)
