@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +216,34 @@ class _Slot:
     corners: npt.NDArray[Any] | None = None  # tracked corners, working pixels [N, 1, 2]
     # (lag, W): the registration used for this frame's farther reference (ref -> this frame)
     reg: tuple[int, M33] | None = None
+
+
+Box = tuple[Any, Any, Any, Any]  # x0, y0, x1, y1
+
+
+def _union_pairs(boxes: list[Box], areas: list[Any], confs: list[Any], gap: float,
+                 accept: Callable[[Box, Box, Box], bool]) -> tuple[list[Box], list[Any], list[Any]]:
+    """Replace the first pair whose gaps (x and y) are both <= `gap` and that `accept(a, b, union)`
+    takes by its union (areas summed, the higher confidence), and again until no pair is left.
+    O(n^2) per pass over a frame's few blobs."""
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if max(a[0], b[0]) - min(a[2], b[2]) > gap or max(a[1], b[1]) - min(a[3], b[3]) > gap:
+                    continue
+                u = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                if not accept(a, b, u):
+                    continue
+                boxes[i], areas[i], confs[i] = u, areas[i] + areas[j], max(confs[i], confs[j])
+                del boxes[j], areas[j], confs[j]
+                joined = True
+                break
+            if joined:
+                break
+    return boxes, areas, confs
 
 
 class MtiDetector:
@@ -798,30 +827,18 @@ class MtiDetector:
         union's longest side (two whole cars each span it, so they are never joined). O(n^2) over a
         frame's few blobs."""
         gap = self.cfg.startup_join_m * max_px / self.cfg.merge_max_m
-        boxes, ar, cs = list(work), list(areas), list(confs)
-        joined = True
-        while joined:
-            joined = False
-            for i in range(len(boxes)):
-                for j in range(i + 1, len(boxes)):
-                    a, b = boxes[i], boxes[j]
-                    if max(a[0], b[0]) - min(a[2], b[2]) > gap or max(a[1], b[1]) - min(a[3], b[3]) > gap:
-                        continue
-                    u = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    uw, uh = u[2] - u[0], u[3] - u[1]
-                    longest = max(uw, uh)
-                    if longest > max_px or longest > self.cfg.max_aspect * max(1, min(uw, uh)):
-                        continue
-                    side = self.cfg.fuse_max_side * longest
-                    if max(a[2] - a[0], a[3] - a[1]) > side or max(b[2] - b[0], b[3] - b[1]) > side:
-                        continue
-                    boxes[i], ar[i], cs[i] = u, ar[i] + ar[j], max(cs[i], cs[j])
-                    del boxes[j], ar[j], cs[j]
-                    joined = True
-                    break
-                if joined:
-                    break
-        return boxes, ar, cs
+        max_aspect, fuse = self.cfg.max_aspect, self.cfg.fuse_max_side
+
+        def vehicle_sized(a: Box, b: Box, u: Box) -> bool:
+            uw, uh = u[2] - u[0], u[3] - u[1]
+            longest = max(uw, uh)
+            if longest > max_px or longest > max_aspect * max(1, min(uw, uh)):
+                return False
+            side = fuse * longest
+            return max(a[2] - a[0], a[3] - a[1]) <= side and max(b[2] - b[0], b[3] - b[1]) <= side
+
+        boxes, ar, cs = _union_pairs(list(work), list(areas), list(confs), gap, vehicle_sized)
+        return [(int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes], ar, cs
 
     def _pair_lag(self, x: int, y: int) -> int:
         """The farther lag of the pair that gave working pixel (x, y) its difference."""
@@ -910,24 +927,8 @@ class MtiDetector:
         gsd = self._gsd(slot.sensor, centre)
         gap, longest = ((self.cfg.merge_m / float(gsd[0]), self.cfg.merge_max_m / float(gsd[0])) if gsd is not None
                         else (self.cfg.merge_px, float(self.cfg.max_size_px)))
-        boxes = [list(b) for b in xyxy]
-        cs, ar = list(conf), list(area)
-        merged = True
-        while merged:
-            merged = False
-            for i in range(len(boxes)):
-                for j in range(i + 1, len(boxes)):
-                    a, b = boxes[i], boxes[j]
-                    gx = max(a[0], b[0]) - min(a[2], b[2])
-                    gy = max(a[1], b[1]) - min(a[3], b[3])
-                    u = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    if gx <= gap and gy <= gap and max(u[2] - u[0], u[3] - u[1]) <= longest:
-                        boxes[i], cs[i], ar[i] = u, max(cs[i], cs[j]), ar[i] + ar[j]
-                        del boxes[j], cs[j], ar[j]
-                        merged = True
-                        break
-                if merged:
-                    break
+        boxes, ar, cs = _union_pairs([tuple(b) for b in xyxy], list(area), list(conf), gap,
+                                     lambda _a, _b, u: max(u[2] - u[0], u[3] - u[1]) <= longest)
         return (np.array(boxes, np.float64).reshape(-1, 4), np.array(cs, np.float32),
                 np.array(ar, np.int64))
 
