@@ -438,6 +438,26 @@ def lg_free_port() -> int:
     return fanout.free_port()
 
 
+def _verdict(lines: list[str], rows: list[dict[str, Any]], ratio_line: str, ratio: float, rss_label: str,
+             rss_max: float, bound_mb: float, bound_why: str) -> tuple[str, bool]:
+    """The checks both layouts share: the p99 ratio, peak RSS under its bound, 100 % delivery and no
+    well-behaved stored item lost in every phase; then each phase's counters."""
+    ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
+    ok_lost = all(r["markers_lost"] == 0 for r in rows)
+    ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
+    lines += ["", f"{ratio_line}, ratio {ratio:.2f} (pass <= 1.5)",
+              f"{rss_label} {rss_max:.0f} MB (bound {bound_mb:.0f} MB = {bound_why})",
+              f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
+              f"{sum(r['markers_lost'] for r in rows)}"]
+    for r in rows:  # baseline phases too: a drop there is the server's or the load generator's, not an abuser's
+        c = {k: int(v) for k, v in r["counters"].items() if ":" in k or k.startswith("retained_evicted")}
+        did = f"abusers did {r['abuse']}; " if r["abusers"] else ""
+        lines.append(f"{r['phase']}: {did}server counters {c}; well-behaved connections the server closed: "
+                     f"{r['dropped']}")
+    lines.append(f"PASS: {ok}")
+    return "\n".join(lines), ok
+
+
 def report(rows: list[dict[str, Any]], bound_mb: float, bound_why: str) -> tuple[str, bool]:
     base = [r for r in rows if not r["abusers"]]
     att = [r for r in rows if r["abusers"]]
@@ -450,22 +470,8 @@ def report(rows: list[dict[str, Any]], bound_mb: float, bound_why: str) -> tuple
                      f"({r['delivered']:.2%}) | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.0f} "
                      f"| {r['srv_cpu']:.0%} | {r['gen_cpu']:.0%} | {r.get('abuser_cpu', 0):.0%} | {r['srv_rss_mb']:.0f} | {r['markers_kept']}/{r['n']} | {r['sa_kept']} |")
     ratio = p99_att / p99_base if p99_base else float("inf")
-    rss_max = max(r["srv_rss_mb"] for r in att)
-    ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
-    ok_lost = all(r["markers_lost"] == 0 for r in rows)
-    ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
-    lines.append("")
-    lines.append(f"median p99: baseline {p99_base:.1f} ms, attack {p99_att:.1f} ms, ratio {ratio:.2f} (pass <= 1.5)")
-    lines.append(f"peak RSS under attack {rss_max:.0f} MB (bound {bound_mb:.0f} MB = {bound_why})")
-    lines.append(f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
-                 f"{sum(r['markers_lost'] for r in rows)}")
-    for r in rows:  # baseline phases too: a drop there is the server's or the load generator's, not an abuser's
-        c = {k: int(v) for k, v in r["counters"].items() if ":" in k or k.startswith("retained_evicted")}
-        did = f"abusers did {r['abuse']}; " if r["abusers"] else ""
-        lines.append(f"{r['phase']}: {did}server counters {c}; well-behaved connections the server closed: "
-                     f"{r['dropped']}")
-    lines.append(f"PASS: {ok}")
-    return "\n".join(lines), ok
+    return _verdict(lines, rows, f"median p99: baseline {p99_base:.1f} ms, attack {p99_att:.1f} ms", ratio,
+                    "peak RSS under attack", max(r["srv_rss_mb"] for r in att), bound_mb, bound_why)
 
 
 def report_windows(rows: list[dict[str, Any]], bound_mb: float, bound_why: str, window: float) -> tuple[str, bool]:
@@ -483,20 +489,8 @@ def report_windows(rows: list[dict[str, Any]], bound_mb: float, bound_why: str, 
     p99_off = statistics.median(r["p99_off_ms"] for r in rows)
     p99_on = statistics.median(r["p99_on_ms"] for r in rows)
     ratio = p99_on / p99_off if p99_off else float("inf")
-    rss_max = max(r["srv_rss_mb"] for r in rows)
-    ok_delivery = all(r["received"] == r["expected"] and r["echoes"] == 0 for r in rows)
-    ok_lost = all(r["markers_lost"] == 0 for r in rows)
-    ok = ok_delivery and ratio <= 1.5 and rss_max <= bound_mb and ok_lost
-    lines += ["", f"median p99: without abusers {p99_off:.1f} ms, with {p99_on:.1f} ms, ratio {ratio:.2f} (pass <= 1.5)",
-              f"peak RSS {rss_max:.0f} MB (bound {bound_mb:.0f} MB = {bound_why})",
-              f"delivery 100 % in every phase: {ok_delivery}; well-behaved stored items lost: "
-              f"{sum(r['markers_lost'] for r in rows)}"]
-    for r in rows:
-        c = {k: int(v) for k, v in r["counters"].items() if ":" in k or k.startswith("retained_evicted")}
-        lines.append(f"{r['phase']}: abusers did {r['abuse']}; server counters {c}; well-behaved connections the "
-                     f"server closed: {r['dropped']}")
-    lines.append(f"PASS: {ok}")
-    return "\n".join(lines), ok
+    return _verdict(lines, rows, f"median p99: without abusers {p99_off:.1f} ms, with {p99_on:.1f} ms", ratio,
+                    "peak RSS", max(r["srv_rss_mb"] for r in rows), bound_mb, bound_why)
 
 
 def main(argv: list[str] | None = None) -> int:
