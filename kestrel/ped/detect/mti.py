@@ -142,7 +142,9 @@ class MtiConfig:
     # `fuse_max_side` of it (the car now and just before: IoU > 0.6 with the car), and boxes still
     # shorter than `startup_min_m` are dropped (strips). 0: off. Opt-in (`MtiConfig.early_start()`):
     # aerial 301-306 with `min_lag_s` 0.1, first report 2.11 -> 0.56 s for recall -0.023, IDF1 -0.012;
-    # crossing recall -0.07 (frames 0-8 have no result; docs/ped.md, "First report").
+    # crossing recall -0.07 (frames 0-8 have no result; docs/ped.md, "First report"). Those frames carry
+    # the camera motion, so the tracker's back-fill reaches them: aerial recall per clip 0.89-0.98 ->
+    # 0.92-0.98 with it (docs/ped.md, "First report, second look"); cars under its patch size stay unfilled.
     startup_join_m: float = 0.0
     startup_min_m: float = 0.0
     # Far reference ("past" only; lag `far_k` * k, or the oldest buffered frame covering the blob):
@@ -385,7 +387,9 @@ class MtiDetector:
                 ke = c // 3 if self._far else c // 2  # (c - 3k' is the far reference)
                 if ke < self._min_k:  # too little history for any lag: nothing to say yet
                     slot = self._buf[c]
-                    out.append(Detections.empty(slot.index, slot.pts))
+                    # ... but the camera motion is known: the tracker follows a track's look back
+                    # into these frames once it is confirmed (back-fill)
+                    out.append(Detections(frame_index=slot.index, pts=slot.pts, homography=self._to_prev(c)))
                     self._next_centre += 1
                     continue
                 refs = (c - ke, c - 2 * ke)
@@ -536,11 +540,7 @@ class MtiDetector:
             for W in warps:
                 masked = cv2.bitwise_or(masked, cv2.warpPerspective(hud, W, (w, h), flags=cv2.INTER_NEAREST))
             valid = cv2.bitwise_and(valid, cv2.bitwise_not(masked))
-        homography = None
-        if c >= 1:  # previous frame -> this frame, full-resolution pixels
-            s = self._scale_work
-            S = np.diag([s, s, 1.0])
-            homography = S @ to_c @ self._buf[c - 1].to_newest @ np.diag([1 / s, 1 / s, 1.0])
+        homography = self._to_prev(c)
         mean, std = cv2.meanStdDev(diff, mask=valid)
         thr = max(self.cfg.diff_threshold, float(mean[0, 0]) + self.cfg.noise_k * float(std[0, 0]))
         _, seeds = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
@@ -564,6 +564,15 @@ class MtiDetector:
         dets = self._blobs(slot, stats, diff, thr, low, self._far_refs(c))
         dets.homography = homography
         return dets
+
+    def _to_prev(self, c: int) -> M33 | None:
+        """Previous frame -> centre `c`, full-resolution pixels (None for the first frame buffered)."""
+        if c < 1:
+            return None
+        s = self._scale_work
+        to_c = np.linalg.inv(self._buf[c].to_newest)
+        return np.asarray(np.diag([s, s, 1.0]) @ to_c @ self._buf[c - 1].to_newest @ np.diag([1 / s, 1 / s, 1.0]),
+                          np.float64)
 
     def _fill_uncovered(self, slot: _Slot, c: int, lag: int, inset: npt.NDArray[np.float64], diff: U8,
                         valid: U8) -> None:
