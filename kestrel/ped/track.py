@@ -30,6 +30,7 @@ from scipy.optimize import linear_sum_assignment
 
 from kestrel.geo.geodesy import LocalFrame
 from kestrel.ped.backfill import FrameRing, walk_back
+from kestrel.ped.birth import enters
 from kestrel.ped.records import Detections, Track, TrackPoint, TrackState
 
 F64 = npt.NDArray[np.float64]
@@ -64,6 +65,16 @@ class TrackerConfig:
     # confirms a track (a confirmed track may still take it). 0: off.
     knot_overlaps: int = 2
     knot_memory_s: float = 0.5  # ... nor a detection whose centre lies where a knot was this recently. 0: off
+    # Border births (issue 9, sixth pass; kestrel/ped/birth.py; needs the picture, `update(dets, image)`):
+    # a track whose newest box is within `edge_px` of the picture's border confirms only once it comes
+    # into the picture (its box centre `edge_inward_px` further from that border than its first box's),
+    # leaves the border, or has been seen `edge_wait_s` (a vehicle standing or driving along the border).
+    # Aerial 301-306 and 11-20: 8 of the 12 false tracks were blobs at the border that never came in
+    # (a blob fixed in the picture while the camera pans, pieces of a car leaving the picture); they
+    # live 0.2-0.6 s. The wait is `back_min_seen_s` so the back-fill runs once, from the look then. 0: off.
+    edge_px: float = 24.0
+    edge_inward_px: float = 3.0
+    edge_wait_s: float = 0.7
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)
     # Ground mode (metres, seconds)
     accel_std_m: float = 25.0  # manoeuvres (~10 m/s² turning a 30 m circle at 17 m/s) + line-of-sight jitter
@@ -189,6 +200,11 @@ class TrackerConfig:
         return cls(require_motion=require_motion, back_s=0.0)
 
     @classmethod
+    def fifth_pass(cls, require_motion: bool = True) -> TrackerConfig:
+        """The default after the fifth pass of issue 9 (back-fill; before border births), to measure against."""
+        return cls(require_motion=require_motion, edge_px=0.0)
+
+    @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
         """The settings before issue 9 (with `--detector mti-v1`), kept to measure against."""
         return cls(require_motion=require_motion, n_hits=4, m_window=6, min_travel_boxes=1.0, fit_boxes=False,
@@ -254,6 +270,7 @@ class Tracker:
         self._jac_at = 0  # ... at this frame (`_frames`)
         self._frames = 0
         self._ring: FrameRing | None = None  # recent pictures for back-fill (`back_s`)
+        self._wh: tuple[int, int] | None = None  # picture size (width, height), once a picture came
 
     # ------------------------------------------------------------------ public
     def update(self, dets: Detections, image: npt.NDArray[np.uint8] | None = None, sensor: Any = None) -> list[Track]:
@@ -262,6 +279,8 @@ class Tracker:
         `sensor`: that frame's sensor model (`kestrel.geo.sensor.SensorModel`), when known: pixel
         sizes of a vehicle on the ground (`min_vehicle_m`)."""
         self._image, self._sensor = image, sensor
+        if image is not None:
+            self._wh = (int(image.shape[1]), int(image.shape[0]))
         self._frames += 1
         t = self._time(dets)
         if self.cfg.back_s > 0:
@@ -419,7 +438,7 @@ class Tracker:
                 self._add(tr, new if done else lv.fill_new)
                 lv.fill_pending, lv.fill_new = False, []
         if (tr.state is TrackState.TENTATIVE and sum(lv.window) >= self.cfg.n_hits and self._is_mover(lv, dets, di)
-                and not self._is_companion(lv, t)):
+                and self._births_here(lv) and not self._is_companion(lv, t)):
             lv.part_of = None
             lv.hist = []
             tr.state = TrackState.CONFIRMED
@@ -854,16 +873,17 @@ class Tracker:
         """Is the track's box a whole vehicle (its longest side on the ground at least 3/4 of the
         smallest vehicle's length, `min_vehicle_m`)? A corner or strip followed back is a false point
         in every frame. Pixel mode (no sensor model): not known, yes."""
-        if lv.out is None:
+        box = lv.out
+        if box is None:
             return False
         length = self.cfg.min_vehicle_m[0]
         if length <= 0 or self._sensor is None or self.local is None:
             return True
-        maps = self._ground_map(float(lv.out[0]), float(lv.out[1]))
+        maps = self._ground_map(float(box[0]), float(box[1]))
         if maps is None:
             return True
         J = maps[0]
-        w, h = float(lv.out[2]), float(lv.out[3])
+        w, h = float(box[2]), float(box[3])
         return max(float(np.hypot(*(J @ [w, 0.0]))), float(np.hypot(*(J @ [0.0, h])))) >= 0.75 * length
 
     def _left_its_place(self, oldest: tuple[Any, F64, float], lv: _Live) -> bool:
@@ -936,6 +956,14 @@ class Tracker:
             if float(np.hypot(coef[1, 0], coef[1, 1])) < self.cfg.min_speed_sigma * se:
                 return False
         return True
+
+    def _births_here(self, lv: _Live) -> bool:
+        """Border births (see `edge_px`): may tentative `lv` confirm now? Its hits' own boxes, each in
+        the pixels of its frame (where the picture showed it)."""
+        if self._wh is None or not lv.taken or self.cfg.edge_px <= 0 or lv.last_hit_t - lv.born_t >= self.cfg.edge_wait_s:
+            return True
+        boxes = np.array([d.xyxy[i] for d, i in lv.taken], np.float64)
+        return enters(boxes, self._wh, self.cfg.edge_px, self.cfg.edge_inward_px)
 
     def _follow_camera(self, H: F64) -> None:
         """The camera moved by H (previous frame pixels -> this frame's): carry birth anchors, and
