@@ -324,3 +324,26 @@ def test_early_start_finishes_each_frame_when_it_arrives() -> None:
         if len(d) and len(truth):
             hits += int((iou(truth, d.xyxy) >= 0.5).any(axis=1).sum())
     assert hits >= 0.8 * n_truth, (hits, n_truth)
+
+
+@pytest.mark.parametrize(("m_per_px", "first_at", "empty"), [(None, 1, 9), (0.2, 1, 9), (0.4, 60, 0)])
+def test_the_early_start_is_not_used_on_small_vehicles(m_per_px: float | None, first_at: int,
+                                                        empty: int) -> None:
+    """`mti-early` starts past-only (frame c finished when it arrives; frames 0-8 empty, no pair yet),
+    but not where a 4.5 x 1.8 m car is known to cover < 120 px at the first frame's GSD (0.4 m/px:
+    51 px; 0.2 m/px: 202 px; no sensor model: not known): there the look-ahead warm-up, frame 0
+    finished at frame 60. Either way the two 25 x 10 px cars are found in the first frames with a result."""
+    cars = [(-60.0, 0.0, 60.0, 0.0, 25.0, 10.0, 235), (40.0, 30.0, -50.0, 10.0, 25.0, 10.0, 25)]
+    frames = make_clip(n=70, seed=1, movers=cars)
+    det = make_detector("mti-early")
+    out: list[Detections] = []
+    first = None
+    for f in frames:
+        got = det.detect(f, None if m_per_px is None else FlatSensor(m_per_px))
+        if got and first is None:
+            first = f.index
+        out += got
+    out += det.flush()
+    assert first == first_at
+    assert [d.frame_index for d in out] == list(range(70))
+    assert all(len(d) == 0 for d in out[:empty]) and sum(len(d) for d in out[empty:empty + 10]) > 0

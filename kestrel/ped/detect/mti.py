@@ -147,6 +147,14 @@ class MtiConfig:
     # 0.92-0.98 with it (docs/ped.md, "First report, second look"); cars under its patch size stay unfilled.
     startup_join_m: float = 0.0
     startup_min_m: float = 0.0
+    # ... (`min_lag_s`) not where a small vehicle (`start_vehicle_m`, length x width, at the first
+    # frame's GSD) is known to cover fewer than this many pixels: there the look-ahead warm-up. Short
+    # lags see a vehicle small in the picture as strips for longer (it moves few pixels in them), and
+    # the tracker cannot follow it back into the frames before the first pair (its back-fill needs a
+    # patch of `TrackerConfig.back_min_px`, 120): crossing / orbit (0.49 m/px, 34 px) lost 0.06-0.07
+    # recall with `mti-early`, now unchanged. 0: wherever `min_lag_s` is set.
+    start_min_px: float = 120.0
+    start_vehicle_m: tuple[float, float] = (4.5, 1.8)
     # Far reference ("past" only; lag `far_k` * k, or the oldest buffered frame covering the blob):
     # each blob is checked against it in a small window around the blob (no full-frame cost).
     # - ghost: a region that was under the car at c - k and c - 2k but is ground now differs from
@@ -194,9 +202,10 @@ class MtiConfig:
 
     @classmethod
     def early_start(cls) -> MtiConfig:
-        """Opt-in start-up that reports sooner (past-only lags from frame 9, start-up strips joined):
-        first report ~0.5 s instead of ~2.1 s on the aerial scenario, for recall on clips whose targets
-        are all in view from the start (`mti-early` in bench/ped.py; docs/ped.md "First report")."""
+        """Opt-in start-up that reports sooner (past-only lags from frame 9, start-up strips joined;
+        not where vehicles are known to be small in the picture, `start_min_px`): first report ~0.5 s
+        instead of ~2.1 s on the aerial scenario, for some recall (`mti-early` in bench/ped.py;
+        docs/ped.md "First report" and "... sixth pass")."""
         return cls(min_lag_s=0.1, startup_join_m=6.0, startup_min_m=3.0)
 
     @classmethod
@@ -277,6 +286,7 @@ class MtiDetector:
         # per reference offset (ref - centre): (correction D, the centre slot it was measured on, age)
         self._corr: dict[int, tuple[M33, _Slot, int]] = {}
         self._min_k = 0  # shortest start-up lag (frames); 0: look-ahead warm-up
+        self._early_ok = True  # the past-only start-up may be used (see `start_min_px`)
         self._warm_k = 0  # look-ahead lag of a short warm-up (frames); 0: k
         self._far = 0  # far reference lag (frames); 0: off
         self._levels: list[tuple[int, int, U8, int]] = []  # this centre's shorter pairs: x0, y0, cover, lag
@@ -300,6 +310,8 @@ class MtiDetector:
             self._scale_work = float(max(1, math.ceil(w / self.cfg.work_width), self._gsd_scale(sensor, w, h)))
             ww = int(round(w / self._scale_work))
             self._scale_feat = float(max(1, math.ceil(ww / self.cfg.feature_width)))
+            if self.k is None:  # the start-up is chosen once, on the first frame
+                self._early_ok = self._big_enough(sensor, w, h)
         if self.k is None:
             if self._first_pts is None:
                 self._first_pts = frame.pts
@@ -335,6 +347,17 @@ class MtiDetector:
         out += self._emit(final=False)
         return out
 
+    def _big_enough(self, sensor: Any, w: int, h: int) -> bool:
+        """Is a small vehicle not known to cover fewer than `start_min_px` pixels at the centre of this
+        first frame? (No sensor model: not known.)"""
+        if self.cfg.start_min_px <= 0:
+            return True
+        gsd = self._gsd(sensor, np.array([[w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1]], np.float64))
+        if gsd is None:
+            return True
+        length, width = self.cfg.start_vehicle_m
+        return length * width / float(gsd[0]) ** 2 >= self.cfg.start_min_px
+
     def _gsd_scale(self, sensor: Any, w: int, h: int) -> int:
         if self.cfg.target_m <= 0 or sensor is None:
             return 1
@@ -351,7 +374,8 @@ class MtiDetector:
         self.k = max(1, int(round(self.cfg.lag_s * fps)))
         self.delay = 0 if self.cfg.refs == "past" else self.k
         past = self.cfg.refs == "past"
-        self._min_k = max(1, int(round(self.cfg.min_lag_s * fps))) if past and self.cfg.min_lag_s > 0 else 0
+        early = past and self.cfg.min_lag_s > 0 and self._early_ok
+        self._min_k = max(1, int(round(self.cfg.min_lag_s * fps))) if early else 0
         self._far = self.cfg.far_k * self.k if past and self.cfg.far_k > 2 else 0
         warm = int(round(self.cfg.warmup_lag_s * fps)) if past and self.cfg.warmup_lag_s > 0 else 0
         self._warm_k = warm if 0 < warm < self.k else 0
