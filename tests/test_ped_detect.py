@@ -89,11 +89,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def run_detector(det: Detector, frames: list[SimFrame]) -> list[Detections]:
+    return run_detector_timed(det, frames)[0]
+
+
+def run_detector_timed(det: Detector, frames: list[SimFrame],
+                       sensor: Any = None) -> tuple[list[Detections], int | None]:
+    """Every frame's result, and the index of the frame whose arrival gave the first result."""
     out: list[Detections] = []
+    first = None
     for f in frames:
-        out += det.detect(f)
+        got = det.detect(f, sensor)
+        if got and first is None:
+            first = f.index
+        out += got
     out += det.flush()
-    return out
+    return out, first
 
 
 def test_every_frame_comes_back_once_in_order() -> None:
@@ -127,15 +137,7 @@ def test_warm_up_lag_sets_when_results_start(options: dict[str, float], first_at
     `warmup_lag_s` 1/3 (w = 10 frames) when frame 2w = 20 does, and its first frames still hold
     the movers (look-ahead pairs c+w, c+2w, then c-w, c+w, then past pairs checked against frame 0)."""
     frames = make_clip(n=90, seed=1)
-    det = MtiDetector(**options)
-    out: list[Detections] = []
-    first = None
-    for f in frames:
-        got = det.detect(f)
-        if got and first is None:
-            first = f.index
-        out += got
-    out += det.flush()
+    out, first = run_detector_timed(MtiDetector(**options), frames)
     assert first == first_at
     assert [d.frame_index for d in out] == list(range(90))
     hits = 0
@@ -335,15 +337,8 @@ def test_the_early_start_is_not_used_on_small_vehicles(m_per_px: float | None, f
     finished at frame 60. Either way the two 25 x 10 px cars are found in the first frames with a result."""
     cars = [(-60.0, 0.0, 60.0, 0.0, 25.0, 10.0, 235), (40.0, 30.0, -50.0, 10.0, 25.0, 10.0, 25)]
     frames = make_clip(n=70, seed=1, movers=cars)
-    det = make_detector("mti-early")
-    out: list[Detections] = []
-    first = None
-    for f in frames:
-        got = det.detect(f, None if m_per_px is None else FlatSensor(m_per_px))
-        if got and first is None:
-            first = f.index
-        out += got
-    out += det.flush()
+    sensor = None if m_per_px is None else FlatSensor(m_per_px)
+    out, first = run_detector_timed(make_detector("mti-early"), frames, sensor)
     assert first == first_at
     assert [d.frame_index for d in out] == list(range(70))
     assert all(len(d) == 0 for d in out[:empty]) and sum(len(d) for d in out[empty:empty + 10]) > 0
