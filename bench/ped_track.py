@@ -186,13 +186,6 @@ def explain(tracks: list[Any], truth: list[Any], ids: set[int]) -> list[str]:
     return lines
 
 
-def false_ids(s: Any, tracks: list[Any], truth: list[Any]) -> set[int]:
-    """Ids of the false tracks `kestrel.ped.score` counted in `s`: those whose removal drops the count."""
-    from kestrel.ped.score import score
-
-    return {tr.id for tr in tracks if score([t for t in tracks if t is not tr], truth).false_tracks < s.false_tracks}
-
-
 def _run(tmp: Path, aerial_s: float, aerial: list[int], names: list[str], scenarios: list[str], why: bool) -> int:
     from kestrel.ped.score import score
     from kestrel.ped.track import TrackerConfig
@@ -218,7 +211,7 @@ def _run(tmp: Path, aerial_s: float, aerial: list[int], names: list[str], scenar
                 summary.setdefault((name, tname), []).append(row)
                 print("| " + " | ".join([name, str(seed), tname] + [_fmt(row[c]) for c in (*COLS, "track_ms")]) + " |")
                 if why and s.false_tracks:
-                    notes += [f"{name} {seed} {tname}: {x}" for x in explain(res.tracks, gt, false_ids(s, res.tracks, gt))]
+                    notes += [f"{name} {seed} {tname}: {x}" for x in explain(res.tracks, gt, set(s.false_track_ids))]
     med = statistics.median
     print("\nMedians per scenario (" + " / ".join(trackers) + "):")
     print("| scenario | " + " | ".join(COLS) + " | track ms/frame |")

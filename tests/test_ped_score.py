@@ -88,7 +88,7 @@ def test_id_swap_false_track_and_late_report() -> None:
                   points=[TrackPoint(i, i / FPS, (600.0, 400.0, 620.0, 410.0), 1.0) for i in range(40)])
     s = score(tracks + [ghost], truth, delay_frames=6)
     assert s.switches == 2
-    assert s.false_tracks == 1 and s.false_positives == 40
+    assert s.false_tracks == 1 and s.false_track_ids == (99,) and s.false_positives == 40
     assert s.false_tracks_per_min == pytest.approx(1 / (60 / FPS / 60))
     assert s.first_report_s[3] == pytest.approx((9 + 6) / FPS)
     assert s.first_report_s[1] == pytest.approx(6 / FPS)

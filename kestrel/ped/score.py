@@ -106,6 +106,7 @@ class Score:
     tracks: int = 0
     targets: int = 0
     false_tracks: int = 0
+    false_track_ids: tuple[int, ...] = ()  # ... which they are (track ids, ascending)
     minutes: float = 0.0  # video scored
     first_report_s: dict[int, float] = field(default_factory=dict)  # target id -> s (inf: never)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -240,7 +241,7 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3
             at = pts_of.get(shown, shown * dt) + delay_frames * dt
         reported[oid] = min(reported.get(oid, float("inf")), at)
     first_report = {g: reported.get(g, float("inf")) - t0 for g, t0 in first_seen.items()}
-    false_tracks = sum(1 for hid, n in scored.items() if matched.get(hid, 0) < 0.5 * n)
+    false_ids = tuple(sorted(hid for hid, n in scored.items() if matched.get(hid, 0) < 0.5 * n))
     minutes = (len(truth) * dt) / 60.0 if truth else 0.0
     nan = float("nan")
     return Score(
@@ -253,7 +254,7 @@ def score(tracks: list[Track], truth: list[TruthFrame], *, iou_gate: float = 0.3
         speed_error_median_mps=float(np.median(speed_errs)) if speed_errs else None,
         heading_error_median_deg=float(np.median(heading_errs)) if heading_errs else None,
         tracks=len(tracks), targets=len({g for tf in truth for g in tf.ids}),
-        false_tracks=false_tracks, minutes=minutes, first_report_s=first_report,
+        false_tracks=len(false_ids), false_track_ids=false_ids, minutes=minutes, first_report_s=first_report,
     )
 
 
