@@ -564,7 +564,7 @@ class MtiDetector:
             for W in warps:
                 masked = cv2.bitwise_or(masked, cv2.warpPerspective(hud, W, (w, h), flags=cv2.INTER_NEAREST))
             valid = cv2.bitwise_and(valid, cv2.bitwise_not(masked))
-        homography = self._to_prev(c)
+        homography = self._to_prev(c, to_c)
         mean, std = cv2.meanStdDev(diff, mask=valid)
         thr = max(self.cfg.diff_threshold, float(mean[0, 0]) + self.cfg.noise_k * float(std[0, 0]))
         _, seeds = cv2.threshold(diff, thr, 255, cv2.THRESH_BINARY)
@@ -589,12 +589,14 @@ class MtiDetector:
         dets.homography = homography
         return dets
 
-    def _to_prev(self, c: int) -> M33 | None:
-        """Previous frame -> centre `c`, full-resolution pixels (None for the first frame buffered)."""
+    def _to_prev(self, c: int, to_c: npt.NDArray[np.floating[Any]] | None = None) -> M33 | None:
+        """Previous frame -> centre `c`, full-resolution pixels (None for the first frame buffered).
+        `to_c`: the inverse of centre `c`'s `to_newest`, when the caller has it already."""
         if c < 1:
             return None
         s = self._scale_work
-        to_c = np.linalg.inv(self._buf[c].to_newest)
+        if to_c is None:
+            to_c = np.linalg.inv(self._buf[c].to_newest)
         return np.asarray(np.diag([s, s, 1.0]) @ to_c @ self._buf[c - 1].to_newest @ np.diag([1 / s, 1 / s, 1.0]),
                           np.float64)
 
