@@ -10,7 +10,8 @@ that pans and zooms. Pure planning pieces (no rendering, no KLV): `synth.synthes
 - Traffic (`plan_traffic`): vehicles 5-9 m long at 2-20 m/s. "short" ones cross a corner of the
   footprint and are fully in view for 1-3 s; "long" ones turn (90 deg, 15-30 m radius) and/or stop
   for 1-3 s; "pass" pairs meet head-on in lanes 4 m apart. Each route is simulated at the frame
-  rate (4 sub-steps) and placed so that it is where the plan wants it at its planned time.
+  rate (4 sub-steps) and placed so that it is where the plan wants it at its planned time. A route
+  whose vehicle would drive through another's (`collide`) is drawn again: traffic never shares ground.
 Worst case: planning costs one footprint per vehicle; a route is 4 arrays of the clip's length.
 """
 
@@ -235,7 +236,8 @@ def plan_traffic(rng: np.random.Generator, count: int, seconds: float, fps: floa
     frames = int(round(seconds * fps))
     routes: list[Route] = []
     kinds = ("short", "long", "short", "pass", "long")
-    j = 0
+    j = redraws = 0
+    seen = _near_view(footprint, seconds, fps, frames)
     while len(routes) < count:
         kind = kinds[j % len(kinds)]
         j += 1
@@ -275,12 +277,60 @@ def plan_traffic(rng: np.random.Generator, count: int, seconds: float, fps: floa
                 events.append(f"stop at {ts:.1f}s for {stop[1]:.1f}s")
         lanes = [(hd, 0.0)] if kind != "pass" else [(hd, -2.0), ((hd + 180.0) % 360.0, -2.0)]
         speeds = [v] if kind != "pass" else [float(rng.uniform(6.0, 15.0)), float(rng.uniform(6.0, 15.0))]
+        drawn: list[Route] = []
         for (lane_hd, lat), lane_v in zip(lanes, speeds, strict=True):
             e, n, h, s = simulate(frames, fps, lane_v, lane_hd, turn, stop)
             im = min(max(int(round(tm * fps)), 0), frames - 1)
             r = math.radians(lane_hd + 90.0)
             shift = m + lat * np.array([math.sin(r), math.cos(r)])
             colour = _VEHICLE_COLOURS[int(rng.integers(len(_VEHICLE_COLOURS)))]
-            routes.append(Route(len(routes) + 1, kind, e - e[im] + shift[0], n - n[im] + shift[1], h, s, fps,
-                                length, width, colour, list(events)))
+            drawn.append(Route(len(routes) + len(drawn) + 1, kind, e - e[im] + shift[0], n - n[im] + shift[1], h, s,
+                               fps, length, width, colour, list(events)))
+        if any(collide(a, b, seen) for a in drawn for b in routes) and redraws < MAX_REDRAWS:
+            redraws += 1  # vehicles never share ground: draw this one (or pair) again, same kind
+            j -= 1
+            continue
+        routes += drawn
     return routes[:count]
+
+
+MAX_REDRAWS = 200  # per clip: planning always ends (a crowded plan keeps what it drew)
+GAP_M = 0.3  # two vehicles closer than this (their outlines) count as colliding
+
+
+def _near_view(footprint: Callable[[float], F64], seconds: float, fps: float, frames: int) -> F64:
+    """Per frame: the view's ground centre (ENU) and a radius 10 m beyond its farthest corner, from
+    the footprint sampled every second (the camera slews ~70 m in 1-2 s: 10 m covers it between samples)."""
+    ts = np.arange(0.0, seconds + 1.0, 1.0)
+    polys = [np.asarray(footprint(float(t)), np.float64) for t in ts]
+    cen = np.array([p.mean(axis=0) for p in polys])
+    rad = np.array([np.max(np.linalg.norm(p - p.mean(axis=0), axis=1)) for p in polys]) + 10.0
+    i = np.minimum(np.round(np.arange(frames) / fps).astype(int), len(ts) - 1)
+    return np.column_stack([cen[i], rad[i]])
+
+
+def collide(a: Route, b: Route, near: F64 | None = None) -> bool:
+    """Do the two vehicles' outlines (length x width, along their headings, grown by `GAP_M` / 2)
+    overlap at any frame (`near`: only where both are near the view, rows of `_near_view`)?
+    Separating-axis test on the four edge directions, every frame at once. Real traffic never
+    drives through itself; planned routes are straight lines drawn at random, so without this test
+    two of them can share a place for seconds (one car drawn over the other)."""
+    k = min(len(a.e), len(b.e))
+    ha, hb = np.radians(a.heading[:k]), np.radians(b.heading[:k])
+    axes = [np.stack([np.sin(h), np.cos(h)]) for h in (ha, hb)]
+    axes += [np.stack([np.cos(h), -np.sin(h)]) for h in (ha, hb)]
+    da, na, db, nb = axes[0], axes[2], axes[1], axes[3]
+    d = np.stack([b.e[:k] - a.e[:k], b.n[:k] - a.n[:k]])
+    la, wa = (a.length + GAP_M) / 2, (a.width + GAP_M) / 2
+    lb, wb = (b.length + GAP_M) / 2, (b.width + GAP_M) / 2
+    apart = np.zeros(k, bool)
+    for u in axes:
+        ra = la * np.abs((da * u).sum(0)) + wa * np.abs((na * u).sum(0))
+        rb = lb * np.abs((db * u).sum(0)) + wb * np.abs((nb * u).sum(0))
+        apart |= np.abs((d * u).sum(0)) > ra + rb
+    if near is not None:
+        k = min(k, len(near))
+        c, r = near[:k, :2], near[:k, 2]
+        for v in (a, b):
+            apart[:k] |= np.hypot(v.e[:k] - c[:, 0], v.n[:k] - c[:, 1]) > r
+    return not bool(apart.all())
