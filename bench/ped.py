@@ -51,6 +51,7 @@ def main() -> int:
     ap.add_argument("--quality", action="store_true", help="quality per scenario, previous vs new detector")
     ap.add_argument("--aerial-seconds", type=float, default=20.0)
     ap.add_argument("--seeds", type=int, default=3, help="clips per scenario")
+    ap.add_argument("--aerial-seeds", help="aerial seeds instead of --seeds from 301, e.g. 311-313 (--quality)")
     ap.add_argument("--scenarios", help="comma-separated subset of " + ",".join(SCENARIOS) + " (--quality)")
     ap.add_argument("--detectors", help="comma-separated, default " + ",".join(DETECTORS) +
                     "; also " + ",".join(p for p in PRESETS if p not in DETECTORS) + " (--quality)")
@@ -68,7 +69,11 @@ def main() -> int:
             for x in dets or []:
                 if x not in DETECTORS and x not in PRESETS:
                     ap.error(f"--detectors: unknown detector {x!r}")
-            return _quality(tmp, args.aerial_seconds, args.seeds, scen, dets)
+            try:
+                aerial = seeds(args.aerial_seeds) if args.aerial_seeds else None
+            except ValueError:
+                ap.error(f"--aerial-seeds: want e.g. 301-306,11 (got {args.aerial_seeds!r})")
+            return _quality(tmp, args.aerial_seconds, args.seeds, scen, dets, aerial)
         return _measure(tmp, args.seconds, args.repeats)
     finally:
         if scratch is not None:
@@ -132,7 +137,7 @@ SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), target
 }
 DETECTORS = ("mti-v1", "mti-prev", "mti-2p", "mti")
 # bench names of MtiConfig presets (`mti-early`: the opt-in start-up, not in the default run)
-PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass", "mti-early": "early_start"}
+PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass", "mti-early": "early_start", "mti-6p": "sixth_pass"}
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
 # first report split by when the target came into view: in view in the clip's first frame (the detector's
 # start-up) / entered later; per clip the median of its targets, in the medians row pooled over all
@@ -156,8 +161,17 @@ def scenario_clip(tmp: Path, name: str, seed: int, aerial_s: float,
     return clip, load_truth(truth)
 
 
-def _quality(tmp: Path, aerial_s: float, seeds: int, scenarios: list[str] | None = None,
-             detectors: list[str] | None = None) -> int:
+def seeds(spec: str) -> list[int]:
+    """'301-306,11' -> [301, ..., 306, 11] (ValueError on anything else)."""
+    out: list[int] = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b or a) + 1))
+    return out
+
+
+def _quality(tmp: Path, aerial_s: float, n_seeds: int, scenarios: list[str] | None = None,
+             detectors: list[str] | None = None, aerial: list[int] | None = None) -> int:
     """Per scenario and seed: synthesize once, run `mti-v1`, `mti-prev`, `mti-2p` and `mti` (new) (or
     `detectors`) on the same clip, score each; print per-clip rows and per-scenario medians."""
     from kestrel.ped.detect.mti import MtiConfig, MtiDetector
@@ -175,7 +189,7 @@ def _quality(tmp: Path, aerial_s: float, seeds: int, scenarios: list[str] | None
     summary: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for name in names:
         seed0 = SCENARIOS[name][3]
-        for seed in range(seed0, seed0 + seeds):
+        for seed in (aerial if name == "aerial" and aerial else range(seed0, seed0 + n_seeds)):
             clip, gt = scenario_clip(tmp, name, seed, aerial_s)
             at_start = set(gt[0].ids) if gt else set()
             for det in dets:

@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ped import QUALITY as COLS  # noqa: E402
-from ped import SCENARIOS, _fmt, scenario_clip  # noqa: E402
+from ped import SCENARIOS, _fmt, scenario_clip, seeds  # noqa: E402
 
 FLOORS = {"precision": ">= 0.9", "recall": ">= 0.9", "IDF1": ">= 0.8", "false_tracks_per_min": "<= 1",
           "ttfr_med_s": "<= 0.5"}
@@ -61,7 +61,7 @@ def main() -> int:
         if x not in SCENARIOS:
             ap.error(f"--scenarios: unknown scenario {x!r} (choose from {', '.join(SCENARIOS)})")
     try:
-        aerial = _seeds(args.aerial_seeds) if args.aerial_seeds else list(range(301, 301 + args.seeds))
+        aerial = seeds(args.aerial_seeds) if args.aerial_seeds else list(range(301, 301 + args.seeds))
     except ValueError:
         ap.error(f"--aerial-seeds: want e.g. 301-306,11 (got {args.aerial_seeds!r})")
     scratch = None if args.keep else tempfile.TemporaryDirectory(prefix="ped-track-bench-")
@@ -79,14 +79,6 @@ def main() -> int:
 # (`TrackerConfig.fifth_pass()`); new: the default; burst: the default
 # with the opt-in burst rule (`TrackerConfig(burst_births=4)`)
 TRACKERS = ("previous", "pass3", "pass4", "pass5", "new", "burst")
-
-
-def _seeds(spec: str) -> list[int]:
-    out: list[int] = []
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b or a) + 1))
-    return out
 
 
 class Recorded:
