@@ -300,7 +300,6 @@ class MtiDetector:
         self._scale_feat = 1.0  # working / feature
         self._shape: tuple[int, int] | None = None
         self._kernel3 = np.ones((3, 3), np.uint8)
-        self._kernel_spacing = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))  # 7 px around a corner
         self._kernel_open = np.ones((5, 5), np.uint8)
         self._kernel_close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
         self.registration_failures = 0
@@ -502,26 +501,19 @@ class MtiDetector:
         return bool(ext[0] >= self.cfg.top_up_span * shape[1] and ext[1] >= self.cfg.top_up_span * shape[0])
 
     def _top_up(self, feat: U8, pts: npt.NDArray[Any]) -> npt.NDArray[Any]:
-        """The tracked corners (evenly thinned to `max_features`) and up to `max_features` fresh ones
-        farther than the corner spacing (7 px) from all of them. At most 2 x `max_features` to track."""
-        n = self.cfg.max_features
+        """The tracked corners (evenly thinned to `max_features`) and up to `max_features` fresh ones in
+        the `top_up_cell` squares that hold none of them. At most 2 x `max_features` to track."""
+        n, cell = self.cfg.max_features, max(1, self.cfg.top_up_cell)
         if len(pts) > n:
             pts = pts[np.linspace(0, len(pts) - 1, n).astype(np.intp)]
-        near = np.zeros(feat.shape, np.uint8)
+        h, w = feat.shape
         xy = np.round(pts.reshape(-1, 2)).astype(np.intp)
-        ok = (xy[:, 0] >= 0) & (xy[:, 0] < feat.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < feat.shape[0])
-        cell = self.cfg.top_up_cell
-        if cell > 0:
-            h, w = feat.shape
-            gh, gw = -(-h // cell), -(-w // cell)
-            hit = np.zeros((gh, gw), np.uint8)
-            hit[xy[ok, 1] // cell, xy[ok, 0] // cell] = 255
-            free = cv2.bitwise_not(np.repeat(np.repeat(hit, cell, 0), cell, 1)[:h, :w])
-            if not free.any():
-                return pts
-        else:
-            near[xy[ok, 1], xy[ok, 0]] = 255
-            free = cv2.bitwise_not(cv2.dilate(near, self._kernel_spacing))
+        ok = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+        hit = np.zeros((-(-h // cell), -(-w // cell)), np.uint8)
+        hit[xy[ok, 1] // cell, xy[ok, 0] // cell] = 255
+        free = cv2.bitwise_not(np.repeat(np.repeat(hit, cell, 0), cell, 1)[:h, :w])
+        if not free.any():
+            return pts
         fresh = cv2.goodFeaturesToTrack(feat, n, 0.01, 7, blockSize=5, mask=free)
         return pts if fresh is None else np.concatenate([pts, fresh.astype(np.float32)])
 
