@@ -80,7 +80,8 @@ class TrackerConfig:
     # a time; many births in one frame were the MTI mis-registering the ground (minute-long tuning clip
     # 322: 9-30 boxes a frame for 55 frames, none on a vehicle: 17 -> 3 false tracks). Tracks keep their
     # hits and confirm after it. Not the default: the warm-up's end is such a frame where several cars
-    # are in view (crossing 201/202: first report 2.23/2.17 -> 2.53 s). 0: off.
+    # are in view (crossing 201/202: first report 2.23/2.17 -> 2.53 s). 0: off. Since the MTI tops up its
+    # corners (`MtiConfig.top_up`) the mis-registration itself is gone (on the regenerated 322: 31 -> 0).
     burst_births: int = 0
     burst_s: float = 0.5
     gate_chi2: float = 16.0  # squared Mahalanobis distance (2 dof; 16 ~ 99.97 %)

@@ -3,9 +3,9 @@
 Steps per frame (all OpenCV on a grey image, downscaled to `work_width`):
 1. Ego-motion: corners tracked frame to frame with pyramidal Lucas-Kanade on a smaller image
    (`feature_width`); a RANSAC homography per frame pair. Tracked inlier corners are reused as the
-   next frame's features, topped up every frame with fresh ones where none is near (`top_up`: the
-   fit covers the whole picture, also the side new ground comes in from), and re-detected when too
-   few survive. Homographies are chained so any buffered frame can be warped onto any other.
+   next frame's features, topped up with fresh ones in the squares that hold none whenever they no
+   longer span the picture (`top_up`: the fit covers the side new ground comes in from in a pan), and
+   re-detected when too few survive. Homographies are chained so any buffered frame can be warped onto any other.
 2. Change: frame `c` is compared with frame `c - k` and frame `c + k` warped onto it (k = `lag_s`
    seconds). A pixel moves only if it differs from *both* (kills the "ghost" a target leaves where
    it was), and each difference is taken against the 3x3 min/max of the warped frame, so a 1-pixel
@@ -217,7 +217,7 @@ class MtiConfig:
 
     @classmethod
     def sixth_pass(cls) -> MtiConfig:
-        """The default before the corners were topped up every frame (`top_up`; `mti-6p` in bench/ped.py)."""
+        """The default before the corners were topped up (`top_up`; `mti-6p` in bench/ped.py)."""
         return cls(top_up=False)
 
     @classmethod
@@ -488,8 +488,8 @@ class MtiDetector:
         self._prev_feat = feat
         self._prev_pts = self._corners(feat)
 
-    def _corners(self, feat: U8) -> npt.NDArray[Any] | None:
-        pts = cv2.goodFeaturesToTrack(feat, self.cfg.max_features, 0.01, 7, blockSize=5)
+    def _corners(self, feat: U8, mask: U8 | None = None) -> npt.NDArray[Any] | None:
+        pts = cv2.goodFeaturesToTrack(feat, self.cfg.max_features, 0.01, 7, blockSize=5, mask=mask)
         return None if pts is None else pts.astype(np.float32)
 
     def _spans(self, pts: npt.NDArray[Any], shape: tuple[int, ...]) -> bool:
@@ -514,8 +514,8 @@ class MtiDetector:
         free = cv2.bitwise_not(np.repeat(np.repeat(hit, cell, 0), cell, 1)[:h, :w])
         if not free.any():
             return pts
-        fresh = cv2.goodFeaturesToTrack(feat, n, 0.01, 7, blockSize=5, mask=free)
-        return pts if fresh is None else np.concatenate([pts, fresh.astype(np.float32)])
+        fresh = self._corners(feat, free)
+        return pts if fresh is None else np.concatenate([pts, fresh])
 
     def _ego_motion(self, feat: U8) -> M33 | None:
         """Homography mapping the previous frame's working pixels to this frame's, or None."""
