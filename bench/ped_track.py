@@ -76,9 +76,9 @@ def main() -> int:
 
 # previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); pass4:
 # the default before back-fill (`TrackerConfig.fourth_pass()`); pass5: before border births
-# (`TrackerConfig.fifth_pass()`); new: the default; burst: the default
+# (`TrackerConfig.fifth_pass()`); pass6: before corners in the motion test (`sixth_pass()`); new: the default; burst: the default
 # with the opt-in burst rule (`TrackerConfig(burst_births=4)`)
-TRACKERS = ("previous", "pass3", "pass4", "pass5", "new", "burst")
+TRACKERS = ("previous", "pass3", "pass4", "pass5", "pass6", "new", "burst")
 
 
 class Recorded:
@@ -183,7 +183,8 @@ def _run(tmp: Path, aerial_s: float, aerial: list[int], names: list[str], scenar
     from kestrel.ped.track import TrackerConfig
 
     every = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(),
-             "pass4": TrackerConfig.fourth_pass(), "pass5": TrackerConfig.fifth_pass(), "new": TrackerConfig(),
+             "pass4": TrackerConfig.fourth_pass(), "pass5": TrackerConfig.fifth_pass(),
+             "pass6": TrackerConfig.sixth_pass(), "new": TrackerConfig(),
              "burst": TrackerConfig(burst_births=4)}
     trackers = {n: every[n] for n in names}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")
