@@ -137,7 +137,7 @@ SCENARIOS = {  # name: (synth scenario, seconds (None: --aerial-seconds), target
 }
 DETECTORS = ("mti-v1", "mti-prev", "mti-2p", "mti")
 # bench names of MtiConfig presets (`mti-early`: the opt-in start-up, not in the default run)
-PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass", "mti-early": "early_start", "mti-6p": "sixth_pass"}
+PRESETS = {"mti-prev": "before_far", "mti-2p": "second_pass", "mti-early": "early_start", "mti-6p": "sixth_pass", "mti-7p": "seventh_pass"}
 QUALITY = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min", "ttfr_med_s", "late_targets")
 # first report split by when the target came into view: in view in the clip's first frame (the detector's
 # start-up) / entered later; per clip the median of its targets, in the medians row pooled over all

@@ -24,7 +24,8 @@ With `refine`, each reference is re-registered directly onto the centre frame (L
 With refs="past" (the default) two more steps:
 5. Shorter pairs where the pair did not see the ground (`fill_uncovered`): in boxes around the
    area the references c-k, c-2k never saw (the camera panned onto it), frame c is compared with
-   c-k/2, c-k, then c-k/4, c-k/2: a car driving into a newly seen area is found at once.
+   c-k/2, c-k, then c-k/4, c-k/2, then c-k/8, c-k/4 (`fill_levels`): a car driving into a newly seen
+   area is found once that ground has been in view k/4 frames.
 6. Far reference (`far_k`): each blob is compared, in a window around it, with a frame twice as
    old as its farther reference (c-4k: two measured registrations composed; else an older frame
    along the chain). A blob that does not differ from it is a ghost (ground now, car in both
@@ -182,6 +183,13 @@ class MtiConfig:
     # 0: off.
     far_k: int = 4
     gsd_every: int = 15  # frames between GSD grids for the size gate (0 .. 1: every frame)
+    # The far reference grows a box only while it stays vehicle-sized: at most `merge_max_m` along
+    # the picture's x and along its y, each from the GSD along that axis at the blob (`per_box_gsd`).
+    # False: the longest side against the GSD at the picture's centre (the geometric mean of both
+    # axes). An oblique view foreshortens y, and its near half has a finer GSD than the centre, so a
+    # long vehicle lying along x there was refused its whole box (minute-long aerial clip 323: an
+    # 8.6 m truck at 3.4 m/s, 52 px long, limit 53 px; kept as its front half, IoU < 0.3).
+    per_box_gsd: bool = True
     far_chroma: bool = True  # ... colour too (a ground-coloured car); ~half of the check's cost
     # A blob needs this fraction of its pixels changed vs the far reference (0.35 before the third
     # pass: half-changed blobs were mostly a slow car's trailing strip; 0.5 on aerial seeds 301-306:
@@ -191,6 +199,10 @@ class MtiConfig:
     # fall back to shorter pairs (lag/2, lag) then (lag/4, lag/2) there (False: nothing is found
     # there until the ground has been in view for 2 lags).
     fill_uncovered: bool = True
+    # ... halving the pair each level: (lag/2, lag), (lag/4, lag/2), (lag/8, lag/4). 3 since the eighth
+    # pass (was 2): a car on ground the camera panned onto 0.27 s ago is found, not 0.5 s; minute-long
+    # aerial clips, targets reported > 0.5 s after coming into view 55 -> 43, false tracks 22 -> 19.
+    fill_levels: int = 3
     fill_min_frac: float = 0.05  # ... when that area is at least this fraction of the frame (each box costs)
     fill_unchecked: bool = True  # ... keeping blobs there that no older frame can check (ghost, extent)
     fill_chroma: bool = True  # ... comparing colour too (a ground-coloured car), at ~2x the cost
@@ -219,6 +231,12 @@ class MtiConfig:
     def sixth_pass(cls) -> MtiConfig:
         """The default before the corners were topped up (`top_up`; `mti-6p` in bench/ped.py)."""
         return cls(top_up=False)
+
+    @classmethod
+    def seventh_pass(cls) -> MtiConfig:
+        """The default before the eighth pass: the far reference's size limit from the picture's centre
+        (`per_box_gsd`), two levels of shorter pairs (`fill_levels`); `mti-7p` in bench/ped.py."""
+        return cls(per_box_gsd=False, fill_levels=2)
 
     @classmethod
     def early_start(cls) -> MtiConfig:
@@ -315,7 +333,7 @@ class MtiDetector:
         self._gsd_cache: tuple[int, npt.NDArray[np.float64] | None, float, float] | None = None
         self._max_px: tuple[Any, float, int] | None = None  # (sensor model, longest vehicle in working px, frame)
         self._warps_now: dict[int, M33] = {}  # this centre's registered references (buffer position -> W)
-        self._short: tuple[float, ...] = (0.5, 0.5) if self.cfg.refs == "past" and self.cfg.fill_uncovered else ()
+        self._short: tuple[float, ...] = (0.5,) * self.cfg.fill_levels if self.cfg.refs == "past" and self.cfg.fill_uncovered else ()
 
     # ---------------------------------------------------------------- stream handling
     def detect(self, frame: FrameLike, sensor: Any = None) -> list[Detections]:
@@ -832,7 +850,7 @@ class MtiDetector:
 
     def _far_box(self, slot: _Slot, fars: list[tuple[_Slot, M33, M33, int]], box: tuple[int, int, int, int],
                  diff: U8, low: float, others: list[tuple[int, int, int, int]],
-                 max_px: float) -> tuple[int, int, int, int] | None:
+                 max_px: tuple[float, float]) -> tuple[int, int, int, int] | None:
         """One blob box (working pixels) checked against the far reference in a window around it:
         None (a ghost), the box grown to the far-reference change connected to it, or the box as is
         (window not covered by the far frame, or growth not vehicle-like). O(window pixels)."""
@@ -886,7 +904,7 @@ class MtiDetector:
         g = (wx0 + int(st[:, 0].min()), wy0 + int(st[:, 1].min()), wx0 + int((st[:, 0] + st[:, 2]).max()),
              wy0 + int((st[:, 1] + st[:, 3]).max()))
         gw, gh = g[2] - g[0], g[3] - g[1]
-        if max(gw, gh) > max_px or max(gw, gh) > self.cfg.max_aspect * min(gw, gh):
+        if gw > max_px[0] or gh > max_px[1] or max(gw, gh) > self.cfg.max_aspect * min(gw, gh):
             return box
         longest = self.cfg.fuse_max_side * max(gw, gh)
         for o in others:
@@ -968,7 +986,13 @@ class MtiDetector:
                 self._max_px = (slot.sensor, (self.cfg.merge_max_m / float(gsd[0]) if gsd is not None
                                               else self.cfg.max_size_px) / s, slot.index)
             max_px = self._max_px[1]
-            kept = [(i, self._far_box(slot, far, b, diff, low, work, max_px)) for i, b in enumerate(work)]
+            # ... or along x and y at each blob (`per_box_gsd`)
+            each: list[tuple[float, float]] = [(max_px, max_px)] * len(work)
+            if self.cfg.per_box_gsd:
+                gb = self._gsd_grid(slot, np.array(work, np.float64) * s, axes=True)
+                if gb is not None:
+                    each = [(self.cfg.merge_max_m / float(gx) / s, self.cfg.merge_max_m / float(gy) / s) for gx, gy in gb]
+            kept = [(i, self._far_box(slot, far, b, diff, low, work, each[i])) for i, b in enumerate(work)]
             # fragments grown into one car: keep the first, drop the rest (same box, or inside it)
             grown = [g for i, g in kept if g is not None and g != work[i]]
             kept = [(i, g) for j, (i, g) in enumerate(kept) if g is not None and not any(
@@ -1030,10 +1054,11 @@ class MtiDetector:
         peak = int(sub[labels == j].max())
         return (x, y, x + w, y + h, a, peak)
 
-    def _gsd_grid(self, slot: _Slot, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    def _gsd_grid(self, slot: _Slot, xyxy: npt.NDArray[np.float64], axes: bool = False) -> npt.NDArray[np.float64] | None:
         """GSD at each box centre from a 5x5 grid over the frame, computed once per `gsd_every`
         frames (a ground intersection costs ~1 ms; the size gate needs metres to ~10 %, and the
-        GSD changes with zoom and range over seconds, not frames)."""
+        GSD changes with zoom and range over seconds, not frames). `axes`: [N, 2], metres per pixel
+        along the picture's x and y (an oblique view foreshortens y), else [N] (their geometric mean)."""
         g = self._gsd_cache
         if slot.sensor is None:
             return None
@@ -1042,18 +1067,19 @@ class MtiDetector:
             s = self._scale_work
             us, vs = np.meshgrid((np.arange(5) + 0.5) * w * s / 5, (np.arange(5) + 0.5) * h * s / 5)
             c = np.stack([us.ravel() - 1, vs.ravel() - 1, us.ravel() + 1, vs.ravel() + 1], 1)
-            grid = self._gsd(slot.sensor, c)
-            self._gsd_cache = g = (slot.index, None if grid is None else grid.reshape(5, 5), w * s, h * s)
+            grid = self._gsd(slot.sensor, c, axes=True)
+            self._gsd_cache = g = (slot.index, None if grid is None else grid.reshape(5, 5, 3), w * s, h * s)
         if g[1] is None:
             return None
         iu = np.clip(((xyxy[:, 0] + xyxy[:, 2]) / 2 / g[2] * 5).astype(int), 0, 4)
         iv = np.clip(((xyxy[:, 1] + xyxy[:, 3]) / 2 / g[3] * 5).astype(int), 0, 4)
-        return np.asarray(g[1][iv, iu], np.float64)
+        return np.asarray(g[1][iv, iu, 1:] if axes else g[1][iv, iu, 0], np.float64)
 
     @staticmethod
-    def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64], axes: bool = False) -> npt.NDArray[np.float64] | None:
         """Metres per full-resolution pixel at each box centre (one vectorised ground
-        intersection for all boxes), or None without a usable sensor model."""
+        intersection for all boxes), or None without a usable sensor model. `axes`: [N, 3], that
+        and the metres per pixel along the picture's x and along its y."""
         if sensor is None or len(xyxy) == 0:
             return None
         from kestrel.geo.geodesy import geodetic_to_ecef
@@ -1071,4 +1097,9 @@ class MtiDetector:
         p = geodetic_to_ecef(g[:, 0], g[:, 1], g[:, 2]).reshape(4, -1, 3)
         area = np.linalg.norm(np.cross(p[1] - p[0], p[3] - p[2]), axis=-1)
         gsd = np.sqrt(area)
-        return gsd if np.all(gsd > 0) else None
+        if not np.all(gsd > 0):
+            return None
+        if not axes:
+            return gsd
+        return np.stack([gsd, np.linalg.norm(p[1] - p[0], axis=-1), np.linalg.norm(p[3] - p[2], axis=-1)], 1)
+
