@@ -243,9 +243,9 @@ class _Live:
     t: float  # time of x
     last_hit_t: float
     window: deque[bool] = field(default_factory=deque)
-    # Tentative tracks: (time, box centre) of every hit, carried into the current frame's pixels
-    # by the camera motion (so in "ground as the image shows it" coordinates).
-    hist: list[tuple[float, F64]] = field(default_factory=list)  # tentative: (t, box centre and size)
+    # Tentative tracks: (time, box centre u, v, width, height) of every hit, carried into the current
+    # frame's pixels by the camera motion (so in "ground as the image shows it" coordinates).
+    hist: list[tuple[float, F64]] = field(default_factory=list)
     # Detections this (still tentative) track took: they get its id when it is confirmed.
     taken: list[tuple[Detections, int]] = field(default_factory=list)
     # Recent hits' boxes as (time, centre u, v, width, height) in the current frame's pixels
