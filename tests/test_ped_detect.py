@@ -181,15 +181,16 @@ def test_unknown_detector_and_option() -> None:
 
 
 class FlatSensor:
-    """A stand-in sensor model: flat ground, `m_per_px` metres per pixel, north up."""
+    """A stand-in sensor model: flat ground, `m_per_px` metres per pixel along the picture's x and
+    `my` along its y (default the same; larger: an oblique view foreshortens y), north up."""
 
-    def __init__(self, m_per_px: float) -> None:
-        self.m = m_per_px
+    def __init__(self, m_per_px: float, my: float | None = None) -> None:
+        self.mx, self.my = m_per_px, m_per_px if my is None else my
 
     def pixels_to_ground(self, uv: np.ndarray) -> np.ndarray:
         uv = np.asarray(uv, float)
-        lat = 36.0 - uv[:, 1] * self.m / 111_000.0
-        lon = -115.0 + uv[:, 0] * self.m / (111_000.0 * np.cos(np.radians(36.0)))
+        lat = 36.0 - uv[:, 1] * self.my / 111_000.0
+        lon = -115.0 + uv[:, 0] * self.mx / (111_000.0 * np.cos(np.radians(36.0)))
         return np.stack([lat, lon, np.zeros(len(uv))], axis=1)
 
 
@@ -344,19 +345,6 @@ def test_the_early_start_is_not_used_on_small_vehicles(m_per_px: float | None, f
     assert all(len(d) == 0 for d in out[:empty]) and sum(len(d) for d in out[empty:empty + 10]) > 0
 
 
-class ObliqueSensor:
-    """Flat ground seen obliquely: `mx` metres per pixel along the picture's x, `my` along its y."""
-
-    def __init__(self, mx: float, my: float) -> None:
-        self.mx, self.my = mx, my
-
-    def pixels_to_ground(self, uv: np.ndarray) -> np.ndarray:
-        uv = np.asarray(uv, float)
-        lat = 36.0 - uv[:, 1] * self.my / 111_000.0
-        lon = -115.0 + uv[:, 0] * self.mx / (111_000.0 * np.cos(np.radians(36.0)))
-        return np.stack([lat, lon, np.zeros(len(uv))], axis=1)
-
-
 def test_a_long_slow_truck_across_an_oblique_view_gets_its_whole_box() -> None:
     """An 8.5 m truck (50 px along x at 0.17 m/px; the view foreshortens y to 0.30 m/px) driving
     24 px/s: against the pair (1 s, 2 s back) only its front differs, and the far reference (4 s) makes
@@ -366,11 +354,7 @@ def test_a_long_slow_truck_across_an_oblique_view_gets_its_whole_box() -> None:
     frames = make_clip(n=200, seed=4, movers=truck, pan=(0.3, 0.2), targets=0)
 
     def whole(**options: bool) -> int:
-        det = MtiDetector(**options)
-        out: list[Detections] = []
-        for f in frames:
-            out += det.detect(f, ObliqueSensor(0.17, 0.30))
-        out += det.flush()
+        out = run_detector_timed(MtiDetector(**options), frames, FlatSensor(0.17, 0.30))[0]
         n = 0
         for f, d in zip(frames, out, strict=True):
             truth = np.array(list(f.truth.values()), np.float32).reshape(-1, 4)
@@ -392,11 +376,7 @@ def test_a_car_on_ground_just_panned_onto_is_found_sooner_with_a_third_shorter_p
     frames = make_clip(n=119, seed=6, movers=car, pan=(3.0, 0.0), rot_deg=0.0, targets=0)
 
     def found(levels: int) -> list[int]:
-        det = MtiDetector(fill_levels=levels)
-        out: list[Detections] = []
-        for f in frames:
-            out += det.detect(f)
-        out += det.flush()
+        out = run_detector(MtiDetector(fill_levels=levels), frames)
         hits = []
         for f, d in zip(frames, out, strict=True):
             truth = np.array(list(f.truth.values()), np.float32).reshape(-1, 4)

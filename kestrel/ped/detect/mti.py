@@ -394,7 +394,7 @@ class MtiDetector:
         if gsd is None:
             return True
         length, width = self.cfg.start_vehicle_m
-        return length * width / float(gsd[0]) ** 2 >= self.cfg.start_min_px
+        return length * width / float(gsd[0, 0]) ** 2 >= self.cfg.start_min_px
 
     def _gsd_scale(self, sensor: Any, w: int, h: int) -> int:
         if self.cfg.target_m <= 0 or sensor is None:
@@ -402,7 +402,7 @@ class MtiDetector:
         gsd = self._gsd(sensor, np.array([[w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1]], np.float64))
         if gsd is None:
             return 1
-        return max(1, int(self.cfg.target_m / float(gsd[0]) / self.cfg.target_px))
+        return max(1, int(self.cfg.target_m / float(gsd[0, 0]) / self.cfg.target_px))
 
     def flush(self) -> list[Detections]:
         return self._reset_flush()
@@ -983,7 +983,7 @@ class MtiDetector:
                 gh, gw = slot.grey.shape
                 gsd = self._gsd(slot.sensor, np.array([[gw / 2 * s - 1, gh / 2 * s - 1, gw / 2 * s + 1,
                                                         gh / 2 * s + 1]]))
-                self._max_px = (slot.sensor, (self.cfg.merge_max_m / float(gsd[0]) if gsd is not None
+                self._max_px = (slot.sensor, (self.cfg.merge_max_m / float(gsd[0, 0]) if gsd is not None
                                               else self.cfg.max_size_px) / s, slot.index)
             max_px = self._max_px[1]
             # ... or along x and y at each blob (`per_box_gsd`)
@@ -1031,7 +1031,7 @@ class MtiDetector:
         s = self._scale_work
         centre = np.array([[w * s / 2 - 1, h * s / 2 - 1, w * s / 2 + 1, h * s / 2 + 1]])
         gsd = self._gsd(slot.sensor, centre)
-        gap, longest = ((self.cfg.merge_m / float(gsd[0]), self.cfg.merge_max_m / float(gsd[0])) if gsd is not None
+        gap, longest = ((self.cfg.merge_m / float(gsd[0, 0]), self.cfg.merge_max_m / float(gsd[0, 0])) if gsd is not None
                         else (self.cfg.merge_px, float(self.cfg.max_size_px)))
         boxes, ar, cs = _union_pairs([tuple(b) for b in xyxy], list(area), list(conf), gap,
                                      lambda _a, _b, u: max(u[2] - u[0], u[3] - u[1]) <= longest)
@@ -1067,7 +1067,7 @@ class MtiDetector:
             s = self._scale_work
             us, vs = np.meshgrid((np.arange(5) + 0.5) * w * s / 5, (np.arange(5) + 0.5) * h * s / 5)
             c = np.stack([us.ravel() - 1, vs.ravel() - 1, us.ravel() + 1, vs.ravel() + 1], 1)
-            grid = self._gsd(slot.sensor, c, axes=True)
+            grid = self._gsd(slot.sensor, c)
             self._gsd_cache = g = (slot.index, None if grid is None else grid.reshape(5, 5, 3), w * s, h * s)
         if g[1] is None:
             return None
@@ -1076,10 +1076,10 @@ class MtiDetector:
         return np.asarray(g[1][iv, iu, 1:] if axes else g[1][iv, iu, 0], np.float64)
 
     @staticmethod
-    def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64], axes: bool = False) -> npt.NDArray[np.float64] | None:
-        """Metres per full-resolution pixel at each box centre (one vectorised ground
-        intersection for all boxes), or None without a usable sensor model. `axes`: [N, 3], that
-        and the metres per pixel along the picture's x and along its y."""
+    def _gsd(sensor: Any, xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+        """[N, 3] metres per full-resolution pixel at each box centre: the geometric mean, then along
+        the picture's x, then along its y (an oblique view foreshortens y); one vectorised ground
+        intersection for all boxes. None without a usable sensor model."""
         if sensor is None or len(xyxy) == 0:
             return None
         from kestrel.geo.geodesy import geodetic_to_ecef
@@ -1099,7 +1099,5 @@ class MtiDetector:
         gsd = np.sqrt(area)
         if not np.all(gsd > 0):
             return None
-        if not axes:
-            return gsd
         return np.stack([gsd, np.linalg.norm(p[1] - p[0], axis=-1), np.linalg.norm(p[3] - p[2], axis=-1)], 1)
 
