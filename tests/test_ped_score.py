@@ -156,7 +156,7 @@ def test_metrics_agree_with_trackeval(seed: int) -> None:
     assert ours.precision == pytest.approx(ref["precision"], abs=1e-9)
 
 
-def test_cli_score_prints_a_table_and_rejects_missing_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cli_score_prints_a_table_and_rejects_missing_and_bad_files(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     from kestrel.cli import main
 
     ts, truth = tmp_path / "a.ts", tmp_path / "a.json"
@@ -169,3 +169,12 @@ def test_cli_score_prints_a_table_and_rejects_missing_files(tmp_path, capsys) ->
     assert out[2].startswith("| a.ts |")
     assert main(["ped", "score", str(ts), str(tmp_path / "nope.json")]) == 2
     assert "nope.json: no such file" in capsys.readouterr().err
+    # a file that is not a truth file: one line naming it, exit 2, before any PED run
+    bad, partial = tmp_path / "bad.json", tmp_path / "partial.json"
+    bad.write_text("not json")
+    partial.write_text('{"frames": [{"index": 0}]}')
+    assert main(["ped", "score", str(ts), str(bad)]) == 2
+    assert capsys.readouterr().err.strip() == f"kestrel: error: {bad}: not JSON"
+    assert main(["ped", "score", str(ts), str(partial)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"kestrel: error: {partial}: not a truth file") and "\n" not in err

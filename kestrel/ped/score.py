@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from kestrel.errors import BadInput
 from kestrel.ped.records import Track
 
 
@@ -46,7 +47,16 @@ class TruthFrame:
 
 
 def load_truth(path: str | Path) -> list[TruthFrame]:
-    doc = json.loads(Path(path).read_text())
+    """The truth frames of a `kestrel fmv synth --truth` file. Raises BadInput (naming the file) for
+    anything else: not JSON, or JSON without the frames and targets the generator writes."""
+    try:
+        return _truth_frames(json.loads(Path(path).read_text()))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        what = "not JSON" if isinstance(exc, json.JSONDecodeError) else f"not a truth file ({type(exc).__name__}: {exc})"
+        raise BadInput(f"{path}: {what}") from exc
+
+
+def _truth_frames(doc: Any) -> list[TruthFrame]:
     out = []
     for fr in doc["frames"]:
         tg, ign = [], []
@@ -288,9 +298,9 @@ def score_clip(clip: str | Path, truth: str | Path, *, detector: str = "mti", io
     """Run PED on a clip and score it: (Score, PedResult)."""
     from kestrel.ped.pipeline import run
 
+    gt = load_truth(truth)  # a bad truth file fails before the run, not after it
     res = run(clip, detector=detector)
-    return score(res.tracks, load_truth(truth), iou_gate=iou_gate, delay_frames=res.delay_frames,
-                 emitted_at=res.emitted_at), res
+    return score(res.tracks, gt, iou_gate=iou_gate, delay_frames=res.delay_frames, emitted_at=res.emitted_at), res
 
 
 def format_row(name: str, s: Score, cols: tuple[str, ...] = COLUMNS) -> str:
