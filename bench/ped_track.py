@@ -1,5 +1,5 @@
-"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`), the third- and fourth-pass
-defaults (`TrackerConfig.third_pass()`, `fourth_pass()`, `fifth_pass()`) beside the current default, behind the same
+"""PED tracker quality: the previous tracker (`TrackerConfig.previous()`), the defaults after earlier
+passes (`TrackerConfig.third_pass()` ... `seventh_pass()`) beside the current default, behind the same
 detector (MTI) on the same clips, in the same run.
 
 One command:  .venv/bin/python bench/ped_track.py [--aerial-seconds 8] [--seeds 4] [--keep DIR]
@@ -76,9 +76,10 @@ def main() -> int:
 
 # previous: before issue 9; pass3: the default before its fourth pass (vehicle floor, late pictures); pass4:
 # the default before back-fill (`TrackerConfig.fourth_pass()`); pass5: before border births
-# (`TrackerConfig.fifth_pass()`); pass6: before corners in the motion test (`sixth_pass()`); new: the default; burst: the default
+# (`TrackerConfig.fifth_pass()`); pass6: before corners in the motion test (`sixth_pass()`); pass7: holds
+# on other tracks' detections too (`seventh_pass()`); new: the default; burst: the default
 # with the opt-in burst rule (`TrackerConfig(burst_births=4)`)
-TRACKERS = ("previous", "pass3", "pass4", "pass5", "pass6", "new", "burst")
+TRACKERS = ("previous", "pass3", "pass4", "pass5", "pass6", "pass7", "new", "burst")
 
 
 class Recorded:
@@ -184,7 +185,7 @@ def _run(tmp: Path, aerial_s: float, aerial: list[int], names: list[str], scenar
 
     every = {"previous": TrackerConfig.previous(), "pass3": TrackerConfig.third_pass(),
              "pass4": TrackerConfig.fourth_pass(), "pass5": TrackerConfig.fifth_pass(),
-             "pass6": TrackerConfig.sixth_pass(), "new": TrackerConfig(),
+             "pass6": TrackerConfig.sixth_pass(), "pass7": TrackerConfig.seventh_pass(), "new": TrackerConfig(),
              "burst": TrackerConfig(burst_births=4)}
     trackers = {n: every[n] for n in names}
     print("\nPED tracker quality (MTI detector both times; box IoU >= 0.3, targets wholly in view)")

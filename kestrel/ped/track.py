@@ -146,6 +146,15 @@ class TrackerConfig:
     # are held: a stop starts slow; a fast one that vanishes was missed, and a held ground-coloured
     # car at a crossing cost 0.03 precision when fast tracks were held too.
     hold_max_lengths_s: float = 1.0
+    # ... and not where another confirmed track's detection is this frame (box IoU > `hold_taken`):
+    # that vehicle is the other track's. A held track that moves with that detection (its held step
+    # within `hold_taken_rel` of the other's speed, + 5 px/s) is a second track on one vehicle,
+    # lagging it or on a part of it, and ends there; one that does not (a stopped car that another
+    # drives past, two cars crossing in one blob) coasts without held points. Issue 9, seventh
+    # pass: 323's truck was followed by two tracks for 20 s, one trailing it by a few metres
+    # (IoU 0.29). 0: off.
+    hold_taken: float = 0.3
+    hold_taken_rel: float = 0.3
     # Back-fill (needs the frames' pictures, kestrel/ped/backfill.py): a confirmed track's look is
     # followed back through the last `back_s` seconds (NCC >= `back_ncc`, where its velocity puts it,
     # through the camera motion): the frames before its first detection and the gaps it coasted
@@ -209,23 +218,30 @@ class TrackerConfig:
         """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
         the newest frame only), to measure against."""
         return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
-                   knot_overlaps=0, back_s=0.0)
+                   knot_overlaps=0, back_s=0.0, edge_px=0.0, mover_corners=0.0, hold_taken=0.0)
 
     @classmethod
     def fourth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fourth pass of issue 9 (before back-fill), to measure against."""
-        return cls(require_motion=require_motion, back_s=0.0)
+        return cls(require_motion=require_motion, back_s=0.0, edge_px=0.0, mover_corners=0.0,
+                   hold_taken=0.0)
 
     @classmethod
     def fifth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fifth pass of issue 9 (back-fill; before border births), to measure against."""
-        return cls(require_motion=require_motion, edge_px=0.0)
+        return cls(require_motion=require_motion, edge_px=0.0, mover_corners=0.0, hold_taken=0.0)
 
     @classmethod
     def sixth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the sixth pass of issue 9 (border births; motion tested on box centres
         only), to measure against."""
-        return cls(require_motion=require_motion, mover_corners=0.0)
+        return cls(require_motion=require_motion, mover_corners=0.0, hold_taken=0.0)
+
+    @classmethod
+    def seventh_pass(cls, require_motion: bool = True) -> TrackerConfig:
+        """The default after the seventh pass of issue 9 (box corners in the motion test; holds
+        anywhere, even on another track's detection), to measure against."""
+        return cls(require_motion=require_motion, hold_taken=0.0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
@@ -270,6 +286,7 @@ class _Live:
     born_t: float = 0.0  # time of its first detection
     fill_pending: bool = False  # confirmed, not back-filled yet (see `back_s`)
     raw: F64 | None = None  # the detection's own box at the last hit (centre, size), before the box fit
+    second: bool = False  # a second track on another track's vehicle: ends (see `hold_taken`)
     fill_new: list[TrackPoint] = field(default_factory=list)  # back-filled points waiting for `back_min_seen_s`
 
 
@@ -791,7 +808,10 @@ class Tracker:
             reach = 0.5 * self.cfg.hold_brake * (length / 6.0) * since**2 + max(3.0, 0.15 * length)
             if float(np.hypot(*(c - lv.hit_c - lv.pv_hit_vec * since))) > reach:
                 return  # e.g. the ground left behind by a car that drove on
-        lv.pvel = 0.5 * lv.pvel + 0.5 * (c - lv.out[:2]) / dt
+        pvel = 0.5 * lv.pvel + 0.5 * (c - lv.out[:2]) / dt
+        if self._taken(lv, c, pvel):
+            return
+        lv.pvel = pvel
         lv.out = np.array([c[0], c[1], lv.out[2], lv.out[3]], np.float64)
         lv.out_t = lv.app_t = t
         if lv.v_hit is not None and lv.pv_hit > 1e-6:  # the filter slows down as the picture does
@@ -805,6 +825,24 @@ class Tracker:
             spd, hdg = float(math.hypot(lv.x[2], lv.x[3])), tr.heading_deg
         tr.points.append(TrackPoint(dets.frame_index, dets.pts, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2),
                                     float(best) * 0.5, lat, lon, hae, spd, hdg, held=True))
+
+    def _taken(self, lv: _Live, c: F64, pvel: F64) -> bool:
+        """Is the place held track `lv` found its look at (centre `c`, held velocity `pvel` px/s) another
+        confirmed track's detection this frame? Marks `lv` a second track when it moves with it
+        (see `hold_taken`)."""
+        if self.cfg.hold_taken <= 0 or lv.out is None:
+            return False
+        hw, hh = float(lv.out[2]) / 2, float(lv.out[3]) / 2
+        mine = np.array([c[0] - hw, c[1] - hh, c[0] + hw, c[1] + hh], np.float64)
+        for other in self._live:
+            if (other is lv or other.hit_di < 0 or other.track.state is not TrackState.CONFIRMED
+                    or _overlap(mine, np.asarray(other.track.points[-1].xyxy, np.float64)) <= self.cfg.hold_taken):
+                continue
+            v = other.pv_hit_vec
+            if float(np.hypot(*(pvel - v))) <= self.cfg.hold_taken_rel * float(np.hypot(*v)) + 5.0:
+                lv.second = True
+            return True
+        return False
 
     @staticmethod
     def _add(tr: Track, points: list[TrackPoint]) -> None:
@@ -1079,7 +1117,7 @@ class Tracker:
                 if len(lv.window) >= 3 and not any(list(lv.window)[-3:]):
                     self.deleted_tentative += 1
                     continue
-            elif (t - max(lv.last_hit_t, lv.app_t) > self.cfg.max_coast_s
+            elif (lv.second or t - max(lv.last_hit_t, lv.app_t) > self.cfg.max_coast_s
                   or t - lv.last_hit_t > max(self.cfg.max_coast_s, self.cfg.hold_s)):
                 tr.state = TrackState.LOST
                 self._done.append(tr)
