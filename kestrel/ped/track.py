@@ -147,10 +147,10 @@ class TrackerConfig:
     # car at a crossing cost 0.03 precision when fast tracks were held too.
     hold_max_lengths_s: float = 1.0
     # ... and not where another confirmed track's detection is this frame (box IoU > `hold_taken`):
-    # that vehicle is the other track's. A held track that moves with that detection (its held step
-    # within `hold_taken_rel` of the other's speed, + 5 px/s) is a second track on one vehicle,
+    # that vehicle is the other track's. A held track that moves with that detection (its held
+    # velocity within `hold_taken_rel` of the other's speed, + 5 px/s) is a second track on one vehicle,
     # lagging it or on a part of it, and ends there; one that does not (a stopped car that another
-    # drives past, two cars crossing in one blob) coasts without held points. Issue 9, seventh
+    # drives past, two cars crossing in one blob) coasts without held points. Issue 9, eighth
     # pass: 323's truck was followed by two tracks for 20 s, one trailing it by a few metres
     # (IoU 0.29). 0: off.
     hold_taken: float = 0.3
@@ -184,6 +184,11 @@ class TrackerConfig:
     companion_area: float = 0.6
     companion_reach: float = 2.5
     companion_drift: float = 1.0
+    # ... and a blob of any size whose box lies on a confirmed track's box (intersection >= this
+    # fraction of the smaller box, median over the frames both were seen) and moves with it, too.
+    # Issue 9, eighth pass: 323's slow truck had a second track for 5 s, its box as big as the
+    # truck's own and on the truck's corner. A following car keeps a gap. 0: off.
+    companion_touch: float = 0.05
     companion_seen_s: float = 0.5  # only tracks that took a blob within this long are hosts
     # Parts (issue 9, third pass): the companion test also against a *tentative* track with a bigger
     # box (two pieces of one vehicle are born together: the smaller must not confirm first), and any
@@ -211,37 +216,42 @@ class TrackerConfig:
     def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
         return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
-                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0, back_s=0.0)
+                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0, back_s=0.0,
+                   edge_px=0.0, mover_corners=0.0, hold_taken=0.0, companion_touch=0.0)
 
     @classmethod
     def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
         the newest frame only), to measure against."""
         return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
-                   knot_overlaps=0, back_s=0.0, edge_px=0.0, mover_corners=0.0, hold_taken=0.0)
+                   knot_overlaps=0, back_s=0.0, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
+                   companion_touch=0.0)
 
     @classmethod
     def fourth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fourth pass of issue 9 (before back-fill), to measure against."""
         return cls(require_motion=require_motion, back_s=0.0, edge_px=0.0, mover_corners=0.0,
-                   hold_taken=0.0)
+                   hold_taken=0.0, companion_touch=0.0)
 
     @classmethod
     def fifth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fifth pass of issue 9 (back-fill; before border births), to measure against."""
-        return cls(require_motion=require_motion, edge_px=0.0, mover_corners=0.0, hold_taken=0.0)
+        return cls(require_motion=require_motion, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
+                   companion_touch=0.0)
 
     @classmethod
     def sixth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the sixth pass of issue 9 (border births; motion tested on box centres
         only), to measure against."""
-        return cls(require_motion=require_motion, mover_corners=0.0, hold_taken=0.0)
+        return cls(require_motion=require_motion, mover_corners=0.0, hold_taken=0.0,
+                   companion_touch=0.0)
 
     @classmethod
     def seventh_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the seventh pass of issue 9 (box corners in the motion test; holds
-        anywhere, even on another track's detection), to measure against."""
-        return cls(require_motion=require_motion, hold_taken=0.0)
+        anywhere, even on another track's detection; companions only smaller than their host), to
+        measure against."""
+        return cls(require_motion=require_motion, hold_taken=0.0, companion_touch=0.0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
@@ -548,11 +558,15 @@ class Tracker:
             companion = False
             if not confirmed and (other.part_of is not None or area >= float(size[0] * size[1])):
                 continue  # a tentative host: only a bigger one, not itself a part
-            offs = np.array([mine[k][:2] - o[:2] for tt, o in other.obs if (k := round(tt, 4)) in mine])
+            pairs = [(mine[k], o) for tt, o in other.obs if (k := round(tt, 4)) in mine]
+            offs = np.array([a[:2] - b[:2] for a, b in pairs])
             if len(offs) < 3:
                 continue
             reach = float(max(size))
             drift = float(np.max(np.hypot(*(offs - offs[0]).T)))
+            if (confirmed and self.cfg.companion_touch > 0 and drift <= self.cfg.companion_drift * reach
+                    and float(np.median([_touch(a, b) for a, b in pairs])) >= self.cfg.companion_touch):
+                small = True  # any size: its box lies on the host's, riding with it
             if (small and confirmed and drift <= self.cfg.companion_drift * reach
                     and float(np.median(np.hypot(offs[:, 0], offs[:, 1]))) <= self.cfg.companion_reach * reach):
                 companion = True
@@ -1140,6 +1154,15 @@ def _tag(dets: Detections, i: int, track_id: int) -> None:
     if dets.track_id is None or len(dets.track_id) != len(dets):
         dets.track_id = np.full(len(dets), -1, np.int64)
     dets.track_id[i] = track_id
+
+
+def _touch(a: F64, b: F64) -> float:
+    """Intersection of two (centre u, v, w, h) boxes over the smaller one's area."""
+    iw = min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2)
+    ih = min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    return float(iw * ih) / max(float(min(a[2] * a[3], b[2] * b[3])), 1e-9)
 
 
 def _overlap(a: F64, b: F64) -> float:
