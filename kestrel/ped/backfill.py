@@ -149,3 +149,28 @@ def _back(prev: Past, c: F64, size: F64, v: F64, t: float) -> tuple[Any, F64, F6
     zoom = math.sqrt(abs(float(np.linalg.det(Hi))) / abs(w) ** 3)
     dt = max(0.0, t - prev.pts)
     return p - v * zoom * dt, size * zoom, v * zoom
+
+
+def look_moves(ring: FrameRing, box: F64, vel: F64, tmpl: U8, n: int, *, ncc: float) -> bool:
+    """Does the picture inside `box` (centre u, v, width, height in the newest frame's pixels; `tmpl`
+    its grey patch) move along with the box (`vel` px/s over the ground as the picture shows it),
+    rather than stay put on the ground? Its look is followed back `n` frames (`walk_back`, small
+    window); True when it is found all the way and ends nearer where the box's velocity puts it
+    than where the same ground was. A vehicle's look moves with its box; the ghost of where a
+    vehicle was is ground and stays. False when that cannot be told (too few frames, a gap, lost)."""
+    frames = list(ring.frames)
+    if n < 1 or len(frames) <= n:
+        return False
+    found, _why = walk_back(ring, box, vel, tmpl, ncc=ncc, margin=2.0, max_frames=n)
+    if len(found) < n:
+        return False
+    ground = np.array([box[0], box[1], 1.0])
+    for f in frames[-1 - n:-1][::-1]:  # the same ground, back through the camera motion
+        if f.to_next is None:
+            return False
+        ground = np.linalg.solve(f.to_next, ground)
+        ground = ground / ground[2]
+    dt = frames[-1].pts - frames[-1 - n].pts
+    moved = ground[:2] - vel * dt
+    at = found[-1][1][:2]
+    return bool(np.hypot(*(at - moved)) < np.hypot(*(at - ground[:2])))

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from kestrel.geo.geodesy import LocalFrame
-from kestrel.ped.backfill import FrameRing, walk_back
+from kestrel.ped.backfill import FrameRing, look_moves, walk_back
 from kestrel.ped.birth import enters
 from kestrel.ped.records import Detections, Track, TrackPoint, TrackState
 
@@ -189,6 +189,14 @@ class TrackerConfig:
     # Issue 9, eighth pass: 323's slow truck had a second track for 5 s, its box as big as the
     # truck's own and on the truck's corner. A following car keeps a gap. 0: off.
     companion_touch: float = 0.05
+    # ... and one just beside it (touching the host's box grown by `ghost_pad` of its size on every
+    # side) that rides with it, unless what its box shows moves along with the box over the last
+    # `ghost_frames` frames (its own look: a car following closely): bare ground the vehicle has just
+    # left, boxed as change (a ghost), stays put. Until that can be told (young, hardly moved) it
+    # waits. Issue 9, eighth pass: 312 and 323 had ghosts riding behind slow vehicles for 2-6 s. 0: off
+    # (so is it with `companion_touch` 0).
+    ghost_pad: float = 1.0
+    ghost_frames: int = 10
     companion_seen_s: float = 0.5  # only tracks that took a blob within this long are hosts
     # Parts (issue 9, third pass): the companion test also against a *tentative* track with a bigger
     # box (two pieces of one vehicle are born together: the smaller must not confirm first), and any
@@ -217,7 +225,7 @@ class TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
         return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
                    min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0, back_s=0.0,
-                   edge_px=0.0, mover_corners=0.0, hold_taken=0.0, companion_touch=0.0)
+                   edge_px=0.0, mover_corners=0.0, hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
@@ -225,33 +233,33 @@ class TrackerConfig:
         the newest frame only), to measure against."""
         return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
                    knot_overlaps=0, back_s=0.0, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0)
+                   companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def fourth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fourth pass of issue 9 (before back-fill), to measure against."""
         return cls(require_motion=require_motion, back_s=0.0, edge_px=0.0, mover_corners=0.0,
-                   hold_taken=0.0, companion_touch=0.0)
+                   hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def fifth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fifth pass of issue 9 (back-fill; before border births), to measure against."""
         return cls(require_motion=require_motion, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0)
+                   companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def sixth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the sixth pass of issue 9 (border births; motion tested on box centres
         only), to measure against."""
         return cls(require_motion=require_motion, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0)
+                   companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def seventh_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the seventh pass of issue 9 (box corners in the motion test; holds
         anywhere, even on another track's detection; companions only smaller than their host), to
         measure against."""
-        return cls(require_motion=require_motion, hold_taken=0.0, companion_touch=0.0)
+        return cls(require_motion=require_motion, hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
     def previous(cls, require_motion: bool = True) -> TrackerConfig:
@@ -564,9 +572,12 @@ class Tracker:
                 continue
             reach = float(max(size))
             drift = float(np.max(np.hypot(*(offs - offs[0]).T)))
-            if (confirmed and self.cfg.companion_touch > 0 and drift <= self.cfg.companion_drift * reach
-                    and float(np.median([_touch(a, b) for a, b in pairs])) >= self.cfg.companion_touch):
-                small = True  # any size: its box lies on the host's, riding with it
+            if confirmed and self.cfg.companion_touch > 0 and drift <= self.cfg.companion_drift * reach:
+                if float(np.median([_touch(a, b) for a, b in pairs])) >= self.cfg.companion_touch:
+                    small = True  # any size: its box lies on the host's, riding with it
+                elif (self.cfg.ghost_pad > 0 and float(np.median([_touch(a, b, self.cfg.ghost_pad) for a, b in pairs]))
+                      >= self.cfg.companion_touch and not self._own_look(lv, t)):
+                    small = True  # just beside it, and no look of its own moves with its box: a ghost
             if (small and confirmed and drift <= self.cfg.companion_drift * reach
                     and float(np.median(np.hypot(offs[:, 0], offs[:, 1]))) <= self.cfg.companion_reach * reach):
                 companion = True
@@ -585,6 +596,28 @@ class Tracker:
                     lv.part_of = other
                 return True
         return False
+
+    def _own_look(self, lv: _Live, t: float) -> bool:
+        """Does what tentative `lv`'s newest box shows move along with the box over the last
+        `ghost_frames` frames (`backfill.look_moves`)? A car following another does; the ghost of
+        where a vehicle just was does not (ground), nor does a box too erratic to follow."""
+        ring, img = self._ring, self._image
+        if ring is None or img is None or not lv.obs or lv.obs[-1][0] != t or not ring.frames:
+            return False
+        box = np.asarray(lv.obs[-1][1], np.float64)
+        n = min(self.cfg.ghost_frames, int(round((t - lv.obs[0][0]) / self.cfg.default_dt)))
+        vel = self._pixel_velocity(lv, t)
+        if n < 3 or float(np.hypot(*vel)) * n * self.cfg.default_dt < max(3.0, 0.3 * float(max(box[2:]))):
+            return False  # too young, or it has hardly moved: nothing to tell its look by
+        x0, y0 = int(round(box[0] - box[2] / 2)), int(round(box[1] - box[3] / 2))
+        x1, y1 = int(round(box[0] + box[2] / 2)), int(round(box[1] + box[3] / 2))
+        grey = ring.frames[-1].grey
+        if x0 < 0 or y0 < 0 or x1 > grey.shape[1] or y1 > grey.shape[0] or x1 - x0 < 4 or y1 - y0 < 4:
+            return False
+        tmpl = grey[y0:y1, x0:x1]
+        if float(tmpl.std()) < self.cfg.hold_min_std:
+            return False
+        return look_moves(ring, box, vel, tmpl, n, ncc=self.cfg.back_ncc)
 
     def _rides_with(self, lv: _Live, host: _Live, t: float) -> bool:
         """Has `lv` kept its offset to `host` within `part_drift_m` over the last `part_ride_s`?"""
@@ -1156,10 +1189,12 @@ def _tag(dets: Detections, i: int, track_id: int) -> None:
     dets.track_id[i] = track_id
 
 
-def _touch(a: F64, b: F64) -> float:
-    """Intersection of two (centre u, v, w, h) boxes over the smaller one's area."""
-    iw = min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2)
-    ih = min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2)
+def _touch(a: F64, b: F64, pad: float = 0.0) -> float:
+    """Intersection of two (centre u, v, w, h) boxes over the smaller one's area; `b` grown by `pad`
+    of its size on every side first."""
+    bw, bh = b[2] * (0.5 + pad), b[3] * (0.5 + pad)
+    iw = min(a[0] + a[2] / 2, b[0] + bw) - max(a[0] - a[2] / 2, b[0] - bw)
+    ih = min(a[1] + a[3] / 2, b[1] + bh) - max(a[1] - a[3] / 2, b[1] - bh)
     if iw <= 0 or ih <= 0:
         return 0.0
     return float(iw * ih) / max(float(min(a[2] * a[3], b[2] * b[3])), 1e-9)
