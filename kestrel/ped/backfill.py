@@ -9,6 +9,9 @@ the frames before its first detection (and the gaps between its first hits) get 
 reported sooner: these points are added at confirmation, in the past (a live view sees them when
 the track is confirmed). Worst case per confirmed track: one small `matchTemplate` per buffered
 frame (`back_s` of frames); memory: the grey frames of the last `back_s` seconds.
+
+`look_moves` uses the same walk to tell whether what a box shows moves with the box (a vehicle) or
+stays put on the ground (the ghost of where one was): the tracker's ghost test (`ghost_pad`).
 """
 
 from __future__ import annotations
