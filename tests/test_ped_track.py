@@ -10,6 +10,7 @@ import pytest
 from kestrel.geo.geodesy import LocalFrame
 from kestrel.ped.records import Detections, TrackState
 from kestrel.ped.track import Tracker, TrackerConfig
+from tests.track_support import painted, scene
 
 FPS = 30.0
 
@@ -234,27 +235,11 @@ def test_a_confirmed_track_does_not_reverse_onto_the_ghost_behind_its_car() -> N
     assert any(abs((p.xyxy[0] + p.xyxy[2]) / 2 - (60 + 2 * p.frame_index)) > 20 for p in old[0].points)
 
 
-def _scene(rng: np.random.Generator) -> np.ndarray:
-    import cv2
-
-    ground = cv2.GaussianBlur(rng.integers(20, 200, (240, 400), dtype=np.uint8), (0, 0), 1.5)
-    return np.asarray(ground, np.uint8)
-
-
-def _paint(ground: np.ndarray, x: float, y: float) -> np.ndarray:
-    """A 30x14 car (light body, dark windscreen) with its centre at (x, y)."""
-    img = ground.copy()
-    x0, y0 = int(round(x - 15)), int(round(y - 7))
-    img[y0:y0 + 14, x0:x0 + 30] = 210
-    img[y0 + 3:y0 + 11, x0 + 18:x0 + 23] = 40
-    return img
-
-
 def test_a_car_that_stops_is_held_on_its_appearance_and_keeps_its_id() -> None:
     """The detector sees nothing while a car stands (2 s here); the track looks for its own
     patch around where it should be, reports held boxes on the car and takes the car's blobs back
     when it drives on: one track, one id, points on the car all along."""
-    ground = _scene(np.random.default_rng(7))
+    ground = scene(np.random.default_rng(7))
     xs = []
     x = 60.0
     for i in range(180):  # 3 m/s (0.2 m/px), brakes at 2.5 m/s² from frame 50, stands, starts again
@@ -266,7 +251,7 @@ def test_a_car_that_stops_is_held_on_its_appearance_and_keeps_its_id() -> None:
         standing = 60 <= i < 135  # slow or stopped: no blob
         box = np.zeros((0, 4)) if standing else np.array([[x - 15, 113, x + 15, 127]])
         d = Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS)
-        trk.update(d, _paint(ground, x, 120))
+        trk.update(d, painted(ground, x, 120))
     (tr,) = trk.finish()
     held = [p for p in tr.points if p.held]
     assert {p.frame_index for p in tr.points} == set(range(180))  # not one frame lost
@@ -286,7 +271,7 @@ def test_a_hold_never_stays_on_the_ground_a_car_left() -> None:
     """A faint car (its patch is mostly the ground's texture) drives on under cover where the
     detector loses it: the ground it left matches its patch well, but staying there would mean
     stopping dead from 5 m/s; nothing is held there (the hold is a vehicle's, not a patch's)."""
-    ground = _scene(np.random.default_rng(8))
+    ground = scene(np.random.default_rng(8))
     for cfg, held_on_ground in ((TrackerConfig(), False), (TrackerConfig(hold_brake=1e6), True)):
         trk = Tracker(cfg)
         for i in range(120):
@@ -403,7 +388,7 @@ def test_a_short_track_on_static_texture_is_not_held_where_it_vanished() -> None
     """A false mover (a box sliding over static texture for half a second) that the detector then
     drops matches its own patch where it stands: it is not a car seen driving before a stop, so it
     is not held there (`hold_min_seen_s`); a car seen for longer is (see the stop test above)."""
-    ground = _scene(np.random.default_rng(9))
+    ground = scene(np.random.default_rng(9))
     frames = []
     for i in range(60):
         x = 100 + 0.5 * i
@@ -468,14 +453,14 @@ def test_back_fill_starts_the_track_where_the_car_came_into_view() -> None:
     frame saw that ground) and loses it for a few frames later. Once the track has been seen long
     enough, its look is followed back through the camera motion: held points on the car from frame
     24, and through the gap (linked back to its last point); none without back-fill."""
-    tile = _scene(np.random.default_rng(11))
+    tile = scene(np.random.default_rng(11))
     ground = np.concatenate([tile, tile[::-1], tile[:, ::-1]], axis=1)  # 1200 px wide: room to pan
     seen_from, gap, shift = 45, range(70, 79), np.array([[1.0, 0.0, -4.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     for cfg, first in ((TrackerConfig(), 24), (TrackerConfig(back_s=0.0), seen_from)):
         trk = Tracker(cfg)
         for i in range(95):
             sx = 500.0 - 5.0 * i  # on screen: ground x 500 - i, camera at 4 i
-            img = _paint(ground[:, 4 * i:4 * i + 400], sx, 120.0)
+            img = painted(ground[:, 4 * i:4 * i + 400], sx, 120.0)
             seen = i >= seen_from and i not in gap
             box = np.array([[sx - 15, 113, sx + 15, 127]]) if seen else np.zeros((0, 4))
             trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS,
@@ -496,13 +481,13 @@ def test_back_fill_starts_the_track_where_the_car_came_into_view() -> None:
 def test_back_fill_without_pictures_after_a_gap() -> None:
     """Frames without a picture (a corrupt stretch) empty the back-fill's memory: a track confirmed
     right then has nothing to follow back, and the run goes on."""
-    tile = _scene(np.random.default_rng(12))
+    tile = scene(np.random.default_rng(12))
     ground = np.concatenate([tile, tile[::-1], tile[:, ::-1]], axis=1)
     shift = np.array([[1.0, 0.0, -4.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     trk = Tracker()
     for i in range(80):
         sx = 500.0 - 5.0 * i
-        img = _paint(ground[:, 4 * i:4 * i + 400], sx, 120.0) if i < 47 else None
+        img = painted(ground[:, 4 * i:4 * i + 400], sx, 120.0) if i < 47 else None
         box = np.array([[sx - 15, 113, sx + 15, 127]]) if i >= 44 else np.zeros((0, 4))
         trk.update(Detections(box, np.ones(len(box)), np.zeros(len(box)), frame_index=i, pts=i / FPS,
                               homography=None if i == 0 else shift), img)

@@ -9,11 +9,11 @@ had been) rode along with them as tracks of their own (312, 323).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from kestrel.ped.records import Detections
 from kestrel.ped.track import Tracker, TrackerConfig
+from tests.track_support import painted, scene
 
 FPS = 30.0
 
@@ -22,33 +22,19 @@ def _box(x: float, y: float) -> list[float]:
     return [x - 15, y - 7, x + 15, y + 7]
 
 
-def _ground() -> np.ndarray:
-    rng = np.random.default_rng(11)
-    return np.asarray(cv2.GaussianBlur(rng.integers(20, 200, (240, 400), dtype=np.uint8), (0, 0), 1.5), np.uint8)
-
-
-def _paint(img: np.ndarray, x: float, y: float) -> None:
-    """A 30x14 car (light body, dark windscreen) with its centre at (x, y)."""
-    x0, y0 = int(round(x - 15)), int(round(y - 7))
-    img[y0:y0 + 14, x0:x0 + 30] = 210
-    img[y0 + 3:y0 + 11, x0 + 18:x0 + 23] = 40
-
-
-def _tracks(cfg: TrackerConfig, rider: tuple[float, float], painted: bool = False) -> list:
+def _tracks(cfg: TrackerConfig, rider: tuple[float, float], car_behind: bool = False) -> list:
     """A 30x14 car driving right at 2 px a frame; from frame 20 a second 30x14 box at offset `rider`
-    from it, moving with it: a car painted there too when `painted`, else bare ground (pictures given
-    then, so the tracker can look; without `painted` and without pictures, boxes only)."""
+    from it, moving with it: a car painted there too when `car_behind`, else bare ground."""
     trk = Tracker(cfg)
-    ground = _ground()
+    ground = scene(np.random.default_rng(11))
     for i in range(90):
         x, y = 40 + 2.0 * i, 100.0
-        img = ground.copy()
-        _paint(img, x, y)
+        img = painted(ground, x, y)
         boxes = [_box(x, y)]
         if i >= 20:
             boxes.append(_box(x + rider[0], y + rider[1]))
-            if painted:
-                _paint(img, x + rider[0], y + rider[1])
+            if car_behind:
+                img = painted(img, x + rider[0], y + rider[1])
         b = np.array(boxes, np.float64)
         trk.update(Detections(b, np.ones(len(b)), np.zeros(len(b)), frame_index=i, pts=i / FPS,
                               homography=np.eye(3)), img)  # a still camera
@@ -65,8 +51,8 @@ def test_bare_ground_riding_just_behind_a_car_is_no_track_but_a_car_there_is() -
     behind = (-38.0, 0.0)  # 8 px behind the car, same size, same speed
     assert len(_tracks(TrackerConfig(), behind)) == 1  # ground: what it shows stays put
     assert len(_tracks(TrackerConfig(ghost_pad=0.0), behind)) == 2  # before: a track of bare ground
-    assert len(_tracks(TrackerConfig(), behind, painted=True)) == 2  # a car following closely is a car
+    assert len(_tracks(TrackerConfig(), behind, car_behind=True)) == 2  # a car following closely is a car
 
 
 def test_a_car_following_with_a_gap_is_a_car() -> None:
-    assert len(_tracks(TrackerConfig(), (-60.0, 0.0), painted=True)) == 2  # 30 px behind it
+    assert len(_tracks(TrackerConfig(), (-60.0, 0.0), car_behind=True)) == 2  # 30 px behind it

@@ -7,25 +7,13 @@ the truck): a second marker trailing every vehicle it happens to, and a false tr
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from kestrel.ped.records import Detections
 from kestrel.ped.track import Tracker, TrackerConfig
+from tests.track_support import painted, scene
 
 FPS = 30.0
-
-
-def _ground(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.asarray(cv2.GaussianBlur(rng.integers(20, 200, (240, 400), dtype=np.uint8), (0, 0), 1.5), np.uint8)
-
-
-def _paint(img: np.ndarray, x: float, y: float) -> None:
-    """A 30x14 car (light body, dark windscreen) with its centre at (x, y)."""
-    x0, y0 = int(round(x - 15)), int(round(y - 7))
-    img[y0:y0 + 14, x0:x0 + 30] = 210
-    img[y0 + 3:y0 + 11, x0 + 18:x0 + 23] = 40
 
 
 def _box(x: float, y: float, back: float = 0.0) -> list[float]:
@@ -45,12 +33,11 @@ def test_a_second_track_held_behind_anothers_vehicle_ends() -> None:
     box 7 px behind it (IoU 0.62; a box that lags its vehicle). Both become tracks. Then only the
     car's box comes: the lagging track finds its look on the car, moving with the other track's
     detection. It ends there instead of being held on the car for `hold_s` beside the other."""
-    ground = _ground(3)
+    ground = scene(np.random.default_rng(3))
     frames = []
     for i in range(150):
         x = 60 + 0.5 * i
-        img = ground.copy()
-        _paint(img, x, 120)
+        img = painted(ground, x, 120)
         boxes = [_box(x, 120), _box(x, 120, back=7.0)] if i < 60 else [_box(x, 120)]
         frames.append((boxes, img))
     # (the riding-box test, `companion_touch`, would not let the second track confirm: off here)
@@ -75,7 +62,7 @@ def test_a_stopped_car_is_still_held_while_another_drives_past_it() -> None:
     box over the stopped car's for about 15 frames. The stopped car's track does not move with the
     other's detection: it coasts through the pass without held points, is held again after it and
     keeps its id. Ending every held track on another's detection would end it at the pass."""
-    ground = _ground(5)
+    ground = scene(np.random.default_rng(5))
     xs = []
     x = 60.0
     for i in range(130):  # 15 px/s, brakes from frame 30 and stands from frame 50
@@ -84,11 +71,10 @@ def test_a_stopped_car_is_still_held_while_another_drives_past_it() -> None:
     frames = []
     for i, xa in enumerate(xs):
         xb = xs[-1] + 2.5 * (i - 80)  # 75 px/s, over the stopped car around frame 80
-        img = ground.copy()
-        _paint(img, xa, 120)
+        img = painted(ground, xa, 120)
         boxes = [] if i >= 40 else [_box(xa, 120)]
         if 20 < xb < 380:
-            _paint(img, xb, 123)
+            img = painted(img, xb, 123)
             boxes.append(_box(xb, 123))
         frames.append((boxes, img))
 
