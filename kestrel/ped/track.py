@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -223,42 +223,36 @@ class TrackerConfig:
     @classmethod
     def second_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default before the third pass of issue 9 (no parts, no gather, any host), to measure against."""
-        return cls(require_motion=require_motion, part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf,
-                   min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0, knot_overlaps=0, back_s=0.0,
-                   edge_px=0.0, mover_corners=0.0, hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
+        return replace(cls.third_pass(require_motion), part_max_m=0.0, gather_slack=0.0, companion_seen_s=math.inf)
 
     @classmethod
     def third_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the third pass of issue 9 (before its fourth: no vehicle floor, pictures of
         the newest frame only), to measure against."""
-        return cls(require_motion=require_motion, min_vehicle_m=(0.0, 0.0), hold_late_frames=False, hold_min_seen_s=0.0,
-                   knot_overlaps=0, back_s=0.0, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0, ghost_pad=0.0)
+        return replace(cls.fourth_pass(require_motion), min_vehicle_m=(0.0, 0.0), hold_late_frames=False,
+                       hold_min_seen_s=0.0, knot_overlaps=0)
 
     @classmethod
     def fourth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fourth pass of issue 9 (before back-fill), to measure against."""
-        return cls(require_motion=require_motion, back_s=0.0, edge_px=0.0, mover_corners=0.0,
-                   hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
+        return replace(cls.fifth_pass(require_motion), back_s=0.0)
 
     @classmethod
     def fifth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the fifth pass of issue 9 (back-fill; before border births), to measure against."""
-        return cls(require_motion=require_motion, edge_px=0.0, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0, ghost_pad=0.0)
+        return replace(cls.sixth_pass(require_motion), edge_px=0.0)
 
     @classmethod
     def sixth_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the sixth pass of issue 9 (border births; motion tested on box centres
         only), to measure against."""
-        return cls(require_motion=require_motion, mover_corners=0.0, hold_taken=0.0,
-                   companion_touch=0.0, ghost_pad=0.0)
+        return replace(cls.seventh_pass(require_motion), mover_corners=0.0)
 
     @classmethod
     def seventh_pass(cls, require_motion: bool = True) -> TrackerConfig:
         """The default after the seventh pass of issue 9 (box corners in the motion test; holds
         anywhere, even on another track's detection; companions only smaller than their host), to
-        measure against."""
+        measure against. Each earlier pass is the next one with its own knobs off."""
         return cls(require_motion=require_motion, hold_taken=0.0, companion_touch=0.0, ghost_pad=0.0)
 
     @classmethod
@@ -572,12 +566,8 @@ class Tracker:
                 continue
             reach = float(max(size))
             drift = float(np.max(np.hypot(*(offs - offs[0]).T)))
-            if confirmed and self.cfg.companion_touch > 0 and drift <= self.cfg.companion_drift * reach:
-                if float(np.median([_touch(a, b) for a, b in pairs])) >= self.cfg.companion_touch:
-                    small = True  # any size: its box lies on the host's, riding with it
-                elif (self.cfg.ghost_pad > 0 and float(np.median([_touch(a, b, self.cfg.ghost_pad) for a, b in pairs]))
-                      >= self.cfg.companion_touch and not self._own_look(lv, t)):
-                    small = True  # just beside it, and no look of its own moves with its box: a ghost
+            if not small and confirmed and self.cfg.companion_touch > 0 and drift <= self.cfg.companion_drift * reach:
+                small = self._rides_on(lv, pairs, t)  # any size, on or just beside the host's box
             if (small and confirmed and drift <= self.cfg.companion_drift * reach
                     and float(np.median(np.hypot(offs[:, 0], offs[:, 1]))) <= self.cfg.companion_reach * reach):
                 companion = True
@@ -597,13 +587,23 @@ class Tracker:
                 return True
         return False
 
+    def _rides_on(self, lv: _Live, pairs: list[tuple[F64, F64]], t: float) -> bool:
+        """Does tentative `lv`'s box (its boxes paired with a host's, same frames) lie on the host's
+        box (`companion_touch`), or just beside it without a look of its own that moves with it (a
+        ghost, `ghost_pad`)?"""
+        if float(np.median([_touch(a, b) for a, b in pairs])) >= self.cfg.companion_touch:
+            return True
+        return (self.cfg.ghost_pad > 0
+                and float(np.median([_touch(a, b, self.cfg.ghost_pad) for a, b in pairs])) >= self.cfg.companion_touch
+                and not self._own_look(lv, t))
+
     def _own_look(self, lv: _Live, t: float) -> bool:
         """Does what tentative `lv`'s newest box shows move along with the box over the last
         `ghost_frames` frames (`backfill.look_moves`)? A car following another does; the ghost of
         where a vehicle just was does not (ground), nor does a box too erratic to follow."""
-        ring, img = self._ring, self._image
-        if ring is None or img is None or not lv.obs or lv.obs[-1][0] != t or not ring.frames:
-            return False
+        ring = self._ring
+        if ring is None or not ring.frames or not lv.obs or lv.obs[-1][0] != t:
+            return False  # no pictures (the ring is emptied on a frame without one), or not seen now
         box = np.asarray(lv.obs[-1][1], np.float64)
         n = min(self.cfg.ghost_frames, int(round((t - lv.obs[0][0]) / self.cfg.default_dt)))
         vel = self._pixel_velocity(lv, t)
