@@ -178,3 +178,9 @@ def test_cli_score_prints_a_table_and_rejects_missing_and_bad_files(tmp_path, ca
     assert main(["ped", "score", str(ts), str(partial)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"kestrel: error: {partial}: not a truth file") and "\n" not in err
+    # no frames at all is no truth either; a bad second pair fails before the first pair's run (no table)
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"frames": []}')
+    assert main(["ped", "score", str(ts), str(truth), str(ts), str(empty)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"kestrel: error: {empty}: not a truth file (no frames)"

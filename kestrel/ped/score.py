@@ -50,10 +50,13 @@ def load_truth(path: str | Path) -> list[TruthFrame]:
     """The truth frames of a `kestrel fmv synth --truth` file. Raises BadInput (naming the file) for
     anything else: not JSON, or JSON without the frames and targets the generator writes."""
     try:
-        return _truth_frames(json.loads(Path(path).read_text()))
+        frames = _truth_frames(json.loads(Path(path).read_text()))
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         what = "not JSON" if isinstance(exc, json.JSONDecodeError) else f"not a truth file ({type(exc).__name__}: {exc})"
         raise BadInput(f"{path}: {what}") from exc
+    if not frames:
+        raise BadInput(f"{path}: not a truth file (no frames)")
+    return frames
 
 
 def _truth_frames(doc: Any) -> list[TruthFrame]:
@@ -294,11 +297,11 @@ COLUMNS = ("precision", "recall", "IDF1", "MOTA", "IDsw", "false_tracks_per_min"
            "late_targets", "ground_err_med_m", "tracks", "targets")
 
 
-def score_clip(clip: str | Path, truth: str | Path, *, detector: str = "mti", iou_gate: float = 0.3) -> tuple[Score, Any]:
-    """Run PED on a clip and score it: (Score, PedResult)."""
+def score_clip(clip: str | Path, truth: str | Path | list[TruthFrame], *, detector: str = "mti", iou_gate: float = 0.3) -> tuple[Score, Any]:
+    """Run PED on a clip and score it against `truth` (a truth file, or its frames): (Score, PedResult)."""
     from kestrel.ped.pipeline import run
 
-    gt = load_truth(truth)  # a bad truth file fails before the run, not after it
+    gt = load_truth(truth) if isinstance(truth, str | Path) else truth  # a bad file fails before the run
     res = run(clip, detector=detector)
     return score(res.tracks, gt, iou_gate=iou_gate, delay_frames=res.delay_frames, emitted_at=res.emitted_at), res
 
@@ -329,10 +332,11 @@ def add_arguments(ap: Any) -> None:
 def run_cli(args: Any, error: Any) -> int:
     if len(args.pairs) % 2:
         error("give CLIP.ts TRUTH.json pairs")
+    truths = [load_truth(t) for t in args.pairs[1::2]]  # every truth file read before any PED run
     if not args.json:
         print("| clip | " + " | ".join(COLUMNS) + " |")
         print("|---" * (len(COLUMNS) + 1) + "|")
-    for clip, truth in zip(args.pairs[::2], args.pairs[1::2], strict=True):
+    for clip, truth in zip(args.pairs[::2], truths, strict=True):
         s, res = score_clip(clip, truth, detector=args.detector, iou_gate=args.iou)
         if args.json:
             print(json.dumps({"clip": str(clip), **s.row(), "fps": res.fps["end_to_end"],
